@@ -1,0 +1,1 @@
+"""Fitness evaluation: tasks (fitness/*.yaml), backends (hf, torch, vllm), evaluators."""

@@ -1,0 +1,1 @@
+"""The search loop, the durable run store, and evaluation pools (in process or Ray actors)."""
