@@ -1,0 +1,38 @@
+"""What the run store hands to readers (status, pareto, export): plain records, no Optuna types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class TrialRecord:
+    """One evaluated (or failed, or in-flight) candidate of a run."""
+
+    number: int                      # candidate id, unique within the run
+    state: str                       # "complete" | "failed" | "running"
+    genome: list[float]              # searcher coordinates
+    recipe: dict[str, Any]           # explicit recipe (see docs/ARCHITECTURE.md)
+    objectives: dict[str, float]     # objective name -> value used by the searcher
+    scores: dict[str, float] = field(default_factory=dict)             # task -> aggregate
+    item_scores: dict[str, list[float]] = field(default_factory=dict)  # task -> per item
+    timings: dict[str, float] = field(default_factory=dict)
+    worker: str = ""
+    error: str | None = None
+    seed: int | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+@dataclass
+class RunInfo:
+    """Run-level facts: what was searched, how, and toward which objectives."""
+
+    name: str
+    experiment: dict[str, Any]               # the validated experiment config as a dict
+    searcher: str
+    objectives: dict[str, str]               # objective name -> "maximize" | "minimize"
+    budget: int | None = None
+    started: datetime | None = None
