@@ -1,0 +1,64 @@
+"""The in-memory path: a recipe's tensors from resident sources, yielded or written in place.
+
+Uses the same plan and tensor functions as `merge_to_disk`, so the tensors are identical."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from evomerge.engine.merge import merged_tensors
+from evomerge.engine.plan import MergePlan, build_plan, check_compatible
+from evomerge.engine.resident import ResidentSources
+from evomerge.errors import CheckpointError
+from evomerge.recipe import DataflowRecipe, ParameterRecipe, Recipe
+
+
+def resident_plan(recipe: ParameterRecipe, sources: ResidentSources) -> tuple[MergePlan, list]:
+    refs = ([("base", recipe.base)] if recipe.base else []) + [
+        (f"sources[{i}] ({s.model})", s.model) for i, s in enumerate(recipe.sources)]
+    models = [(label, sources.model(ref)) for label, ref in refs]
+    key = tuple(m.path for _, m in models)
+    if key not in sources.checked:  # names/shapes checked once per combination of models
+        sources.checked[key] = check_compatible(models)
+    plan = build_plan(recipe, models[:1], names=sources.checked[key])
+    return plan, [m for _, m in models]
+
+
+def materialize_tensors(recipe: Recipe, sources: ResidentSources, *, clone: bool = False
+                        ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, merged tensor in the output dtype). Unless `clone`, a yielded tensor may be
+    a reused buffer, valid until the next one is requested: consume it immediately."""
+    if isinstance(recipe, DataflowRecipe):
+        from evomerge.engine import dataflow  # written with the data-flow genome
+
+        yield from dataflow.materialize_tensors(recipe, sources)
+        return
+    plan, models = resident_plan(recipe, sources)
+    base = models[0].get if recipe.base else None
+    srcs = [m.get for m in (models[1:] if recipe.base else models)]
+    with torch.inference_mode():
+        for name, result in merged_tensors(plan, base, srcs, sources.workspace):
+            t = result.to(plan.out_dtypes[name])
+            yield name, t.clone() if clone and t is result else t
+
+
+def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.Module) -> None:
+    """Write the recipe's tensors into `model`'s existing parameters (no disk, no new model)."""
+    targets = dict(model.state_dict(keep_vars=True))
+    if isinstance(recipe, ParameterRecipe):
+        plan, _ = resident_plan(recipe, sources)
+        missing = [n for n in plan.names if n not in targets]
+        if missing:
+            raise CheckpointError(f"model has no parameter {missing[0]} (recipe's checkpoints do)")
+        covered = set(plan.names)
+        uncovered = [n for n, p in model.named_parameters() if n not in covered]
+        if uncovered:
+            raise CheckpointError(f"checkpoints lack the model's parameter {uncovered[0]}")
+    with torch.no_grad():
+        for name, t in materialize_tensors(recipe, sources):
+            target = targets[name]
+            if t.dtype != target.dtype and t.dtype != torch.float32:
+                t = t.to(target.dtype)
+            target.copy_(t)

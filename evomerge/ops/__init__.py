@@ -1,0 +1,128 @@
+"""Merge methods as data: each method declares its parameters here, its tensor math lives in a
+module of this package. The registry imports no torch, so recipes can be validated cheaply.
+
+A new method is one new module plus one `MethodSpec` line in `METHODS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+Scope = Literal["source", "global"]
+Kind = Literal["float", "bool", "choice"]
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    """One parameter of a method: where it is set, its type, default and allowed range."""
+
+    name: str
+    scope: Scope
+    kind: Kind = "float"
+    default: Any = None
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    layered: bool = True  # may vary by layer group / gradient across depth
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A merge method: its parameters and where its tensor function lives ("module:function")."""
+
+    name: str
+    function: str
+    params: tuple[ParamDef, ...]
+    needs_base: bool = True
+    sparsify: str | None = None  # magnitude | random | outliers (task-vector methods)
+    consensus: bool = False  # TIES sign election
+    min_sources: int = 1
+    max_sources: int | None = None
+    doc: str = ""
+    _fn: list = field(default_factory=list, compare=False, repr=False)
+
+    def param(self, name: str) -> ParamDef | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def source_params(self) -> tuple[ParamDef, ...]:
+        return tuple(p for p in self.params if p.scope == "source")
+
+    def global_params(self) -> tuple[ParamDef, ...]:
+        return tuple(p for p in self.params if p.scope == "global")
+
+    def fn(self) -> Callable:
+        """The tensor function, imported on first use (torch is only needed here)."""
+        if not self._fn:
+            module, attr = self.function.split(":")
+            self._fn.append(getattr(importlib.import_module(module), attr))
+        return self._fn[0]
+
+
+WEIGHT = ParamDef("weight", "source", default=1.0)
+DENSITY = ParamDef("density", "source", default=1.0, lo=0.0, hi=1.0)
+GAMMA = ParamDef("gamma", "source", default=0.01, lo=0.0, hi=1.0)
+LAMBDA = ParamDef("lambda", "global", default=1.0)
+RESCALES = ("none", "inverse_density", "l1")
+
+
+def _normalize(default: bool) -> ParamDef:
+    return ParamDef("normalize", "global", kind="bool", default=default, layered=False)
+
+
+def _rescale(default: str) -> ParamDef:
+    return ParamDef("rescale", "global", kind="choice", default=default, choices=RESCALES, layered=False)
+
+
+def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: str,
+                 extra: tuple[ParamDef, ...] = (), doc: str = "") -> MethodSpec:
+    params = (WEIGHT,) + ((DENSITY,) if sparsify else ()) + extra
+    params += (LAMBDA, _normalize(normalize), _rescale(rescale))
+    return MethodSpec(name, "evomerge.ops.task_vector:merge", params, sparsify=sparsify,
+                      consensus=consensus, doc=doc)
+
+
+# Defaults follow mergekit's for the same method names, so a mergekit config means the same
+# thing here; DARE's default rescale is the paper's 1/density (mergekit's is "l1").
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False,
+                   doc="weighted average of the sources (model soup)"),
+        _task_vector("task_arithmetic", None, False, False, "none", doc="base + lambda * sum w_k tau_k"),
+        _task_vector("ties", "magnitude", True, True, "none", doc="trim, elect sign, disjoint merge"),
+        _task_vector("dare_linear", "random", False, False, "inverse_density", doc="random drop + rescale"),
+        _task_vector("dare_ties", "random", True, False, "inverse_density", doc="DARE drop + TIES sign election"),
+        _task_vector("breadcrumbs", "outliers", False, False, "none", extra=(GAMMA,),
+                     doc="drop largest outliers and smallest entries"),
+        _task_vector("breadcrumbs_ties", "outliers", True, False, "none", extra=(GAMMA,),
+                     doc="breadcrumbs + TIES sign election"),
+        MethodSpec("slerp", "evomerge.ops.slerp:merge",
+                   (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
+                   needs_base=False, min_sources=1, max_sources=2,
+                   doc="spherical interpolation from base (t=0) to the other model (t=1)"),
+    )
+}
+
+
+@dataclass
+class TensorParams:
+    """Parameters of one merge resolved for one tensor (what the tensor functions read)."""
+
+    name: str
+    method: str
+    weights: list[float]
+    densities: list[float]
+    gammas: list[float]
+    globals: dict[str, Any]
+    seed: int = 0
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of a method by name; KeyError if unknown (recipe validation reports it)."""
+    return METHODS[name]

@@ -1,0 +1,370 @@
+"""Recipes: the explicit, serializable description of a merged model (see docs/ARCHITECTURE.md).
+
+Two kinds share one module so every part of evomerge speaks the same type:
+`ParameterRecipe` (merge tensors of aligned models) and `DataflowRecipe` (route a path of
+layers through several models). `load_recipe` reads either from YAML with one-line errors.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evomerge.errors import ConfigError
+from evomerge.ops import METHODS
+
+DTYPES = ("float32", "bfloat16", "float16")
+GROUPS = ("attn", "mlp", "embed", "head", "norm", "default")
+Number = Union[int, float]
+Layered = Union[Number, list[Number], dict[str, Union[Number, list[Number]]]]
+ParamValue = Union[bool, str, Layered]
+
+
+def _check_dtype(v: str | None) -> str | None:
+    if v is not None and v not in DTYPES:
+        raise ValueError(f"{v!r} is not one of {', '.join(DTYPES)}")
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _RecipeBase(_Strict):
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (defaults included, unset optionals left out)."""
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+class SourceSpec(_Strict):
+    """One input model with its per-source parameters (weight, density, ...)."""
+
+    model: str
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+
+
+class ParameterRecipe(_RecipeBase):
+    """Merge aligned models tensor by tensor with one method (linear, ties, dare_ties, ...)."""
+
+    kind: Literal["parameter"] = "parameter"
+    method: str
+    base: str | None = None
+    sources: list[SourceSpec]
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    dtype: str | None = None
+    seed: int = 0
+    tokenizer_source: Union[int, str, None] = None
+
+    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+
+    @model_validator(mode="after")
+    def _check(self) -> ParameterRecipe:
+        _check_parameter_recipe(self)
+        return self
+
+    def model_refs(self) -> list[str]:
+        """Every model the recipe reads, base first."""
+        return ([self.base] if self.base else []) + [s.model for s in self.sources]
+
+
+class DataflowSource(_Strict):
+    """A data-flow source: a model reference, or an inline parameter recipe (hybrid search)."""
+
+    model: str | None = None
+    recipe: ParameterRecipe | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DataflowSource:
+        if (self.model is None) == (self.recipe is None):
+            raise ValueError("give exactly one of 'model' or 'recipe'")
+        return self
+
+
+class Hop(_Strict):
+    """One layer of the path: `layer` of `source`, hidden state multiplied by `scale` on entry."""
+
+    source: int = Field(ge=0)
+    layer: int = Field(ge=0)
+    scale: float = 1.0
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"{v} is not a finite number")
+        return v
+
+
+class DataflowRecipe(_RecipeBase):
+    """A path of (source, layer, scale) hops; embeddings, final norm, head from one source."""
+
+    kind: Literal["dataflow"]
+    sources: list[DataflowSource] = Field(min_length=1)
+    embeddings_from: int = Field(default=0, ge=0)
+    layers: list[Hop] = Field(min_length=1)
+    dtype: str | None = None
+    seed: int = 0
+
+    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+
+    @model_validator(mode="after")
+    def _indices(self) -> DataflowRecipe:
+        n = len(self.sources)
+        if self.embeddings_from >= n:
+            raise ValueError(f"embeddings_from: {self.embeddings_from} but there are {n} sources")
+        for i, hop in enumerate(self.layers):
+            if hop.source >= n:
+                raise ValueError(f"layers[{i}].source: {hop.source} but there are {n} sources")
+        return self
+
+
+Recipe = Union[ParameterRecipe, DataflowRecipe]
+
+
+def _check_parameter_recipe(r: ParameterRecipe) -> None:
+    """Method-aware checks: known method, base present, parameter names, types and ranges."""
+    spec = METHODS.get(r.method)
+    if spec is None:
+        raise ValueError(f"method: unknown method {r.method!r} (known: {', '.join(METHODS)})")
+    n = len(r.sources)
+    if n < 1:
+        raise ValueError("sources: at least one source is required")
+    if spec.name == "slerp":
+        if (r.base is None and n != 2) or (r.base is not None and n != 1):
+            raise ValueError("sources: slerp takes a base and one source, or two sources without base")
+    elif spec.needs_base and r.base is None:
+        raise ValueError(f"base: method {r.method} needs a base model")
+    elif not spec.needs_base and r.base is not None:
+        raise ValueError(f"base: method {r.method} does not use a base model; remove it")
+    for key, value in r.parameters.items():
+        _check_value(spec, key, value, "parameters", per_source=False)
+    for i, src in enumerate(r.sources):
+        for key, value in src.parameters.items():
+            _check_value(spec, key, value, f"sources[{i}].parameters", per_source=True)
+    for p in spec.params:
+        if p.required and p.scope == "global" and p.name not in r.parameters:
+            raise ValueError(f"parameters.{p.name}: required by method {r.method}")
+    ts = r.tokenizer_source
+    if isinstance(ts, int) and not 0 <= ts < n:
+        raise ValueError(f"tokenizer_source: index {ts} but there are {n} sources")
+    if ts == "base" and r.base is None:
+        raise ValueError("tokenizer_source: 'base' but the recipe has no base")
+
+
+def _check_value(spec, key: str, value: Any, where: str, per_source: bool) -> None:
+    p = spec.param(key)
+    path = f"{where}.{key}"
+    if p is None:
+        raise ValueError(f"{path}: method {spec.name} has no parameter {key!r} "
+                         f"(it takes: {', '.join(q.name for q in spec.params)})")
+    if per_source and p.scope == "global":
+        raise ValueError(f"{path}: {key!r} is a global parameter of {spec.name}; set it under parameters")
+    if p.kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: {value!r} is not true/false")
+        return
+    if p.kind == "choice":
+        if not isinstance(value, str) or value not in p.choices:
+            raise ValueError(f"{path}: {value!r} is not one of {', '.join(p.choices)}")
+        return
+    for sub, number in _numbers(value, path):
+        if not math.isfinite(number):
+            raise ValueError(f"{sub}: {number} is not a finite number")
+        if (p.lo is not None and number < p.lo) or (p.hi is not None and number > p.hi):
+            raise ValueError(f"{sub}: {number} is outside [{p.lo:g}, {p.hi:g}]")
+
+
+def _numbers(value: Any, path: str):
+    """(path, number) for every number in a layered value; ValueError on a wrong shape."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(f"{path}: {value!r} is not a number, list or group mapping")
+    if isinstance(value, (int, float)):
+        yield path, float(value)
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError(f"{path}: empty list")
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{path}[{i}]: {v!r} is not a number")
+            yield f"{path}[{i}]", float(v)
+    elif isinstance(value, dict):
+        for group, v in value.items():
+            if group not in GROUPS:
+                raise ValueError(f"{path}.{group}: unknown layer group (known: {', '.join(GROUPS)})")
+            if isinstance(v, dict):
+                raise ValueError(f"{path}.{group}: groups do not nest")
+            yield from _numbers(v, f"{path}.{group}")
+
+
+# ---- parameter values per tensor -------------------------------------------------------------
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def layer_index(tensor_name: str) -> int | None:
+    """Block index of a tensor (`model.layers.7.mlp...` -> 7), None outside the blocks."""
+    m = _LAYER.search(tensor_name)
+    return int(m.group(1)) if m else None
+
+
+def tensor_group(tensor_name: str) -> str:
+    """Layer group of a tensor (Llama-style names), most specific first."""
+    if "self_attn" in tensor_name:
+        return "attn"
+    if ".mlp." in tensor_name:
+        return "mlp"
+    if "embed_tokens" in tensor_name:
+        return "embed"
+    if "lm_head" in tensor_name:
+        return "head"
+    if "norm" in tensor_name:
+        return "norm"
+    return "default"
+
+
+def depth_position(tensor_name: str, num_layers: int) -> float:
+    """Where a tensor sits in depth for gradients: layer i -> i/(L-1); outside blocks -> 0.
+
+    Matches mergekit 0.1.5 (embeddings, final norm and head all read a gradient's first value;
+    a single-layer model reads its last value).
+    """
+    i = layer_index(tensor_name)
+    if i is None:
+        return 0.0
+    return i / (num_layers - 1) if num_layers > 1 else 1.0
+
+
+def interpolate(values: list[float], t: float) -> float:
+    """A gradient list read at depth t in [0, 1], linear between neighbouring values."""
+    scaled = t * (len(values) - 1)
+    i0 = int(scaled)
+    i1 = min(len(values) - 1, i0 + 1)
+    frac = scaled - i0
+    return (1 - frac) * values[i0] + frac * values[i1]
+
+
+def evaluate(value: ParamValue, group: str, t: float) -> Any:
+    """A parameter value for one tensor; None when a group mapping does not cover the group."""
+    if isinstance(value, dict):
+        value = value.get(group, value.get("default"))
+        if value is None:
+            return None
+    if isinstance(value, list):
+        return interpolate([float(v) for v in value], t)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def resolve_model_ref(ref: str, relative_to: Path | None = None) -> Path:
+    """A model reference as a local directory: `zoo:NAME` via evomerge.zoo, else a path."""
+    if ref.startswith("zoo:"):
+        try:
+            from evomerge.zoo import resolve
+        except ImportError:  # zoo module not built yet: its documented default location
+            root = os.environ.get("EVOMERGE_ZOO") or Path.home() / ".cache" / "evomerge" / "zoo"
+            return Path(root) / ref[4:]
+        return Path(resolve(ref))
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and relative_to is not None:
+        path = relative_to / path
+    return path
+
+
+def _absolutize(data: Any, folder: Path) -> Any:
+    """Rewrite relative local model paths against the YAML file's folder (zoo refs stay)."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if k in ("model", "base") and isinstance(v, str) and not v.startswith("zoo:"):
+                v = str(resolve_model_ref(v, folder))
+            elif k == "tokenizer_source" and isinstance(v, str) and v != "base":
+                v = str(resolve_model_ref(v, folder))
+            out[k] = _absolutize(v, folder)
+        return out
+    if isinstance(data, list):
+        return [_absolutize(v, folder) for v in data]
+    return data
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """The first pydantic error as one line: `prefix: field.path: what is wrong`."""
+    e = err.errors()[0]
+    parts = []
+    for part in e["loc"]:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        elif part not in ("ParameterRecipe", "DataflowRecipe"):
+            parts.append(str(part))
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "missing":
+        msg = "required field is missing"
+    elif e["type"] == "extra_forbidden":
+        msg = "unknown field"
+    loc = ".".join(parts)
+    line = f"{loc}: {msg}" if loc else msg
+    return f"{prefix}: {line}" if prefix else line
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+    """Validate a dict as a recipe (either kind); ConfigError with one line on failure."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at top level, got {type(data).__name__}")
+    kind = data.get("kind", "parameter")
+    model = {"parameter": ParameterRecipe, "dataflow": DataflowRecipe}.get(kind)
+    if model is None:
+        raise ConfigError(f"{source}: kind: {kind!r} is not 'parameter' or 'dataflow'")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """safe_load a YAML file; ConfigError naming the file when missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', None) or err}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe YAML; relative model paths resolve against the file's folder."""
+    path = Path(path)
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = _absolutize(data, path.resolve().parent)
+    return parse_recipe(data, str(path))
+
+
+def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
+    """A recipe from our YAML or from a mergekit config (detected by `merge_method`)."""
+    if format not in ("auto", "evomerge", "mergekit"):
+        raise ConfigError(f"--format: {format!r} is not auto, evomerge or mergekit")
+    if format == "evomerge":
+        return load_recipe(path)
+    data = read_yaml(path)
+    if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
+        from evomerge.mergekit_config import from_mergekit
+
+        return from_mergekit(data, Path(path))
+    return load_recipe(path)
