@@ -301,7 +301,8 @@ def _absolutize(data: Any, folder: Path) -> Any:
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """The first pydantic error as one line: `prefix: field.path: what is wrong`."""
-    e = err.errors()[0]
+    errors = err.errors()
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # typos first
     parts = []
     for part in e["loc"]:
         if isinstance(part, int) and parts:

@@ -1,0 +1,144 @@
+"""Merge operators on hand-computed cases and on their defining properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from evomerge.ops import METHODS, TensorParams, get_method
+from evomerge.ops.slerp import slerp_
+from evomerge.ops.sparsify import magnitude_, outliers_
+from evomerge.ops.task_vector import tensor_seed
+from evomerge.ops.workspace import Workspace
+
+
+def params(method: str, n: int, weights=None, density=1.0, gamma=0.0, seed=0, name="w", **glob):
+    spec = get_method(method)
+    g = {p.name: p.default for p in spec.global_params()}
+    g.update({k.replace("lam", "lambda") if k == "lam" else k: v for k, v in glob.items()})
+    return TensorParams(name, method, list(weights or [1.0] * n), [density] * n, [gamma] * n, g, seed)
+
+
+def run(method, base, tensors, p):
+    return get_method(method).fn()(base, tensors, p, Workspace()).clone()
+
+
+def test_linear_weighted_average_hand_case():
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([5.0, -2.0])
+    out = run("linear", None, [a, b], params("linear", 2, [1.0, 3.0]))
+    assert torch.allclose(out, torch.tensor([4.0, -1.0]))  # (a + 3b) / 4
+    out = run("linear", None, [a, b], params("linear", 2, [1.0, 3.0], normalize=False))
+    assert torch.allclose(out, torch.tensor([16.0, -4.0]))
+
+
+def test_task_arithmetic_hand_case():
+    base = torch.tensor([1.0, 1.0, 1.0])
+    a, b = base + torch.tensor([1.0, 0.0, -2.0]), base + torch.tensor([0.5, 1.0, 0.0])
+    out = run("task_arithmetic", base, [a, b], params("task_arithmetic", 2, [1.0, 2.0], lam=0.5))
+    assert torch.allclose(out, base + 0.5 * torch.tensor([2.0, 2.0, -2.0]))
+
+
+def test_ties_hand_case():
+    base = torch.zeros(4)
+    a = torch.tensor([3.0, -1.0, 0.5, -4.0])
+    b = torch.tensor([-1.0, -2.0, 1.0, 2.0])
+    # density 0.5 keeps the 2 largest |tau| per source: a -> [3, 0, 0, -4], b -> [0, -2, 0, 2]
+    # elected signs (sum): [+, -, +(0 counts +), -]; agreeing: a0, b1, none, a3
+    out = run("ties", base, [a, b], params("ties", 2, density=0.5))
+    assert torch.allclose(out, torch.tensor([3.0, -2.0, 0.0, -4.0]))
+    # without normalize the kept entries are summed, weighted
+    out = run("ties", base, [a, b], params("ties", 2, [2.0, 1.0], density=0.5, normalize=False))
+    assert torch.allclose(out, torch.tensor([6.0, -2.0, 0.0, -8.0]))
+
+
+def test_ties_single_source_full_density_is_task_arithmetic():
+    torch.manual_seed(0)
+    base, a = torch.randn(50), torch.randn(50)
+    ties = run("ties", base, [a], params("ties", 1, [0.7], normalize=False, lam=1.3))
+    ta = run("task_arithmetic", base, [a], params("task_arithmetic", 1, [0.7], lam=1.3))
+    assert torch.allclose(ties, ta)
+
+
+def test_magnitude_trim_keeps_exactly_the_largest():
+    torch.manual_seed(1)
+    d = torch.randn(1000)
+    kept = d.clone()
+    magnitude_(kept, 0.3, Workspace())
+    assert int((kept != 0).sum()) == 300
+    assert kept.abs().min() == 0 and d.abs()[kept != 0].min() >= d.abs()[kept == 0].max()
+
+
+def test_breadcrumbs_drops_outliers_and_small_entries():
+    d = torch.arange(1.0, 11.0)  # |d| = 1..10
+    outliers_(d, density=0.6, gamma=0.2, ws=Workspace())  # keep 6, drop top 2 and bottom 2
+    assert torch.equal(d, torch.tensor([0, 0, 3, 4, 5, 6, 7, 8, 0, 0.0]))
+    d = torch.arange(1.0, 11.0)
+    outliers_(d, density=0.9, gamma=0.2, ws=Workspace())  # both cannot fit: only 1 outlier dropped
+    assert torch.equal(d, torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 0.0]))
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties"])
+def test_dare_is_seeded_by_tensor_name_and_reproducible(method):
+    torch.manual_seed(2)
+    base, a, b = torch.randn(400), torch.randn(400), torch.randn(400)
+    p = params(method, 2, density=0.4, seed=7, name="model.layers.0.mlp.up_proj.weight")
+    first = run(method, base, [a, b], p)
+    run(method, base, [b, a], params(method, 2, density=0.4, seed=7, name="other"))  # other draws between
+    assert torch.equal(first, run(method, base, [a, b], p))
+    assert not torch.equal(first, run(method, base, [a, b], params(method, 2, density=0.4, seed=8,
+                                                                     name="model.layers.0.mlp.up_proj.weight")))
+    assert tensor_seed(7, "x", 0) != tensor_seed(7, "x", 1) != tensor_seed(7, "y", 0)
+
+
+def test_dare_drops_the_right_fraction_and_preserves_expectation():
+    torch.manual_seed(3)
+    n = 20000
+    base, a = torch.zeros(n), torch.randn(n)
+    out = run("dare_linear", base, [a], params("dare_linear", 1, density=0.25))
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.25) < 0.02
+    assert torch.allclose(out[kept], a[kept] * 4)  # survivors rescaled by 1 / (1 - p)
+    mean = torch.stack([run("dare_linear", base, [a], params("dare_linear", 1, density=0.25, seed=s))
+                        for s in range(200)]).mean(0)
+    # E[out] = tau: the error of a mean of 200 draws is about |tau| * sqrt(3 / 200)
+    assert (mean - a).abs().mean() < 0.15 * a.abs().mean()
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties", "ties", "breadcrumbs"])
+def test_sparsifying_methods_at_density_one_reduce_to_their_combination(method):
+    torch.manual_seed(4)
+    base, a, b = torch.randn(64), torch.randn(64), torch.randn(64)
+    out = run(method, base, [a, b], params(method, 2, [0.6, 0.9], density=1.0, normalize=False))
+    consensus = get_method(method).consensus
+    plain = "ties" if consensus else "task_arithmetic"
+    ref = run(plain, base, [a, b], params(plain, 2, [0.6, 0.9], normalize=False))
+    assert torch.allclose(out, ref)
+
+
+def test_l1_rescale_matches_the_norm_of_the_task_vector():
+    torch.manual_seed(5)
+    base, a = torch.zeros(1000), torch.randn(1000)
+    out = run("dare_linear", base, [a], params("dare_linear", 1, density=0.3, rescale="l1"))
+    assert math.isclose(out.abs().sum().item(), a.abs().sum().item(), rel_tol=1e-4)
+
+
+def test_slerp_endpoints_colinear_fallback_and_arc():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert torch.allclose(slerp_(a.clone(), b, 0.0), a)
+    assert torch.allclose(slerp_(a.clone(), b, 1.0), b, atol=1e-6)
+    mid = slerp_(a.clone(), b, 0.5)
+    assert torch.allclose(mid, torch.tensor([1.0, 1.0]) / math.sqrt(2))  # on the arc, not the chord
+    c = torch.tensor([2.0, 2.0])
+    assert torch.allclose(slerp_(torch.tensor([1.0, 1.0]), c, 0.25), torch.tensor([1.25, 1.25]))
+
+
+def test_every_registered_method_runs_and_keeps_the_base_when_sources_equal_it():
+    torch.manual_seed(6)
+    base = torch.randn(3, 5)
+    for name, spec in METHODS.items():
+        n = 1 if name == "slerp" else 2
+        kw = {"t": 0.3} if name == "slerp" else {}
+        out = run(name, base, [base.clone() for _ in range(n)], params(name, n, density=0.5, **kw))
+        assert torch.allclose(out, base, atol=1e-6), name
