@@ -1,0 +1,95 @@
+"""Where a run stands: counts, best per objective, elapsed time and throughput.
+
+Computed from the store's records only, so it works while the run is still writing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from rich.table import Table
+
+from evomerge.report.summary import recipe_summary
+from evomerge.runtime.records import RunInfo, TrialRecord
+
+
+@dataclass
+class Best:
+    objective: str
+    direction: str
+    value: float
+    trial: int
+    summary: str
+
+
+@dataclass
+class RunStatus:
+    name: str
+    searcher: str
+    budget: int | None
+    done: int
+    failed: int
+    running: int
+    best: list[Best]
+    elapsed_s: float
+    per_hour: float                  # finished (done + failed) evaluations per hour
+    failures: list[tuple[str, int]] = field(default_factory=list)  # most common reasons
+    last_finished: datetime | None = None
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = None) -> RunStatus:
+    """Summarize ``trials``; elapsed runs to ``now`` while trials are in flight, else to the last finish."""
+    now = _aware(now or datetime.now(timezone.utc))
+    done = [t for t in trials if t.state == "complete"]
+    failed = [t for t in trials if t.state == "failed"]
+    running = [t for t in trials if t.state == "running"]
+    best = []
+    for name, direction in info.objectives.items():
+        scored = [(t.objectives[name], t) for t in done
+                  if name in t.objectives and math.isfinite(float(t.objectives[name]))]
+        if scored:
+            pick = max if direction == "maximize" else min
+            value, trial = pick(scored, key=lambda vt: (vt[0], -vt[1].number))
+            best.append(Best(name, direction, float(value), trial.number, recipe_summary(trial.recipe)))
+    starts = [_aware(t) for t in [info.started, *(t.started for t in trials)] if t is not None]
+    finishes = [_aware(t.finished) for t in done + failed if t.finished is not None]
+    last = max(finishes) if finishes else None
+    end = now if running or last is None else last
+    elapsed = max(0.0, (end - min(starts)).total_seconds()) if starts else 0.0
+    finished = len(done) + len(failed)
+    per_hour = finished / elapsed * 3600 if elapsed > 0 else 0.0
+    reasons = Counter((t.error or "unknown").splitlines()[0][:120] for t in failed).most_common(3)
+    return RunStatus(info.name, info.searcher, info.budget, len(done), len(failed), len(running),
+                     best, elapsed, per_hour, reasons, last)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def status_table(st: RunStatus) -> Table:
+    """Two-column table: facts first, then one row per objective's best trial."""
+    table = Table(title=f"run {st.name}", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    budget = f" of {st.budget}" if st.budget else ""
+    table.add_row("searcher", st.searcher)
+    table.add_row("evaluations", f"{st.done + st.failed}{budget} finished: {st.done} done, {st.failed} failed, {st.running} running")
+    table.add_row("elapsed", _duration(st.elapsed_s))
+    table.add_row("throughput", f"{st.per_hour:.1f} evaluations/hour ({st.per_hour / 60:.2f}/min)")
+    for b in st.best:
+        arrow = "↑" if b.direction == "maximize" else "↓"
+        table.add_row(f"best {b.objective} {arrow}", f"{b.value:.4g} (trial {b.trial}) {b.summary}")
+    for reason, count in st.failures:
+        table.add_row("failure", f"{count}× {reason}")
+    return table
