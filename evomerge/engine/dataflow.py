@@ -1,0 +1,214 @@
+"""Materialize a data-flow recipe: a stack of (source, layer, scale) hops as a plain HF model.
+
+Embeddings, final norm and head (and tokenizer, config) come from ``embeddings_from``; decoder
+layer k of the output is layer ``hops[k].layer`` of ``hops[k].source`` renamed to
+``model.layers.k``. Scales fold into weights: in a pre-norm transformer every block reads its
+input through an RMSNorm, which removes the residual stream's overall size, so multiplying the
+hidden state by s before hop k changes only how large later blocks' contributions are relative
+to it. Dividing the output projections (``o_proj``, ``down_proj``) of hop k and of every later
+hop by s is therefore the same model, exact up to the norms' epsilon (tests/test_dataflow_engine.py
+measures it). Inline parameter recipes (hybrid search) are merged in memory first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evomerge.errors import CheckpointError
+from evomerge.recipe import DataflowRecipe
+
+_LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
+OUTPUT_PROJECTIONS = ("self_attn.o_proj.", "mlp.down_proj.")
+MUST_MATCH = ("model_type", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "intermediate_size", "vocab_size", "rms_norm_eps", "hidden_act", "tie_word_embeddings")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class _Source:
+    """One data-flow source (anything with names/get/shape/dtype/config()/folder), indexed by layer."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.get: Callable[[str], torch.Tensor] = model.get
+        self.config: dict = model.config()
+        self.folder: Path = model.folder
+        self.layers: dict[int, list[tuple[str, str]]] = {}     # layer -> [(name, suffix)]
+        self.outside: list[str] = []
+        for n in model.names:
+            m = _LAYER.match(n)
+            if m:
+                self.layers.setdefault(int(m.group(2)), []).append((n, m.group(3)))
+            else:
+                self.outside.append(n)
+        self.prefix = next((_LAYER.match(n).group(1) for n in model.names if _LAYER.match(n)), "model.layers.")
+
+
+class _Merged:
+    """An inline parameter recipe's merged tensors, with the read interface of a checkpoint."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], like: Any) -> None:
+        self.tensors, self.names, self.folder, self._like = tensors, list(tensors), like.folder, like
+
+    def get(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.tensors[name].shape)
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self.tensors[name].dtype
+
+    def config(self) -> dict:
+        return self._like.config()
+
+
+def _open_sources(recipe: DataflowRecipe, resident: Any | None) -> list[_Source]:
+    """Model sources from resident memory (or lazily from disk); parameter recipes merged now."""
+    from evomerge.engine.materialize import materialize_tensors
+    from evomerge.engine.reader import CheckpointReader
+    from evomerge.engine.resident import ResidentSources
+    from evomerge.recipe import resolve_model_ref
+
+    needed = [r for s in recipe.sources if s.recipe is not None for r in s.recipe.model_refs()]
+    if resident is None and needed:
+        resident = ResidentSources.load(needed, dtype=torch.float32)
+    out = []
+    for src in recipe.sources:
+        if src.recipe is not None:
+            tensors = dict(materialize_tensors(src.recipe, resident, clone=True))
+            out.append(_Source(_Merged(tensors, resident.model(src.recipe.model_refs()[0]))))
+            continue
+        model = None
+        if resident is not None:
+            try:
+                model = resident.model(src.model)
+            except CheckpointError:
+                model = None
+        out.append(_Source(model or CheckpointReader(resolve_model_ref(src.model))))
+    return out
+
+
+def _check(recipe: DataflowRecipe, sources: list[_Source]) -> None:
+    ref = sources[recipe.embeddings_from]
+    for i, s in enumerate(sources):
+        for key in MUST_MATCH:
+            if s.config.get(key) != ref.config.get(key):
+                raise CheckpointError(f"sources[{i}]: config {key} = {s.config.get(key)!r} differs from the "
+                                      f"embeddings source's {ref.config.get(key)!r}; data-flow sources must share a shape")
+    for k, hop in enumerate(recipe.layers):
+        layer = sources[hop.source].layers.get(hop.layer)
+        if layer is None:
+            raise CheckpointError(f"layers[{k}]: source {hop.source} has no layer {hop.layer} "
+                                  f"(it has {len(sources[hop.source].layers)})")
+        if not any(suffix.startswith(OUTPUT_PROJECTIONS) for _, suffix in layer):
+            raise CheckpointError(f"layers[{k}]: no o_proj/down_proj tensors; data-flow merging needs a "
+                                  f"Llama-style pre-norm model")
+        if hop.scale <= 0:
+            raise CheckpointError(f"layers[{k}].scale: {hop.scale} must be > 0 to fold into the weights")
+
+
+def _plan(recipe: DataflowRecipe, sources: list[_Source]) -> list[tuple[str, int, str, float]]:
+    """(output name, source index, source name, divisor) for every output tensor, in order."""
+    emb = sources[recipe.embeddings_from]
+    plan = []
+    outside = [n for n in emb.outside if "norm" not in n and "lm_head" not in n]
+    plan += [(n, recipe.embeddings_from, n, 1.0) for n in outside]
+    cumulative = 1.0
+    for k, hop in enumerate(recipe.layers):
+        cumulative *= hop.scale
+        src = sources[hop.source]
+        for name, suffix in src.layers[hop.layer]:
+            div = cumulative if suffix.startswith(OUTPUT_PROJECTIONS) else 1.0
+            plan.append((f"{emb.prefix}{k}.{suffix}", hop.source, name, div))
+    plan += [(n, recipe.embeddings_from, n, 1.0) for n in emb.outside if n not in outside]
+    return plan
+
+
+def _tensors(recipe: DataflowRecipe, sources: list[_Source], plan: list) -> Iterator[tuple[str, torch.Tensor]]:
+    out_dtype = _DTYPES.get(recipe.dtype or "")
+    with torch.no_grad():
+        for out_name, s, name, div in plan:
+            t = sources[s].get(name)
+            dtype = out_dtype or t.dtype
+            if div != 1.0:
+                t = t.to(torch.float32) / div
+            yield out_name, t.to(dtype)
+
+
+def output_config(recipe: DataflowRecipe, sources: list[_Source]) -> dict[str, Any]:
+    """The embeddings source's config with the path's layer count (and per-layer types)."""
+    cfg = dict(sources[recipe.embeddings_from].config)
+    cfg["num_hidden_layers"] = len(recipe.layers)
+    if isinstance(cfg.get("layer_types"), list):
+        cfg["layer_types"] = [sources[h.source].config["layer_types"][h.layer] for h in recipe.layers]
+    if recipe.dtype:
+        cfg["dtype" if "dtype" in cfg else "torch_dtype"] = recipe.dtype
+    return cfg
+
+
+def materialize_tensors(recipe: DataflowRecipe, resident: Any | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of the output checkpoint; ``resident`` are ResidentSources or None (disk)."""
+    sources = _open_sources(recipe, resident)
+    _check(recipe, sources)
+    yield from _tensors(recipe, sources, _plan(recipe, sources))
+
+
+def build_model(recipe: DataflowRecipe, resident: Any | None = None, device: str | torch.device = "cpu"):
+    """The data-flow model in memory (an HF causal LM with ``len(recipe.layers)`` layers)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sources = _open_sources(recipe, resident)
+    _check(recipe, sources)
+    config = AutoConfig.for_model(**output_config(recipe, sources))
+    # cloned: the model must never alias the (resident) sources' tensors
+    state = {n: t.clone() for n, t in _tensors(recipe, sources, _plan(recipe, sources))}
+    with torch.device("meta"):  # no random init: every parameter comes from the sources
+        model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(state, strict=False, assign=True)
+    for name, module in list(model.named_modules()):
+        # non-persistent buffers (RoPE tables) are computed, not stored: rebuild their module
+        if name and any(b.is_meta for b in module.buffers(recurse=False)):
+            model.set_submodule(name, type(module)(config=model.config))
+    model.tie_weights()
+    meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise CheckpointError(f"data-flow model: no tensor for {meta[0]}")
+    return model.to(device).eval()
+
+
+def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = False,
+                  max_shard_bytes: int | None = None) -> Path:
+    """Write the data-flow model as a complete HF checkpoint (atomically)."""
+    from evomerge.engine.files import copy_side_files
+    from evomerge.engine.merge import RECIPE_FILE
+    from evomerge.engine.writer import DEFAULT_SHARD_BYTES, ShardedWriter, atomic_output_dir, check_output_dir
+
+    out = Path(out_dir)
+    check_output_dir(out, force)
+    sources = _open_sources(recipe, None)
+    _check(recipe, sources)
+    plan = _plan(recipe, sources)
+    out_dtype = _DTYPES.get(recipe.dtype or "")
+    layout = []
+    for out_name, s, name, _ in plan:
+        src = sources[s].model
+        layout.append((out_name, tuple(src.shape(name)), out_dtype or src.dtype(name)))
+    emb = sources[recipe.embeddings_from]
+    with atomic_output_dir(out, force) as tmp:
+        writer = ShardedWriter(tmp, layout, max_shard_bytes or DEFAULT_SHARD_BYTES)
+        try:
+            for name, t in _tensors(recipe, sources, plan):
+                writer.write(name, t)
+            writer.close()
+        finally:
+            writer.abort()
+        (tmp / "config.json").write_text(json.dumps(output_config(recipe, sources), indent=2) + "\n")
+        copy_side_files(emb.folder, emb.folder, tmp)
+        (tmp / RECIPE_FILE).write_text(recipe.to_yaml())
+    return out

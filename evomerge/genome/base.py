@@ -1,0 +1,117 @@
+"""What every search space offers: box bounds, a start point, and vector <-> recipe maps.
+
+A genome is only the searcher's coordinates; the recipe it maps to is what gets stored,
+materialized and exported. Spaces are built from YAML specs (search_spaces/*.yaml) plus the
+experiment's models, validated with pydantic so a bad file fails with one line.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from evomerge.errors import CheckpointError, ConfigError
+
+
+class Strict(BaseModel):
+    """Specs reject unknown fields so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Range(Strict):
+    """Bounds of one kind of gene and where the search starts."""
+
+    low: float
+    high: float
+    init: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.init is not None and not self.low <= self.init <= self.high:
+            raise ValueError(f"init ({self.init}) lies outside [{self.low}, {self.high}]")
+        return self
+
+    def start(self, fallback: float) -> float:
+        return float(self.init) if self.init is not None else float(np.clip(fallback, self.low, self.high))
+
+
+@dataclass(frozen=True)
+class Models:
+    """The experiment's models: an optional base (task-vector methods) and the sources."""
+
+    sources: tuple[str, ...]
+    base: str | None = None
+
+
+class SearchSpace(ABC):
+    """Maps vectors in the box [lower, upper] to recipes and back.
+
+    ``to_recipe(x)`` clips x into the box first. ``from_recipe`` inverts it: for parameter
+    spaces ``from_recipe(to_recipe(x)) == x`` for any x inside the box; for data-flow spaces
+    genes that a recipe does not show (unused slots' magnitudes, unused scales) come back at
+    canonical values, so there the round trip holds on the recipe side.
+    """
+
+    kind: str = "space"
+
+    @property
+    @abstractmethod
+    def lower(self) -> np.ndarray: ...
+
+    @property
+    @abstractmethod
+    def upper(self) -> np.ndarray: ...
+
+    @property
+    @abstractmethod
+    def x0(self) -> np.ndarray: ...
+
+    @property
+    def dim(self) -> int:
+        return int(self.lower.size)
+
+    @abstractmethod
+    def to_recipe(self, x: np.ndarray) -> Any:
+        """The explicit recipe (an evomerge.recipe object, or a plain dict) for genome x."""
+
+    @abstractmethod
+    def from_recipe(self, recipe: Any) -> np.ndarray:
+        """The genome of a recipe of this space's shape (ConfigError when it does not fit)."""
+
+    def clip(self, x: Any) -> np.ndarray:
+        v = np.asarray(x, dtype=float).reshape(-1)
+        if v.size != self.dim:
+            raise ConfigError(f"genome has length {v.size}, the {self.kind} space expects {self.dim}")
+        return np.clip(v, self.lower, self.upper)
+
+    def recipe_dict(self, x: np.ndarray) -> dict[str, Any]:
+        """The recipe for x as a plain JSON-able dict (what jobs and the store carry)."""
+        r = self.to_recipe(x)
+        return r if isinstance(r, dict) else r.to_dict()
+
+
+def num_layers(ref: str) -> int:
+    """Decoder layer count of a model reference, read from its config.json."""
+    from evomerge.recipe import resolve_model_ref
+
+    path = resolve_model_ref(ref) / "config.json"
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        hint = " (run `evomerge zoo build`)" if ref.startswith("zoo:") else ""
+        raise CheckpointError(f"{ref}: no config.json at {path}{hint}") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable config ({err})") from None
+    n = cfg.get("num_hidden_layers")
+    if not isinstance(n, int) or n < 1:
+        raise CheckpointError(f"{path}: num_hidden_layers missing or invalid")
+    return n

@@ -1,0 +1,217 @@
+"""Parameter-space genomes: a weight and a density per source, optionally per layer group.
+
+Evo-merge's PS search (TIES + DARE) evolved one density and one weight per source model and let
+weights sum to about 2, so bounds here never force weights to sum to 1. ``groups`` picks the
+granularity: ``model`` (one gene per source), ``blocks`` (embeddings, each block, head) or
+``attn_mlp`` (embeddings, attention and MLP of each block, head). The task-vector space is
+MAP's plain coefficient per expert.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from evomerge.errors import ConfigError
+from evomerge.genome.base import Models, Range, SearchSpace, Strict, num_layers
+
+Layout = Literal["model", "blocks", "attn_mlp"]
+
+
+class ParameterSpec(Strict):
+    kind: Literal["parameter"] = "parameter"
+    method: str = "dare_ties"
+    groups: Layout = "model"
+    weight: Range = Field(default_factory=lambda: Range(low=0.0, high=2.0, init=1.0))
+    density: Range = Field(default_factory=lambda: Range(low=0.1, high=1.0, init=0.5))
+    parameters: dict[str, Any] = Field(default_factory=dict)   # fixed global parameters
+    dtype: str | None = None
+    seed: int = 0
+
+    @field_validator("density")
+    @classmethod
+    def _density(cls, v: Range) -> Range:
+        if v.low < 0.0 or v.high > 1.0:
+            raise ValueError(f"density bounds [{v.low}, {v.high}] must lie within [0, 1]")
+        return v
+
+
+class TaskVectorSpec(Strict):
+    kind: Literal["task_vector"] = "task_vector"
+    coefficient: Range = Field(default_factory=lambda: Range(low=0.0, high=1.0, init=0.5))
+    dtype: str | None = None
+    seed: int = 0
+
+
+def _names(layout: Layout, n_layers: int) -> list[tuple[str, str]]:
+    """(group label, synthetic tensor name) per gene of one source parameter."""
+    if layout == "model":
+        return [("all", "model.layers.0.mlp.down_proj.weight")]
+    out = [("embed", "model.embed_tokens.weight")]
+    if layout == "blocks":
+        out += [(f"block{i}", f"model.layers.{i}.mlp.down_proj.weight") for i in range(n_layers)]
+    else:
+        out += [(f"attn{i}", f"model.layers.{i}.self_attn.o_proj.weight") for i in range(n_layers)]
+        out += [(f"mlp{i}", f"model.layers.{i}.mlp.down_proj.weight") for i in range(n_layers)]
+    return out + [("head", "lm_head.weight")]
+
+
+def _pack(layout: Layout, genes: list[float], n_layers: int) -> Any:
+    """Genes of one source parameter -> the recipe's layered value."""
+    if layout == "model":
+        return genes[0]
+    embed, head, body = genes[0], genes[-1], genes[1:-1]
+    if layout == "blocks":
+        return {"embed": embed, "default": body, "head": head}
+    attn, mlp = body[:n_layers], body[n_layers:]
+    # per-block norms (before attention / before MLP) follow the attention value
+    return {"embed": embed, "attn": attn, "mlp": mlp, "default": attn, "head": head}
+
+
+def _unpack(value: Any, layout: Layout, n_layers: int, fallback: float) -> list[float]:
+    """A recipe's layered value read back at each gene's tensor (the engine's own rules)."""
+    from evomerge.recipe import depth_position, evaluate, tensor_group
+
+    genes = []
+    for _, name in _names(layout, n_layers):
+        v = fallback if value is None else evaluate(value, tensor_group(name), depth_position(name, n_layers))
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            v = fallback
+        genes.append(float(v))
+    return genes
+
+
+class _SourceGenes(SearchSpace):
+    """Shared machinery: per source, per parameter, one block of genes in a fixed order."""
+
+    def __init__(self, models: Models, params: list[tuple[str, Range, float]], layout: Layout) -> None:
+        self.models = models
+        self.layout: Layout = layout
+        self.n_layers = num_layers(models.sources[0]) if layout != "model" else 1
+        self.params = params                       # (name, range, fallback)
+        self.genes_per = len(_names(layout, self.n_layers))
+        lo, hi, x0 = [], [], []
+        for _ in models.sources:
+            for _, rng, fb in params:
+                lo += [rng.low] * self.genes_per
+                hi += [rng.high] * self.genes_per
+                x0 += [rng.start(fb)] * self.genes_per
+        self._lo, self._hi, self._x0 = np.array(lo), np.array(hi), np.array(x0)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self._lo
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self._hi
+
+    @property
+    def x0(self) -> np.ndarray:
+        return self._x0
+
+    def gene_labels(self) -> list[str]:
+        """Readable names, e.g. ``s1.weight.block3`` (for reports and the dashboard)."""
+        return [f"s{k}.{p}.{g}" for k in range(len(self.models.sources)) for p, _, _ in self.params
+                for g, _ in _names(self.layout, self.n_layers)]
+
+    def _source_parameters(self, x: np.ndarray) -> list[dict[str, Any]]:
+        x = self.clip(x)
+        out, i = [], 0
+        for _ in self.models.sources:
+            params = {}
+            for name, _, _ in self.params:
+                params[name] = _pack(self.layout, [float(v) for v in x[i:i + self.genes_per]], self.n_layers)
+                i += self.genes_per
+            out.append(params)
+        return out
+
+    def _genes_from_sources(self, sources: list[Any]) -> np.ndarray:
+        if len(sources) != len(self.models.sources):
+            raise ConfigError(f"recipe has {len(sources)} sources, the search space has {len(self.models.sources)}")
+        genes: list[float] = []
+        for src in sources:
+            for name, _, fb in self.params:
+                genes += _unpack(src.parameters.get(name), self.layout, self.n_layers, fb)
+        return np.clip(np.array(genes, dtype=float), self._lo, self._hi)
+
+
+class ParameterSpace(_SourceGenes):
+    """TIES / DARE-style merges: weight (and density when the method sparsifies) per source."""
+
+    kind = "parameter"
+
+    def __init__(self, spec: ParameterSpec, models: Models) -> None:
+        from evomerge.ops import METHODS
+
+        method = METHODS.get(spec.method)
+        if method is None or method.param("weight") is None:
+            known = ", ".join(m for m, s in METHODS.items() if s.param("weight") is not None)
+            raise ConfigError(f"search_space.method: {spec.method!r} is not a weighted merge method (known: {known})")
+        if method.needs_base and models.base is None:
+            raise ConfigError(f"models.base: method {spec.method} needs a base model")
+        params = [("weight", spec.weight, 1.0)]
+        if method.param("density") is not None:
+            params.append(("density", spec.density, 1.0))
+        self.spec = spec
+        self.needs_base = method.needs_base
+        super().__init__(models, params, spec.groups)
+        self.to_recipe(self.x0)  # fixed parameters are validated now, not at the first candidate
+
+    def to_recipe(self, x: np.ndarray) -> Any:
+        from evomerge.recipe import parse_recipe
+
+        data: dict[str, Any] = {
+            "kind": "parameter", "method": self.spec.method,
+            "sources": [{"model": m, "parameters": p}
+                        for m, p in zip(self.models.sources, self._source_parameters(x))],
+            "parameters": dict(self.spec.parameters), "seed": self.spec.seed}
+        if self.needs_base:
+            data["base"] = self.models.base
+        if self.spec.dtype:
+            data["dtype"] = self.spec.dtype
+        return parse_recipe(data, "search_space")
+
+    def from_recipe(self, recipe: Any) -> np.ndarray:
+        from evomerge.recipe import parse_recipe
+
+        r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
+        if getattr(r, "kind", None) != "parameter":
+            raise ConfigError("recipe: a parameter-space genome needs a parameter recipe")
+        return self._genes_from_sources(r.sources)
+
+
+class TaskVectorSpace(_SourceGenes):
+    """theta = theta_base + sum_k c_k tau_k: one coefficient per expert (MAP's space)."""
+
+    kind = "task_vector"
+
+    def __init__(self, spec: TaskVectorSpec, models: Models) -> None:
+        if models.base is None:
+            raise ConfigError("models.base: the task_vector space needs a base model")
+        self.spec = spec
+        super().__init__(models, [("weight", spec.coefficient, 0.5)], "model")
+
+    def to_recipe(self, x: np.ndarray) -> Any:
+        from evomerge.recipe import parse_recipe
+
+        data: dict[str, Any] = {
+            "kind": "parameter", "method": "task_arithmetic", "base": self.models.base,
+            "sources": [{"model": m, "parameters": p}
+                        for m, p in zip(self.models.sources, self._source_parameters(x))],
+            "parameters": {"lambda": 1.0}, "seed": self.spec.seed}
+        if self.spec.dtype:
+            data["dtype"] = self.spec.dtype
+        return parse_recipe(data, "search_space")
+
+    def from_recipe(self, recipe: Any) -> np.ndarray:
+        from evomerge.recipe import parse_recipe
+
+        r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
+        if getattr(r, "kind", None) != "parameter":
+            raise ConfigError("recipe: a task-vector genome needs a parameter recipe")
+        lam = r.parameters.get("lambda", 1.0)
+        genes = self._genes_from_sources(r.sources)
+        return np.clip(genes * float(lam), self._lo, self._hi) if lam != 1.0 else genes
