@@ -1,0 +1,235 @@
+"""The durable run store: one Optuna study per run, one trial per candidate.
+
+Optuna's RDB storage (SQLite by default, any SQLAlchemy URL) holds everything, so
+optuna-dashboard can open a run. Our searcher drives; Optuna only stores. Writes, in order:
+
+1. ``add_candidate``: the trial is created RUNNING with candidate id, genome, recipe and its
+   ask sequence number in ONE transaction (a template trial), so a trial never exists half
+   described.
+2. ``finish``: the result (scores, per-item scores, timings, worker, error, tell sequence
+   number) goes into one user attribute, then the trial flips to COMPLETE (objective values as
+   the trial's values) or FAIL. The flip is what makes a result count: a trial killed between
+   the two writes is still RUNNING and is simply evaluated again.
+3. ``save_searcher_state``: the searcher's versioned JSON state with the sequence number of the
+   last event it has seen (one study attribute, overwritten).
+
+A SIGKILL between any two writes leaves a consistent prefix: on resume the searcher loads the
+saved state and replays, in sequence order, the asks and tells recorded after it (searchers are
+deterministic, so replayed asks reproduce the stored candidates). Readers get plain
+``TrialRecord`` / ``RunInfo`` objects and never see Optuna types.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from evomerge.errors import EvomergeError
+from evomerge.evaluate.result import EvalResult
+from evomerge.runtime.records import RunInfo, TrialRecord
+
+SCHEMA = 1
+RUN_FILE = "run.json"
+DB_FILE = "store.db"
+_STATES = {"COMPLETE": "complete", "FAIL": "failed", "RUNNING": "running",
+           "PRUNED": "failed", "WAITING": "running"}
+
+
+class StoreError(EvomergeError):
+    """The run store is missing, belongs to something else, or disagrees with the run."""
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def locate_run(run: str | Path, runs_dir: str | Path = "runs") -> tuple[str, str | None]:
+    """(storage URL, study name or None) for a run directory, run name, .db file or URL."""
+    text = str(run)
+    if "://" in text:
+        url, _, name = text.partition("#")
+        return url, name or None
+    for cand in (Path(text), Path(runs_dir) / text):
+        if cand.is_dir() and (cand / RUN_FILE).is_file():
+            try:
+                meta = json.loads((cand / RUN_FILE).read_text())
+                return str(meta["store"]), str(meta["name"])
+            except (OSError, ValueError, KeyError) as err:
+                raise StoreError(f"{cand / RUN_FILE}: unreadable run file ({err})") from None
+        if cand.is_dir() and (cand / DB_FILE).is_file():
+            return sqlite_url(cand / DB_FILE), None
+        if cand.is_file():
+            return sqlite_url(cand), None
+    raise StoreError(f"{text}: no such run (looked for a run directory, {Path(runs_dir) / text}, a .db file or a URL)")
+
+
+def write_run_file(run_dir: Path, url: str, name: str) -> None:
+    """runs/NAME/run.json: where the run's store lives (atomic write)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps({"name": name, "store": url}, indent=2) + "\n")
+    tmp.replace(run_dir / RUN_FILE)
+
+
+def _storage(url: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # sqlalchemy / driver errors: one line naming the URL
+        raise StoreError(f"store {url}: cannot open ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+class RunStore:
+    """Read and write one run; see the module docstring for the write protocol."""
+
+    def __init__(self, storage: Any, name: str, url: str) -> None:
+        import optuna
+
+        self.url, self.name = url, name
+        self._storage = storage
+        self.study = optuna.load_study(study_name=name, storage=storage)
+        self._meta = self.study.user_attrs.get("evomerge")
+        if not isinstance(self._meta, dict) or self._meta.get("schema") != SCHEMA:
+            raise StoreError(f"store {url}: study {name!r} is not an evomerge run (schema {SCHEMA})")
+        self._trial_of: dict[int, int] = {}   # candidate id -> Optuna trial id
+        for t in self.study.get_trials(deepcopy=False):
+            if "candidate_id" in t.user_attrs:
+                self._trial_of[int(t.user_attrs["candidate_id"])] = t._trial_id
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, url: str, name: str, experiment: dict[str, Any], searcher: str,
+               objectives: dict[str, str], budget: int | None, extra: dict[str, Any] | None = None) -> "RunStore":
+        """A new run; StoreError when the store already holds a run of that name."""
+        import optuna
+
+        storage = _storage(url)
+        if any(s.study_name == name for s in storage.get_all_studies()):
+            raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
+        directions = [objectives[k] for k in objectives]
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, still the way to name values
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(objectives))
+        meta = {"schema": SCHEMA, "experiment": experiment, "searcher": searcher, "objectives": objectives,
+                "budget": budget, "started": datetime.now().isoformat(timespec="seconds"), **(extra or {})}
+        study.set_user_attr("evomerge", meta)
+        return cls(storage, name, url)
+
+    @classmethod
+    def open(cls, run: str | Path, runs_dir: str | Path = "runs") -> "RunStore":
+        """Open an existing run by directory, name (under ``runs_dir``), .db file or URL[#name]."""
+        url, name = locate_run(run, runs_dir)
+        storage = _storage(url)
+        names = [s.study_name for s in storage.get_all_studies()]
+        if name is None:
+            if len(names) != 1:
+                raise StoreError(f"store {url}: holds {len(names)} runs; name one as URL#NAME ({', '.join(names)})")
+            name = names[0]
+        elif name not in names:
+            raise StoreError(f"store {url}: no run named {name!r}")
+        return cls(storage, name, url)
+
+    # -- readers -----------------------------------------------------------------------------
+    def info(self) -> RunInfo:
+        m = self._meta
+        started = datetime.fromisoformat(m["started"]) if m.get("started") else None
+        return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
+                       objectives=dict(m["objectives"]), budget=m.get("budget"), started=started)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    def trials(self) -> list[TrialRecord]:
+        """Every candidate of the run in candidate order (in-flight ones as ``running``)."""
+        out = [self._record(t) for t in self.study.get_trials(deepcopy=False) if "candidate_id" in t.user_attrs]
+        return sorted(out, key=lambda r: r.number)
+
+    def _record(self, t: Any) -> TrialRecord:
+        ua = t.user_attrs
+        res = ua.get("result") or {}
+        state = _STATES.get(t.state.name, "running")
+        objectives = {}
+        if t.values is not None:
+            objectives = dict(zip(self._meta["objectives"], (float(v) for v in t.values)))
+        return TrialRecord(number=int(ua["candidate_id"]), state=state, genome=list(ua.get("genome", [])),
+                           recipe=ua.get("recipe") or {}, objectives=objectives,
+                           scores=res.get("scores", {}) if state != "running" else {},
+                           item_scores=res.get("item_scores", {}) if state != "running" else {},
+                           timings=res.get("timings", {}) if state != "running" else {},
+                           worker=res.get("worker", "") if state != "running" else "",
+                           error=res.get("error") if state != "running" else None,
+                           seed=ua.get("seed"), started=t.datetime_start, finished=t.datetime_complete)
+
+    # -- writers -----------------------------------------------------------------------------
+    def has_candidate(self, cid: int) -> bool:
+        return int(cid) in self._trial_of
+
+    def add_candidate(self, cid: int, genome: list[float], recipe: dict[str, Any], seq: int,
+                      seed: int | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Create the candidate's trial, RUNNING and fully described, in one transaction."""
+        from optuna.trial import FrozenTrial, TrialState
+
+        if int(cid) in self._trial_of:
+            raise StoreError(f"store {self.url}: candidate {cid} exists already")
+        attrs = {"candidate_id": int(cid), "genome": [float(v) for v in genome], "recipe": recipe,
+                 "ask_seq": int(seq), "seed": seed, "meta": meta or {}}
+        template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+                               datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
+                               system_attrs={}, intermediate_values={}, trial_id=-1)
+        self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+
+    def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int) -> None:
+        """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL."""
+        from optuna.trial import TrialState
+
+        tid = self._trial_of.get(int(cid))
+        if tid is None:
+            raise StoreError(f"store {self.url}: no trial for candidate {cid}")
+        error = result.error
+        if error is None and (objectives is None or not all(math.isfinite(v) for v in objectives)):
+            error = f"non-finite objective values {objectives}"
+        payload = {"scores": result.scores, "item_scores": result.item_scores, "timings": result.timings,
+                   "worker": result.worker, "error": error, "tell_seq": int(seq)}
+        self._storage.set_trial_user_attr(tid, "result", payload)
+        number = self._storage.get_trial_number_from_id(tid)
+        if error is None:
+            self.study.tell(number, values=list(objectives))
+        else:
+            self._storage.set_trial_system_attr(tid, "fail_reason", error)
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def save_searcher_state(self, state: dict[str, Any], seq: int) -> None:
+        self._storage.set_study_user_attr(self.study._study_id, "searcher_state", {"seq": int(seq), "state": state})
+
+    def searcher_state(self) -> tuple[int, dict[str, Any]] | None:
+        """(sequence number, state) of the last saved searcher state, or None."""
+        saved = self._storage.get_study_user_attrs(self.study._study_id).get("searcher_state")
+        return None if saved is None else (int(saved["seq"]), saved["state"])
+
+    def update_meta(self, **changes: Any) -> None:
+        self._meta = {**self._meta, **changes}
+        self._storage.set_study_user_attr(self.study._study_id, "evomerge", self._meta)
+
+    def events(self) -> list[tuple[int, str, TrialRecord]]:
+        """Every durable ask and tell as (seq, "ask" | "tell", record), in sequence order.
+
+        A tell counts only when its trial has flipped to a finished state.
+        """
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            if "candidate_id" not in ua:
+                continue
+            rec = self._record(t)
+            out.append((int(ua["ask_seq"]), "ask", rec))
+            if rec.state != "running":
+                out.append((int(ua["result"]["tell_seq"]), "tell", rec))
+        return sorted(out, key=lambda e: e[0])
