@@ -1,0 +1,365 @@
+"""mergekit configs <-> evomerge recipes.
+
+`from_mergekit` reads a mergekit YAML (as a dict) into our Recipe with mergekit 0.1.5's
+meaning: parameter fallbacks (model -> global -> default), gradient lists over depth,
+`filter` conditions on self_attn / mlp / embed_tokens / lm_head / norm, `slices` that merge
+aligned layer ranges (-> per-layer values) or stack single-model slices with `passthrough`
+(-> a data-flow recipe). Anything else is refused with one line naming it; never a silently
+different merge. `to_mergekit` writes a parameter recipe as a mergekit config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evomerge.errors import ConfigError
+from evomerge.ops import METHODS, get_method
+from evomerge.recipe import (
+    GROUPS, DataflowRecipe, ParameterRecipe, Recipe, interpolate, parse_recipe, resolve_model_ref,
+)
+
+TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
+            "tokenizer_source"}
+FILTERS = {"self_attn": "attn", "mlp": "mlp", "embed_tokens": "embed", "lm_head": "head", "norm": "norm"}
+GROUP_FILTERS = {v: k for k, v in FILTERS.items()}
+# a tensor of each group, to evaluate mergekit's substring filters on
+PROBES = {"attn": "model.layers.0.self_attn.q_proj.weight", "mlp": "model.layers.0.mlp.up_proj.weight",
+          "norm": "model.layers.0.input_layernorm.weight", "embed": "model.embed_tokens.weight",
+          "head": "lm_head.weight"}
+DROPPED = {"int8_mask"}  # changes only the mask's storage type, not the result
+SUPPORTED = sorted(set(METHODS) | {"passthrough"})
+
+
+def _err(source: str, where: str, what: str) -> ConfigError:
+    return ConfigError(f"{source}: {where}: {what}")
+
+
+# ---- values --------------------------------------------------------------------------------
+
+
+def _value(v: Any, where: str, src: str) -> Any:
+    """A mergekit parameter setting as our parameter value (number, gradient, group mapping)."""
+    if isinstance(v, (bool, int, float)):
+        return v
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return list(v)
+    if isinstance(v, dict) and "value" in v:
+        v = [v]
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        groups: dict[str, Any] = {}
+        for i, cond in enumerate(v):
+            extra = set(cond) - {"filter", "value"}
+            if extra:
+                raise _err(src, f"{where}[{i}]", f"unknown key {sorted(extra)[0]!r}")
+            f = cond.get("filter")
+            inner = _value(cond.get("value"), f"{where}[{i}].value", src)
+            if isinstance(inner, dict) or isinstance(inner, bool):
+                raise _err(src, f"{where}[{i}].value", "must be a number or a list of numbers")
+            if f in (None, "*"):
+                groups.setdefault("default", inner)
+                break  # mergekit takes the first match: later entries are unreachable
+            if f not in FILTERS:
+                raise _err(src, f"{where}[{i}].filter", f"{f!r} is not supported (supported: {', '.join(FILTERS)}, *)")
+            groups.setdefault(FILTERS[f], inner)
+        return groups
+    raise _err(src, where, f"{v!r} is not a supported parameter setting")
+
+
+def _params(raw: Any, where: str, src: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _err(src, where, "expected a mapping")
+    out = {}
+    for k, v in raw.items():
+        if k in DROPPED:
+            continue
+        val = _value(v, f"{where}.{k}", src)
+        if k == "rescale":
+            if not isinstance(val, bool):
+                raise _err(src, f"{where}.rescale", "must be true or false")
+            val = "l1" if val else "none"  # mergekit rescales to match the L1 norm
+        out[k] = val
+    return out
+
+
+def _model(ref: Any, where: str, src: str, folder: Path | None) -> str:
+    """A local model directory (absolute); remote hub names and LoRA suffixes are refused."""
+    if not isinstance(ref, str) or not ref:
+        raise _err(src, where, f"{ref!r} is not a model reference")
+    if "+" in ref:
+        raise _err(src, where, f"{ref!r}: LoRA references (model+lora) are not supported")
+    p = Path(ref).expanduser()
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p] + ([folder / p] if folder else [])
+    for c in candidates:
+        if c.is_dir():
+            return str(c.resolve())
+    if ref.startswith("zoo:"):
+        return ref
+    raise _err(src, where, f"{ref!r} is not a local model directory (remote references are not supported)")
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def from_mergekit(data: Any, path: Path | None = None) -> Recipe:
+    """Our recipe for a mergekit config dict (`path` names the file in errors)."""
+    src = str(path) if path else "mergekit config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: expected a mapping at top level")
+    for k in data:
+        if k not in TOP_KEYS:
+            raise _err(src, k, "this mergekit option is not supported")
+    method = data.get("merge_method")
+    if method not in SUPPORTED:
+        raise _err(src, "merge_method", f"{method!r} is not supported (supported: {', '.join(SUPPORTED)})")
+    if bool(data.get("models")) == bool(data.get("slices")):
+        raise _err(src, "models", "give exactly one of 'models' or 'slices'")
+    folder = path.resolve().parent if path else None
+    base = _model(data["base_model"], "base_model", src, folder) if data.get("base_model") else None
+    glob = _params(data.get("parameters"), "parameters", src)
+    if method in ("dare_linear", "dare_ties"):
+        glob.setdefault("rescale", "l1")  # mergekit's DARE default (ours is the paper's 1/density)
+    dtype = data.get("out_dtype") or data.get("dtype")
+    if data.get("slices"):
+        if method == "passthrough":
+            return _stack_slices(data, src, folder, dtype)
+        models, per_layer = _merge_slices(data, method, base, glob, src, folder)
+        sources = [{"model": m, "parameters": per_layer[m]} for m in models]
+        glob = per_layer.get(None, {})
+    else:
+        sources = []
+        for i, m in enumerate(data["models"]):
+            if not isinstance(m, dict) or "model" not in m:
+                raise _err(src, f"models[{i}]", "expected a mapping with 'model'")
+            extra = set(m) - {"model", "parameters"}
+            if extra:
+                raise _err(src, f"models[{i}].{sorted(extra)[0]}", "not supported")
+            ref = _model(m["model"], f"models[{i}].model", src, folder)
+            sources.append({"model": ref, "parameters": _params(m.get("parameters"), f"models[{i}].parameters", src)})
+    return _assemble(data, method, base, sources, glob, dtype, src, folder)
+
+
+def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
+    if method == "passthrough":
+        if len(sources) != 1 or sources[0]["parameters"] or glob:
+            raise _err(src, "models", "passthrough copies exactly one model without parameters")
+        method, base, glob = "linear", None, {}
+        sources[0]["parameters"] = {"weight": 1.0}
+    spec = get_method(method)
+    others = [s for s in sources if s["model"] != base]
+    if method == "linear" and base is not None:
+        if len(others) == len(sources):
+            raise _err(src, "base_model", "linear with a base_model outside 'models' is not supported")
+        base = None
+        others = sources
+    if spec.needs_base or method == "slerp":
+        if base is None:
+            raise _err(src, "base_model", f"required by {method}")
+        if method == "slerp" and len(others) != 1:
+            raise _err(src, "models", "slerp needs the base and exactly one other model")
+    tok = data.get("tokenizer_source")
+    if tok is not None and tok != "base":
+        if tok == "union":
+            raise _err(src, "tokenizer_source", "'union' is not supported (use one of the models)")
+        ref = _model(tok, "tokenizer_source", src, folder)
+        idx = [s["model"] for s in others].index(ref) if ref in [s["model"] for s in others] else None
+        if idx is None and ref != base:
+            raise _err(src, "tokenizer_source", f"{tok!r} is not one of the merged models")
+        tok = "base" if idx is None else idx
+    recipe = {"kind": "parameter", "method": method, "base": base if method != "linear" else None,
+              "sources": others, "parameters": glob, "dtype": dtype, "tokenizer_source": tok}
+    return parse_recipe(recipe, src)
+
+
+def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[int, int], dict]]:
+    if not isinstance(sl, dict) or "sources" not in sl:
+        raise _err(src, f"slices[{i}]", "expected a mapping with 'sources'")
+    extra = set(sl) - {"sources", "base_model", "parameters"}
+    if extra:
+        raise _err(src, f"slices[{i}].{sorted(extra)[0]}", "not supported")
+    out = []
+    for j, s in enumerate(sl["sources"]):
+        where = f"slices[{i}].sources[{j}]"
+        extra = set(s) - {"model", "layer_range", "parameters"}
+        if extra:
+            raise _err(src, f"{where}.{sorted(extra)[0]}", "not supported")
+        lr = s.get("layer_range")
+        if not (isinstance(lr, list) and len(lr) == 2 and all(isinstance(x, int) for x in lr) and 0 <= lr[0] < lr[1]):
+            raise _err(src, f"{where}.layer_range", f"{lr!r} is not [start, end) with 0 <= start < end")
+        out.append((_model(s.get("model"), f"{where}.model", src, folder), tuple(lr),
+                    _params(s.get("parameters"), f"{where}.parameters", src)))
+    return out
+
+
+def _stack_slices(data, src, folder, dtype) -> DataflowRecipe:
+    """passthrough slices of one model each -> a data-flow path (layer stacking)."""
+    models: list[str] = []
+    hops = []
+    for i, sl in enumerate(data["slices"]):
+        ss = _slice_sources(sl, i, src, folder)
+        if len(ss) != 1:
+            raise _err(src, f"slices[{i}].sources", "passthrough slices take exactly one source")
+        ref, (a, b), params = ss[0]
+        if params or sl.get("parameters"):
+            raise _err(src, f"slices[{i}].parameters", "passthrough parameters (scale) are not supported")
+        if ref not in models:
+            models.append(ref)
+        hops += [{"source": models.index(ref), "layer": layer, "scale": 1.0} for layer in range(a, b)]
+    first, last = data["slices"][0]["sources"][0]["model"], data["slices"][-1]["sources"][0]["model"]
+    if _model(first, "slices[0]", src, folder) != _model(last, "slices[-1]", src, folder):
+        raise _err(src, "slices", "embeddings come from the first slice's model and the final norm/head "
+                                  "from the last one's; evomerge needs them from one model")
+    recipe = {"kind": "dataflow", "sources": [{"model": m} for m in models], "embeddings_from": 0,
+              "layers": hops, "dtype": dtype}
+    return parse_recipe(recipe, src)
+
+
+def _merge_slices(data, method, base, glob, src, folder):
+    """Aligned slices (every model contributes its own layers [a, b), slices tiling 0..L in
+    order) -> per-layer parameter lists. Returns (models, {model or None: parameters})."""
+    spec = get_method(method) if method in METHODS else None
+    slices = []
+    models: list[str] | None = None
+    expect = 0
+    for i, sl in enumerate(data["slices"]):
+        ss = _slice_sources(sl, i, src, folder)
+        if sl.get("base_model") and _model(sl["base_model"], f"slices[{i}].base_model", src, folder) != base:
+            raise _err(src, f"slices[{i}].base_model", "a per-slice base model is not supported")
+        ranges = {lr for _, lr, _ in ss}
+        if len(ranges) != 1 or next(iter(ranges))[0] != expect:
+            raise _err(src, f"slices[{i}]", "only aligned slices are supported (every model's layer_range "
+                                            "equal and following the previous slice)")
+        these = [ref for ref, _, _ in ss if ref != base]
+        if models is None:
+            models = these
+        elif these != models:
+            raise _err(src, f"slices[{i}].sources", "every slice must merge the same models in the same order")
+        a, b = next(iter(ranges))
+        expect = b
+        slices.append((a, b, {ref: p for ref, _, p in ss}, _params(sl.get("parameters"), f"slices[{i}].parameters", src)))
+    n_layers = expect
+    names = [p.name for p in spec.params] if spec else []
+    out: dict[Any, dict[str, Any]] = {m: {} for m in models}
+    out[None] = {}
+    for key in names:
+        pdef = spec.param(key)
+        for owner in [*models, None]:
+            if (owner is None) != (pdef.scope == "global"):
+                continue
+
+            def look(sl, tensor, t):
+                v = _lookup(key, owner, sl, glob, tensor, t)
+                return pdef.default if v is None else v
+
+            per_group = {g: [look(sl, PROBES[g], (layer - sl[0]) / (sl[1] - sl[0] - 1) if sl[1] - sl[0] > 1 else 1.0)
+                             for sl in slices for layer in range(sl[0], sl[1])] for g in ("attn", "mlp", "norm")}
+            per_group["embed"] = [look(slices[0], PROBES["embed"], 0.0)]
+            per_group["head"] = [look(slices[-1], PROBES["head"], 0.0)]
+            if look(slices[-1], "model.norm.weight", 0.0) != per_group["norm"][0]:
+                raise _err(src, f"parameters.{key}", "the final norm's value (last slice) differs from the first "
+                                                     "layer's; not expressible as an evomerge recipe")
+            values = [v for vs in per_group.values() for v in vs]
+            if any(v is None for v in values):
+                raise _err(src, f"slices.parameters.{key}", "required but not set for every layer")
+            if not pdef.layered and len({str(v) for v in values}) > 1:
+                raise _err(src, f"slices.parameters.{key}", "differs between slices; evomerge takes one value")
+            if values and any(v != pdef.default for v in values):
+                out[owner][key] = _compact(per_group, n_layers)
+    return models, out
+
+
+def _lookup(key, owner, sl, glob, tensor, t):
+    """mergekit's precedence for one tensor: slice source -> slice -> global."""
+    scopes = ([sl[2].get(owner, {})] if owner is not None else []) + [sl[3], glob]
+    for scope in scopes:
+        if key in scope:
+            v = scope[key]
+            if isinstance(v, dict):
+                group = next((g for g, f in GROUP_FILTERS.items() if f in tensor), "default")
+                v = v.get(group, v.get("default"))
+                if v is None:
+                    continue
+            if isinstance(v, list):
+                return interpolate([float(x) for x in v], t)
+            return v
+    return None
+
+
+def _compact(per_group: dict[str, list], n_layers: int) -> Any:
+    """Per-layer values per group as the smallest equivalent recipe value."""
+    def small(vals):
+        if isinstance(vals[0], (bool, str)):
+            return vals[0]
+        return vals[0] if all(v == vals[0] for v in vals) else vals
+
+    groups = {g: small(v) for g, v in per_group.items()}
+    if isinstance(next(iter(groups.values())), (bool, str)):
+        return groups["attn"]
+    if all(g == groups["attn"] for g in groups.values()) and not isinstance(groups["attn"], list):
+        return groups["attn"]
+    return groups
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+
+def _setting(v: Any) -> Any:
+    """Our parameter value as a mergekit setting (group mapping -> filter list)."""
+    if isinstance(v, dict):
+        conds = [{"filter": GROUP_FILTERS[g], "value": v[g]} for g in GROUPS if g in v and g != "default"]
+        if "default" in v:
+            conds.append({"value": v["default"]})
+        return conds
+    return v
+
+
+def to_mergekit(recipe: Recipe) -> dict[str, Any]:
+    """A mergekit 0.1.5 config (dict; dump with yaml.safe_dump) for a parameter recipe.
+
+    Model references are written as local paths (zoo refs resolved). Raises ConfigError for
+    what mergekit cannot express (data-flow recipes, DARE's 1/density rescale)."""
+    if not isinstance(recipe, ParameterRecipe):
+        raise ConfigError("recipe: data-flow recipes have no mergekit equivalent")
+    spec = get_method(recipe.method)
+    glob: dict[str, Any] = {}
+    for p in spec.global_params():
+        value = recipe.parameters.get(p.name, p.default)
+        if value is None:
+            continue
+        if p.name == "rescale":
+            if value == "inverse_density" and spec.sparsify:
+                raise ConfigError("parameters.rescale: 'inverse_density' (DARE's 1/density) has no mergekit "
+                                  "equivalent; use 'l1' or 'none'")
+            value = value == "l1"
+        glob[p.name] = _setting(value)
+    for p in spec.source_params():  # source parameters set globally stay global (same fallback)
+        if p.name in recipe.parameters:
+            glob[p.name] = _setting(recipe.parameters[p.name])
+    models = []
+    for s in recipe.sources:
+        params = {k: _setting(v) for k, v in s.parameters.items()}
+        for p in spec.source_params():
+            if p.name not in params and p.name not in glob:
+                params[p.name] = p.default
+        models.append({"model": str(resolve_model_ref(s.model)), "parameters": params})
+    out: dict[str, Any] = {"merge_method": recipe.method}
+    if recipe.base:
+        out["base_model"] = str(resolve_model_ref(recipe.base))
+    if recipe.method == "slerp" and recipe.base is None:
+        out["base_model"] = models[0]["model"]
+        models = models[:1] + models[1:]
+    out["models"] = models
+    out["parameters"] = glob
+    out["dtype"] = "float32"  # evomerge computes in float32
+    if recipe.dtype:
+        out["out_dtype"] = recipe.dtype
+    ts = recipe.tokenizer_source
+    if ts == "base" or (ts is None and recipe.base):
+        out["tokenizer_source"] = "base"
+    elif isinstance(ts, int) or ts is None:
+        out["tokenizer_source"] = models[ts or 0]["model"]
+    else:
+        out["tokenizer_source"] = str(resolve_model_ref(ts))
+    return out
