@@ -115,6 +115,34 @@ def option(options: dict[str, Any], spec: dict[str, tuple[Callable[[Any], Any], 
     return out
 
 
+def positive_float(v: Any) -> float:
+    f = float(v)
+    if not (math.isfinite(f) and f > 0):
+        raise ValueError(f"must be a positive number, got {v!r}")
+    return f
+
+
+def fraction(v: Any) -> float:
+    f = float(v)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"must lie in [0, 1], got {v!r}")
+    return f
+
+
+def int_at_least(low: int) -> Callable[[Any], int]:
+    def convert(v: Any) -> int:
+        if isinstance(v, bool) or int(v) != v or int(v) < low:
+            raise ValueError(f"must be an integer >= {low}, got {v!r}")
+        return int(v)
+    return convert
+
+
+def boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     """The generator's exact state with big integers as strings (portable JSON)."""
     st = rng.bit_generator.state

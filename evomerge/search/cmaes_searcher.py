@@ -1,0 +1,147 @@
+"""CMA-ES (the ``cmaes`` package) behind ask/tell, with bounds, IPOP restarts and exact resume.
+
+Exact resume by replay: ``cmaes.CMA`` keeps its state private, so the saved state holds only the
+facts that drove it — per restart its seed, start mean, σ0 and population size, and the values
+told for each finished generation. Loading rebuilds the optimizer by re-asking and re-telling
+those generations (deterministic, like Optuna rebuilding a sampler from trials); the candidates
+in flight are checked against the replayed ones, so a mismatch (another cmaes/numpy version)
+fails loudly instead of silently diverging.
+
+A whole generation is sampled when its first candidate is asked and handed out on demand; the
+next one starts only when every member is told, so ``ask`` returns nothing in between. Keep the
+population at least as large as the number of workers. A failed candidate counts as the worst
+value told in its generation (all failed: every member ties), so failures rank last.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+from cmaes import CMA
+
+from evomerge.errors import EvomergeError
+from evomerge.search.base import (Candidate, Outcome, Searcher, SpaceInfo, int_at_least, option,
+                                  positive_float)
+
+
+class CMAESSearcher(Searcher):
+    """Single-objective CMA-ES, maximizing (the cmaes package minimizes, so values are negated)."""
+
+    name = "cmaes"
+
+    def __init__(self, space: SpaceInfo, options: dict[str, Any], seed: int = 0) -> None:
+        super().__init__(space, seed)
+        if space.n_objectives != 1:
+            raise EvomergeError(f"searcher.name: cmaes optimizes one objective, the experiment has "
+                                f"{space.n_objectives} (use map or m2n2, or a weighted objective)")
+        if space.dim < 2:
+            raise EvomergeError("searcher.name: cmaes needs at least 2 genome dimensions")
+        width = space.upper - space.lower
+        opts = option(options, {
+            "sigma0": (positive_float, float(np.mean(width)) / 6),
+            "population_size": (int_at_least(2), 4 + int(3 * math.log(space.dim))),
+            "restarts": (int_at_least(0), 0),
+            "inc_popsize": (int_at_least(1), 2),
+            "max_generations": (int_at_least(1), None),
+        }, self.name)
+        self.opts = opts
+        self.restart = 0
+        self.segment = self._segment(space.x0, opts["population_size"])
+        self.finished = False
+        self.past_generations = 0
+        self.best: tuple[float, list[float]] | None = None
+        self._build()
+
+    # -- the replayable core -----------------------------------------------------------------
+    def _segment(self, mean: np.ndarray, popsize: int) -> dict[str, Any]:
+        """One (re)start: everything needed to rebuild its optimizer, plus its told history."""
+        seed = int(np.random.SeedSequence([self.seed, self.restart]).generate_state(1)[0])
+        return {"seed": seed, "mean": [float(v) for v in mean], "sigma": self.opts["sigma0"],
+                "popsize": int(popsize), "history": [], "current": None}
+
+    def _build(self) -> None:
+        seg = self.segment
+        bounds = np.stack([self.space.lower, self.space.upper], axis=1)
+        self.cma = CMA(mean=np.asarray(seg["mean"], float), sigma=seg["sigma"], bounds=bounds,
+                       seed=seg["seed"], population_size=seg["popsize"])
+        self.gen_x: list[np.ndarray] | None = None
+        for values in seg["history"]:
+            xs = [self.cma.ask() for _ in range(seg["popsize"])]
+            self._tell_cma(xs, values)
+        if seg["current"] is not None:
+            self.gen_x = [self.cma.ask() for _ in range(seg["popsize"])]
+
+    def _tell_cma(self, xs: list[np.ndarray], values: list[float | None]) -> bool:
+        """Tell one generation (None = failed); returns cmaes's stop verdict (always asked)."""
+        ok = [v for v in values if v is not None]
+        worst = min(ok) if ok else 0.0
+        self.cma.tell([(x, -(worst if v is None else v)) for x, v in zip(xs, values)])
+        return self.cma.should_stop()
+
+    # -- Searcher hooks ----------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    def _propose(self, n: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        seg = self.segment
+        if seg["current"] is None:
+            self.gen_x = [self.cma.ask() for _ in range(seg["popsize"])]
+            seg["current"] = {"ids": [None] * seg["popsize"], "values": [None] * seg["popsize"],
+                              "told": [False] * seg["popsize"]}
+        cur = seg["current"]
+        free = [i for i, cid in enumerate(cur["ids"]) if cid is None][:n]
+        out = []
+        for k, i in enumerate(free):
+            cur["ids"][i] = self._next_id + k
+            out.append((self.gen_x[i], {"restart": self.restart, "generation": len(seg["history"]),
+                                        "index": i}))
+        return out
+
+    def _observe(self, cand: Candidate, outcome: Outcome) -> None:
+        seg, cur = self.segment, self.segment["current"]
+        i = cur["ids"].index(cand.id)
+        cur["told"][i] = True
+        cur["values"][i] = None if outcome.failed else outcome.values[0]
+        if outcome.values is not None and (self.best is None or outcome.values[0] > self.best[0]):
+            self.best = (outcome.values[0], cand.x.tolist())
+        if not all(cur["told"]):
+            return
+        stop = self._tell_cma(self.gen_x, cur["values"])
+        seg["history"].append(cur["values"])
+        seg["current"], self.gen_x = None, None
+        total = self.opts["max_generations"]
+        if total is not None and self._generations() >= total:
+            self.finished = True
+        elif stop:
+            if self.restart >= self.opts["restarts"]:
+                self.finished = True
+            else:   # IPOP: larger population, fresh random start
+                self.restart += 1
+                self.segment = self._segment(self.rng.uniform(self.space.lower, self.space.upper),
+                                             seg["popsize"] * self.opts["inc_popsize"])
+                self.past_generations += len(seg["history"])
+                self._build()
+
+    def _generations(self) -> int:
+        return self.past_generations + len(self.segment["history"])
+
+    def _algo_state(self) -> dict[str, Any]:
+        return {"restart": self.restart, "segment": self.segment, "finished": self.finished,
+                "best": self.best, "past_generations": self.past_generations}
+
+    def _load_algo_state(self, d: dict[str, Any]) -> None:
+        self.restart, self.finished = int(d["restart"]), bool(d["finished"])
+        self.best = None if d["best"] is None else (float(d["best"][0]), list(d["best"][1]))
+        self.past_generations = int(d["past_generations"])
+        self.segment = copy.deepcopy(d["segment"])
+        self._build()
+        cur = self.segment["current"]
+        for cand in self._pending.values():
+            i = cand.meta.get("index")
+            if cur is None or i is None or cur["ids"][i] != cand.id or not np.array_equal(self.gen_x[i], cand.x):
+                raise EvomergeError("searcher state: CMA-ES replay does not reproduce the candidates "
+                                    "in flight (saved with another cmaes/numpy version?)")
