@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from evomerge.cli import app
-from evomerge.evaluate.result import EvalResult
-from evomerge.runtime.store import RunStore, sqlite_url, write_run_file
+from evomerge.runtime.store import sqlite_url
+from helpers_runs import write_run
 
 OBJECTIVES = {"math": "maximize", "words": "maximize"}
 # (math, words) per candidate; None marks a failed candidate
@@ -33,25 +33,11 @@ def _recipe(i: int) -> dict:
 
 
 def make_run(root: Path, name: str = "demo", values=VALUES, running: int = 1) -> Path:
-    """runs/NAME with run.json and store.db, filled through RunStore like the loop does."""
-    run_dir = root / "runs" / name
-    run_dir.mkdir(parents=True)
-    url = sqlite_url(run_dir / "store.db")
-    store = RunStore.create(url, name, experiment={"name": name}, searcher="cmaes", objectives=OBJECTIVES, budget=20)
-    write_run_file(run_dir, url, name)
-    seq = 0
-    for cid, v in enumerate(values):
-        store.add_candidate(cid, [0.1 * cid], _recipe(cid), seq)
-        seq += 1
-        if v is None:
-            store.finish(cid, EvalResult(cid, error="NaN in merged weights"), None, seq)
-        else:
-            store.finish(cid, EvalResult(cid, scores={"math": v[0], "words": v[1]}, worker="w0"), list(v), seq)
-        seq += 1
-    for k in range(running):
-        store.add_candidate(len(values) + k, [0.0], _recipe(len(values) + k), seq)
-        seq += 1
-    return run_dir
+    """runs/NAME filled through RunStore like the loop does; None values are failed candidates."""
+    trials = [{"recipe": _recipe(i), **({"error": "NaN in merged weights"} if v is None else {"values": v})}
+              for i, v in enumerate(values)]
+    extra = [{"recipe": _recipe(len(values) + k)} for k in range(running)]
+    return write_run(root, name, OBJECTIVES, trials, running=extra)
 
 
 def _cli(*args: str):

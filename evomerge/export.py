@@ -1,0 +1,156 @@
+"""Export one trial of a run as a ready-to-use model folder.
+
+The folder holds an HF checkpoint (sharded safetensors, config, tokenizer, generation config)
+written by the merge engine, ``recipe.yaml`` (``evomerge merge recipe.yaml`` rebuilds the same
+tensors bit for bit), ``mergekit.yaml`` for parameter-space recipes mergekit can express, and a
+model card (README.md) with lineage and scores on the validation and test splits, re-scored
+by the run's own Evaluator at export time. Data-flow and hybrid winners become plain
+checkpoints with the evolved number of layers, path scales folded into the weights.
+
+Everything is written into a temporary folder beside the target and renamed into place at the
+end, so a failure (or Ctrl-C) leaves nothing behind; an existing target is replaced only
+with ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evomerge.errors import EvomergeError
+from evomerge.runtime.records import RunInfo, TrialRecord
+
+SPLITS = ("validation", "test")
+
+
+@dataclass
+class Exported:
+    path: Path
+    trial: TrialRecord
+    chosen_by: str
+    scores: dict[str, dict[str, float]]   # split -> task -> score
+
+
+def pick_trial(info: RunInfo, trials: list[TrialRecord], which: str, objective: str | None = None) -> tuple[TrialRecord, str]:
+    """The trial to export and why it was chosen: a trial number, or ``best`` by ``objective``
+    (default: the run's first objective; ties go to the earlier trial)."""
+    if which != "best":
+        try:
+            number = int(which)
+        except ValueError:
+            raise EvomergeError(f"--trial: {which!r} is not a trial number or 'best'") from None
+        trial = next((t for t in trials if t.number == number), None)
+        if trial is None:
+            raise EvomergeError(f"--trial: run {info.name} has no trial {number}")
+        if trial.state != "complete":
+            why = f" ({trial.error})" if trial.error else ""
+            raise EvomergeError(f"--trial: trial {number} of run {info.name} is {trial.state}{why}; only completed trials export")
+        return trial, f"trial {number} (picked by number)"
+    if not info.objectives:
+        raise EvomergeError(f"run {info.name}: stores no objectives to pick the best trial by")
+    name = objective or next(iter(info.objectives))
+    if name not in info.objectives:
+        raise EvomergeError(f"--objective: {name!r} is not an objective of run {info.name} (have: {', '.join(info.objectives)})")
+    direction = info.objectives[name]
+    scored = [t for t in trials if t.state == "complete" and math.isfinite(t.objectives.get(name, math.nan))]
+    if not scored:
+        raise EvomergeError(f"run {info.name}: no completed trial has a value for {name!r} yet")
+    sign = 1.0 if direction == "maximize" else -1.0
+    best = max(scored, key=lambda t: (sign * t.objectives[name], -t.number))
+    return best, f"the best trial by `{name}` ({direction}) among {len(scored)} completed"
+
+
+def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tuple[dict, dict]:
+    """Task scores and objective values of ``recipe`` per split, from the run's own evaluator
+    settings (backend, tasks, options) with only the split changed."""
+    from evomerge.experiment import parse_experiment
+    from evomerge.runtime.inprocess import build_evaluator
+    from evomerge.runtime.pool import EvalJob
+    from evomerge.runtime.session import build_session
+
+    exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
+    session = build_session(exp)
+    scores, objectives = {}, {}
+    for split in splits:
+        evaluator = build_evaluator(replace(session.spec, split=split))
+        result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
+        if result.error:
+            raise EvomergeError(f"export: scoring on the {split} split failed: {result.error}")
+        scores[split] = dict(result.scores)
+        values = session.scoring.values(result.scores) or []
+        objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
+        close = getattr(evaluator, "close", None)
+        if close:
+            close()
+    return scores, objectives
+
+
+def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
+    """Output and source layer counts of a data-flow recipe, with what the card must say."""
+    from evomerge.recipe import DataflowRecipe, resolve_model_ref
+
+    if not isinstance(recipe, DataflowRecipe):
+        return None, [], []
+    counts = []
+    for src in recipe.sources:
+        ref = src.model if src.model is not None else src.recipe.model_refs()[0]
+        cfg = json.loads((resolve_model_ref(ref) / "config.json").read_text())
+        counts.append(int(cfg["num_hidden_layers"]))
+    scaled = [k for k, h in enumerate(recipe.layers) if h.scale != 1.0]
+    notes = [f"Data-flow path of {len(recipe.layers)} layers exported as a plain checkpoint "
+             f"(`num_hidden_layers: {len(recipe.layers)}`); it loads with any Llama-compatible runtime."]
+    if scaled:
+        notes.append(f"{len(scaled)} hop(s) of the path scale the hidden state (hops {', '.join(map(str, scaled[:12]))}"
+                     f"{'…' if len(scaled) > 12 else ''}). The scales are folded into the output projections "
+                     "(o_proj, down_proj) of that block and every later one; for a pre-norm model this is the "
+                     "same function up to the RMSNorm epsilon, not bit-identical activations.")
+    if any(s.recipe is not None for s in recipe.sources):
+        notes.append("Hybrid: the inline parameter-space recipe among the sources is merged first, then routed.")
+    return len(recipe.layers), counts, notes
+
+
+def export_trial(run: str, out: str | Path, which: str = "best", objective: str | None = None,
+                 force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None) -> Exported:
+    """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
+    from evomerge.engine import merge_to_disk
+    from evomerge.engine.merge import RECIPE_FILE
+    from evomerge.engine.writer import atomic_output_dir
+    from evomerge.errors import ConfigError
+    from evomerge.mergekit_config import to_mergekit
+    from evomerge.recipe import parse_recipe
+    from evomerge.report.card import CardFacts, model_card
+    from evomerge.runtime.store import RunStore
+
+    store = RunStore.open(run)
+    info, trials = store.info(), store.trials()
+    trial, chosen_by = pick_trial(info, trials, which, objective)
+    recipe = parse_recipe(trial.recipe, f"trial {trial.number} recipe")
+    search_split = str((info.experiment.get("fitness") or {}).get("split", "validation"))
+    facts = CardFacts(info=info, trial=trial, chosen_by=chosen_by, search_split=search_split,
+                      finished=sum(t.state in ("complete", "failed") for t in trials))
+    facts.num_layers, facts.source_layers, facts.notes = _layers(recipe)
+    with atomic_output_dir(out, force) as tmp:
+        merge_to_disk(recipe, tmp, force=True, **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
+        (tmp / RECIPE_FILE).unlink(missing_ok=True)  # the engine's copy; recipe.yaml is the export's
+        (tmp / "recipe.yaml").write_text(recipe.to_yaml())
+        if recipe.kind == "parameter":
+            try:
+                config = to_mergekit(recipe)
+                (tmp / "mergekit.yaml").write_text(
+                    "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+            except ConfigError as err:
+                facts.notes.append(f"No mergekit.yaml: {str(err).split(': ', 1)[-1]}")
+        else:
+            facts.notes.append("No mergekit.yaml: mergekit's passthrough cannot express scaled or hybrid "
+                               "layer paths; recipe.yaml is the exact description.")
+        if evaluate:
+            facts.split_scores, facts.split_objectives = score_on_splits(info, trial.recipe)
+        facts.files = sorted(p.name for p in tmp.iterdir()) + ["README.md"]
+        (tmp / "README.md").write_text(model_card(facts))
+    return Exported(Path(out), trial, chosen_by, facts.split_scores)

@@ -1,0 +1,102 @@
+"""The model card (README.md) of an exported trial: lineage, scores, how to rebuild it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from evomerge.report.summary import recipe_summary
+from evomerge.runtime.records import RunInfo, TrialRecord
+
+
+@dataclass
+class CardFacts:
+    """Everything the card says beyond the recipe itself."""
+
+    info: RunInfo
+    trial: TrialRecord
+    chosen_by: str                                   # e.g. "best math (maximize)" or "trial 12"
+    finished: int                                    # evaluations finished when exported
+    search_split: str                                # split the stored scores come from
+    split_scores: dict[str, dict[str, float]] = field(default_factory=dict)   # split -> task -> score
+    split_objectives: dict[str, dict[str, float]] = field(default_factory=dict)
+    num_layers: int | None = None
+    source_layers: list[int] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _models(recipe: dict[str, Any]) -> list[str]:
+    out = []
+    for src in recipe.get("sources") or []:
+        if "recipe" in src:
+            out += [m for m in _models(src["recipe"]) if m not in out]
+            base = src["recipe"].get("base")
+            if base and base not in out:
+                out.append(base)
+        elif src.get("model") not in out:
+            out.append(src.get("model"))
+    return [m for m in out if m]
+
+
+def _kind(recipe: dict[str, Any]) -> str:
+    if recipe.get("kind", "parameter") != "dataflow":
+        return f"{recipe.get('method')} (parameter space)"
+    hybrid = any("recipe" in s for s in recipe.get("sources") or [])
+    return "hybrid: parameter-space merge, then data-flow layer path" if hybrid else "data-flow layer path"
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def model_card(facts: CardFacts) -> str:
+    """Markdown with a small YAML front matter (tags, base models) that hubs understand."""
+    info, trial, recipe = facts.info, facts.trial, facts.trial.recipe
+    models = _models(recipe)
+    base = recipe.get("base") or next((s["recipe"].get("base") for s in recipe.get("sources") or []
+                                       if "recipe" in s and s["recipe"].get("base")), None)
+    front = {"library_name": "transformers", "tags": ["evomerge", "merge"], "base_model": models}
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+             f"# {info.name} — trial {trial.number}", "",
+             f"A merged model found by evomerge's `{info.searcher}` search in run `{info.name}`, "
+             f"chosen as {facts.chosen_by}.", "",
+             "## Lineage", "", "| | |", "|---|---|",
+             f"| sources | {', '.join(f'`{m}`' for m in models)} |",
+             f"| base | {f'`{base}`' if base else '(none)'} |",
+             f"| method | {_kind(recipe)} |",
+             f"| recipe | `{recipe_summary(recipe)}` |",
+             f"| searcher | {info.searcher} |",
+             f"| budget | {info.budget if info.budget else 'open'} evaluations ({facts.finished} finished at export) |",
+             f"| run | `{info.name}`" + (f", started {info.started:%Y-%m-%d %H:%M}" if info.started else "") + " |",
+             f"| trial | {trial.number} (seed {trial.seed if trial.seed is not None else recipe.get('seed', 0)}) |"]
+    if facts.num_layers is not None:
+        lines.append(f"| layers | {facts.num_layers} decoder layers (sources: {', '.join(map(str, facts.source_layers))}) |")
+    lines += ["", "## Scores", ""]
+    lines += _score_table(facts)
+    if facts.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in facts.notes]
+    lines += ["", "## Files", "", *[f"- `{f}`" for f in facts.files], "",
+              "Rebuild the weights bit for bit from the sources: `evomerge merge recipe.yaml --out DIR`.", "",
+              "## Recipe", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _score_table(facts: CardFacts) -> list[str]:
+    splits = list(facts.split_scores)
+    tasks = list(dict.fromkeys([*facts.trial.scores, *(t for s in splits for t in facts.split_scores[s])]))
+    objectives = list(dict.fromkeys([*facts.trial.objectives, *(o for s in splits for o in facts.split_objectives.get(s, {}))]))
+    head = [f"stored ({facts.search_split}, during search)"] + [f"{s} (at export)" for s in splits]
+    out = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for o in objectives:
+        direction = facts.info.objectives.get(o, "maximize")
+        cells = [_fmt(facts.trial.objectives.get(o))] + [_fmt(facts.split_objectives.get(s, {}).get(o)) for s in splits]
+        out.append(f"| objective **{o}** ({direction}) | " + " | ".join(cells) + " |")
+    for t in tasks:
+        cells = [_fmt(facts.trial.scores.get(t))] + [_fmt(facts.split_scores[s].get(t)) for s in splits]
+        out.append(f"| task `{t}` | " + " | ".join(cells) + " |")
+    if not splits:
+        out += ["", "Not re-scored at export (`--no-eval`)."]
+    return out
