@@ -316,50 +316,42 @@ def _setting(v: Any) -> Any:
 
 
 def to_mergekit(recipe: Recipe) -> dict[str, Any]:
-    """A mergekit 0.1.5 config (dict; dump with yaml.safe_dump) for a parameter recipe.
+    """A mergekit 0.1.5 config (a dict; dump with yaml.safe_dump) for a parameter recipe.
 
-    Model references are written as local paths (zoo refs resolved). Raises ConfigError for
-    what mergekit cannot express (data-flow recipes, DARE's 1/density rescale)."""
+    Only what the recipe sets is written (the defaults agree), plus `weight: 1.0` where
+    mergekit requires a weight and `dtype: float32` (evomerge computes in float32). Model
+    references become local paths. Raises ConfigError for what mergekit cannot express:
+    data-flow recipes and DARE's 1/density rescale (mergekit rescales by the L1 norm)."""
     if not isinstance(recipe, ParameterRecipe):
         raise ConfigError("recipe: data-flow recipes have no mergekit equivalent")
     spec = get_method(recipe.method)
-    glob: dict[str, Any] = {}
-    for p in spec.global_params():
-        value = recipe.parameters.get(p.name, p.default)
-        if value is None:
-            continue
-        if p.name == "rescale":
-            if value == "inverse_density" and spec.sparsify:
-                raise ConfigError("parameters.rescale: 'inverse_density' (DARE's 1/density) has no mergekit "
-                                  "equivalent; use 'l1' or 'none'")
-            value = value == "l1"
-        glob[p.name] = _setting(value)
-    for p in spec.source_params():  # source parameters set globally stay global (same fallback)
-        if p.name in recipe.parameters:
-            glob[p.name] = _setting(recipe.parameters[p.name])
+    rescale = recipe.parameters.get("rescale", spec.param("rescale").default if spec.param("rescale") else None)
+    if spec.sparsify == "random" and rescale == "inverse_density":
+        raise ConfigError("parameters.rescale: 'inverse_density' (DARE's 1/density) has no mergekit equivalent; "
+                          "set rescale: l1 (mergekit's) or none")
+    glob = {k: (v == "l1" if k == "rescale" else _setting(v)) for k, v in recipe.parameters.items()}
     models = []
     for s in recipe.sources:
         params = {k: _setting(v) for k, v in s.parameters.items()}
-        for p in spec.source_params():
-            if p.name not in params and p.name not in glob:
-                params[p.name] = p.default
-        models.append({"model": str(resolve_model_ref(s.model)), "parameters": params})
+        if spec.param("weight") and "weight" not in params and "weight" not in glob:
+            params["weight"] = 1.0  # required by mergekit, our default
+        models.append({"model": str(resolve_model_ref(s.model)), **({"parameters": params} if params else {})})
     out: dict[str, Any] = {"merge_method": recipe.method}
     if recipe.base:
         out["base_model"] = str(resolve_model_ref(recipe.base))
-    if recipe.method == "slerp" and recipe.base is None:
+    elif recipe.method == "slerp":  # mergekit's slerp goes from its base_model (t=0) to the other
         out["base_model"] = models[0]["model"]
-        models = models[:1] + models[1:]
     out["models"] = models
-    out["parameters"] = glob
-    out["dtype"] = "float32"  # evomerge computes in float32
+    if glob:
+        out["parameters"] = glob
+    out["dtype"] = "float32"
     if recipe.dtype:
         out["out_dtype"] = recipe.dtype
     ts = recipe.tokenizer_source
-    if ts == "base" or (ts is None and recipe.base):
+    if ts == "base":
         out["tokenizer_source"] = "base"
-    elif isinstance(ts, int) or ts is None:
-        out["tokenizer_source"] = models[ts or 0]["model"]
-    else:
+    elif isinstance(ts, int):
+        out["tokenizer_source"] = models[ts]["model"]
+    elif ts is not None:
         out["tokenizer_source"] = str(resolve_model_ref(ts))
     return out
