@@ -149,3 +149,19 @@ def test_html_page_in_headless_chromium(tmp_path):
     _chromium(["--window-size=1100,900", "--hide-scrollbars", f"--screenshot={shot}", driven.as_uri()], tmp_path)
     assert shot.exists() and shot.stat().st_size > 20_000
     print(f"screenshot: {shot}")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it as root)")
+@pytest.mark.parametrize("objectives", [[Objective("math", "maximize")],
+                                        [Objective("math", "maximize"), Objective("words", "maximize"), Objective("ppl", "minimize")]])
+def test_html_page_with_one_or_three_objectives(tmp_path, objectives):
+    data = front_data(_trials(), objectives)
+    page = write_html(data, tmp_path / "front.html", "test run")
+    run = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    assert _console_lines(run.stderr) == []
+    assert len(re.findall(r"<circle[^>]*data-trial=", run.stdout)) == len(VALUES)
+    front = re.search(r'data-front="([^"]*)"', run.stdout).group(1)
+    assert {int(t) for t in front.split(",")} == {data.trials[i].number for i in data.front}
+    if len(objectives) == 3:
+        assert 'id="axis-x"' in run.stdout and 'id="axis-y"' in run.stdout
