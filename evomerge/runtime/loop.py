@@ -1,0 +1,144 @@
+"""The search loop: ask, store, evaluate, store, tell — independent of where evaluation runs.
+
+It keeps ``pool.capacity`` candidates in flight, asks the searcher one candidate at a time
+(so every ask is one durable trial), stores each result the moment it arrives, tells the
+searcher and saves its state. Every ask and tell gets a sequence number; ``restore`` rebuilds
+the searcher of an interrupted run from its last saved state plus the events recorded after it
+(see evomerge/runtime/store.py). KeyboardInterrupt propagates: everything told is durable, the
+candidates in flight stay RUNNING and are evaluated again on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evomerge.errors import EvomergeError
+from evomerge.evaluate.result import EvalResult
+from evomerge.runtime.pool import EvalJob, EvaluationPool
+from evomerge.runtime.progress import RunProgress
+from evomerge.runtime.session import Session
+from evomerge.runtime.store import RunStore, StoreError
+
+
+@dataclass
+class LoopSummary:
+    evaluated: int          # finished this session
+    total: int              # finished in the whole run
+    failed: int
+    stopped: str            # "budget" | "searcher done" | "searcher idle"
+
+
+def restore(store: RunStore, session: Session) -> tuple[int, list[Any]]:
+    """Bring the searcher to the run's last durable event; (next seq, candidates to resubmit)."""
+    searcher, scoring = session.searcher, session.scoring
+    saved = store.searcher_state()
+    seen = -1
+    if saved is not None:
+        seen, state = saved
+        searcher.load_state_dict(state)
+    handed, last = [], seen
+    for seq, kind, rec in store.events():
+        last = max(last, seq)
+        if seq <= seen:
+            continue
+        if kind == "tell":
+            searcher.tell(rec.number, scoring.outcome(rec.scores, rec.item_scores, rec.error))
+            continue
+        while True:  # replay the ask; requeued in-flight candidates come out first
+            got = searcher.ask(1)
+            if not got or got[0].id > rec.number:
+                raise StoreError(f"store {store.url}: the searcher does not reproduce candidate {rec.number} "
+                                 f"on replay (was the searcher or its options changed?)")
+            handed.append(got[0])
+            if got[0].id == rec.number:
+                _check_same(got[0], rec.genome, store)
+                break
+    pending = set(searcher.in_flight)
+    return last + 1, [c for c in handed if c.id in pending]
+
+
+def _check_same(cand: Any, genome: list[float], store: RunStore) -> None:
+    if not np.array_equal(np.asarray(cand.x, dtype=float), np.asarray(genome, dtype=float)):
+        raise StoreError(f"store {store.url}: candidate {cand.id} comes back with a different genome on "
+                         f"replay (was the searcher, its options or the seed changed?)")
+
+
+def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: int,
+             show_progress: bool = True) -> LoopSummary:
+    """Search until ``budget`` evaluations are stored (counting earlier sessions) or the searcher stops."""
+    searcher, space, scoring = session.searcher, session.space, session.scoring
+    seq, resubmit = restore(store, session)
+    records = {r.number: r for r in store.trials()}
+    finished = [r for r in records.values() if r.state != "running"]
+    total, failed_before = len(finished), sum(r.state == "failed" for r in finished)
+    in_flight: dict[int, Any] = {}
+    evaluated, stopped = 0, "budget"
+    directions = [o.direction for o in scoring.objectives]
+    progress = RunProgress(store.name, budget, total, directions, show_progress,
+                           getattr(pool, "utilization", None))
+
+    def submit(cand: Any) -> None:
+        nonlocal seq
+        if cand.id in records or store.has_candidate(cand.id):     # resumed: evaluate it again
+            rec = records.get(cand.id) or next(r for r in store.trials() if r.number == cand.id)
+            _check_same(cand, rec.genome, store)
+            recipe: dict[str, Any] | None = rec.recipe or None
+            error = None if recipe else "no recipe"
+        else:
+            try:
+                recipe, error = space.recipe_dict(cand.x), None
+            except (EvomergeError, ValueError) as err:
+                recipe, error = None, f"invalid recipe: {err}"
+            store.add_candidate(cand.id, cand.x.tolist(), recipe or {}, seq, session.experiment.seed, cand.meta)
+            seq += 1
+        in_flight[cand.id] = cand
+        if error is None:
+            pool.submit(EvalJob(cand.id, recipe, session.experiment.resources.timeout_s))
+        else:
+            receive(EvalResult(candidate_id=cand.id, error=error, worker="driver"))
+
+    def receive(result: EvalResult) -> None:
+        nonlocal seq, total, evaluated
+        cid = result.candidate_id
+        if cid not in in_flight:
+            return  # a late duplicate (e.g. re-queued after a worker died): already stored
+        outcome = scoring.of_result(result)
+        values = scoring.values(result.scores) if not outcome.failed else None
+        store.finish(cid, result, values, seq)
+        searcher.tell(cid, outcome)
+        store.save_searcher_state(searcher.state_dict(), seq)
+        seq += 1
+        del in_flight[cid]
+        total += 1
+        evaluated += 1
+        progress.result(None if values is None else values[0])
+
+    with progress:
+        best = _best(finished, directions[0])
+        progress.seed(failed_before, best)
+        for cand in resubmit:
+            submit(cand)
+        while True:
+            while len(in_flight) < pool.capacity and total + len(in_flight) < budget:
+                got = searcher.ask(1)
+                if not got:
+                    break
+                submit(got[0])
+            if not in_flight:
+                if total < budget:
+                    stopped = "searcher done" if searcher.done else "searcher idle"
+                break
+            for result in pool.wait(timeout=1.0):
+                receive(result)
+    failed = sum(1 for r in store.trials() if r.state == "failed")
+    return LoopSummary(evaluated, total, failed, stopped)
+
+
+def _best(records: list[Any], direction: str) -> float | None:
+    vals = [next(iter(r.objectives.values())) for r in records if r.state == "complete" and r.objectives]
+    if not vals:
+        return None
+    return max(vals) if direction == "maximize" else min(vals)

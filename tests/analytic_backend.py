@@ -1,0 +1,38 @@
+"""A cheap, deterministic evaluator for runtime tests: scores a recipe's numbers analytically.
+
+Used as ``backend: analytic_backend:SphereEvaluator`` (tests/ on PYTHONPATH). Each weight and
+density in the recipe is one "item" scored -(v - 0.7)^2, so the best recipe has every number at
+0.7. Options (from the experiment's fitness.options): ``sleep`` seconds per evaluation,
+``fail_every`` k to fail every k-th candidate (failures are data).
+"""
+
+from __future__ import annotations
+
+import time
+
+from evomerge.evaluate.result import EvalResult
+
+
+def numbers(recipe: dict) -> list[float]:
+    out = []
+    for src in recipe.get("sources", []):
+        for key in sorted(src.get("parameters", {})):
+            v = src["parameters"][key]
+            out += v if isinstance(v, list) else [v]
+    return [float(v) for v in out]
+
+
+class SphereEvaluator:
+    def __init__(self, spec) -> None:
+        self.sleep = float(spec.options.get("sleep", 0.0))
+        self.fail_every = int(spec.options.get("fail_every", 0))
+        self.tasks = list(spec.tasks)
+
+    def evaluate(self, job) -> EvalResult:
+        time.sleep(self.sleep)
+        if self.fail_every and job.candidate_id % self.fail_every == self.fail_every - 1:
+            raise RuntimeError(f"synthetic failure of candidate {job.candidate_id}")
+        items = [-(v - 0.7) ** 2 for v in numbers(job.recipe)]
+        score = sum(items) / len(items)
+        return EvalResult(job.candidate_id, scores={t: score for t in self.tasks},
+                          item_scores={t: items for t in self.tasks}, timings={"score": self.sleep})

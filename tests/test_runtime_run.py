@@ -1,0 +1,169 @@
+"""`evomerge run`: the loop end to end on a cheap analytic backend, resume after SIGKILL and
+Ctrl-C, and invalid experiment files rejected with one line and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evomerge.runtime.store import RunStore
+
+TESTS = Path(__file__).parent
+EVOMERGE = [sys.executable, "-m", "evomerge.cli"]
+
+
+def experiment(name: str, budget: int = 24, searcher: str = "cmaes", sleep: float = 0.0, **extra) -> dict:
+    exp = {
+        "name": name,
+        "models": {"base": "zoo:base", "sources": ["zoo:a", "zoo:b"]},
+        "search_space": {"kind": "parameter", "method": "dare_ties", "weight": {"low": 0.0, "high": 2.0}},
+        "fitness": {"tasks": ["sphere"], "options": {"sleep": sleep}},
+        "searcher": {"name": searcher, "options": {"population_size": 6} if searcher == "cmaes" else {}},
+        "budget": budget, "seed": 3, "backend": "analytic_backend:SphereEvaluator",
+    }
+    exp.update(extra)
+    return exp
+
+
+def write(tmp: Path, exp: dict, fname: str = "exp.yaml") -> Path:
+    path = tmp / fname
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def cli(args: list, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(EVOMERGE + [str(a) for a in args] + ["--no-progress"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240, **kw)
+
+
+def cli_inprocess(args: list) -> subprocess.CompletedProcess:
+    """The CLI in this process (fast): exit code and stderr as a CompletedProcess."""
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args] + ["--no-progress"])
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+
+def state(run_dir: Path):
+    store = RunStore.open(run_dir)
+    trials = [(t.number, t.state, t.genome, t.objectives, t.error) for t in store.trials()]
+    return trials, store.searcher_state()
+
+
+def test_run_stores_every_evaluation_and_reports_the_best(tmp_path):
+    res = cli(["run", write(tmp_path, experiment("e2e", budget=12, fitness={"tasks": ["sphere"],
+                                                                          "options": {"fail_every": 5}}))], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "e2e: 12/12 evaluations (2 failed)" in res.stdout and "best: candidate" in res.stdout
+    trials, saved = state(tmp_path / "runs" / "e2e")
+    assert [t[1] for t in trials] == ["complete"] * 4 + ["failed"] + ["complete"] * 4 + ["failed"] + ["complete"] * 2
+    assert "synthetic failure of candidate 4" in trials[4][4]
+    assert saved[1]["searcher"] == "cmaes"
+    assert json.loads((tmp_path / "runs" / "e2e" / "run.json").read_text())["name"] == "e2e"
+    again = cli(["run", tmp_path / "exp.yaml"], tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr and "--resume" in again.stderr
+
+
+@pytest.mark.parametrize("searcher", ["cmaes"])
+def test_sigkill_then_resume_ends_in_the_same_state(tmp_path, searcher):
+    budget = 30
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    ref_dir.mkdir(), cut_dir.mkdir()
+    assert cli(["run", write(ref_dir, experiment("r", budget, searcher))], ref_dir).returncode == 0
+
+    exp = write(cut_dir, experiment("r", budget, searcher, sleep=0.05))
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(EVOMERGE + ["run", str(exp), "--no-progress"], cwd=cut_dir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = cut_dir / "runs" / "r" / "store.db"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a third of the budget is stored
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                if sum(t.state != "running" for t in RunStore.open(cut_dir / "runs" / "r").trials()) >= budget // 3:
+                    break
+            except Exception:  # the store may be mid-creation
+                continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_at_kill = sum(t[1] != "running" for t in state(cut_dir / "runs" / "r")[0])
+    assert done_at_kill < budget
+    res = cli(["run", "--resume", "runs/r"], cut_dir)
+    assert res.returncode == 0, res.stderr
+    assert state(cut_dir / "runs" / "r") == state(ref_dir / "runs" / "r")
+
+
+def test_resume_replays_events_after_the_last_saved_state(tmp_path):
+    """A kill after a result's state flip but before the searcher state was saved."""
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.loop import run_loop
+    from evomerge.runtime.session import build_session
+
+    sys.path.insert(0, str(TESTS))
+    from analytic_backend import SphereEvaluator
+
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.store import sqlite_url
+
+    def fresh(name):
+        exp = Experiment.model_validate(experiment(name, budget=10))
+        session = build_session(exp)
+        store = RunStore.create(sqlite_url(tmp_path / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, 10)
+        return store, session, InProcessPool(session.spec, SphereEvaluator(session.spec))
+
+    store, session, pool = fresh("whole")
+    run_loop(store, session, pool, 10, show_progress=False)
+    want = [(t.genome, t.objectives) for t in store.trials()]
+
+    store, session, pool = fresh("cut")
+    run_loop(store, session, pool, 4, show_progress=False)
+    saved = store.searcher_state()
+    run_loop(store, session, pool, 6, show_progress=False)        # 2 more, then "lose" their state saves
+    store.save_searcher_state(saved[1], saved[0])
+    store2 = RunStore.open(store.url)
+    session2 = build_session(Experiment.model_validate(experiment("cut", budget=10)))
+    run_loop(store2, session2, pool, 10, show_progress=False)
+    assert [(t.genome, t.objectives) for t in store2.trials()] == want
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda e: e.update(budget=0), r"exp.yaml: budget: Input should be greater than or equal to 1"),
+    (lambda e: e.pop("models"), r"exp.yaml: models: required field is missing"),
+    (lambda e: e.update(searcher={"name": "annealing"}), r"searcher.name: unknown searcher 'annealing'"),
+    (lambda e: e["searcher"].update(options={"sigma": 1}), r"searcher.options.sigma: unknown option"),
+    (lambda e: e.update(backend="tpu"), r"exp.yaml: backend: 'tpu' is not one of"),
+    (lambda e: e["fitness"].update(objectives=[{"name": "x", "tasks": ["nope"]}]),
+     r"fitness: objectives\[0\].tasks.nope: not one of the fitness tasks"),
+    (lambda e: e["search_space"].update(density={"low": 0.5, "high": 2.0}), r"search_space: density"),
+    (lambda e: e.update(search_space="missing_space.yaml"), r"missing_space.yaml: cannot read"),
+    (lambda e: e.update(colour="blue"), r"exp.yaml: colour: unknown field"),
+])
+def test_invalid_experiments_fail_with_one_line_and_write_nothing(tmp_path, change, match):
+    exp = experiment("bad")
+    change(exp)
+    res = cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"])
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert re.search(match, lines[0]), lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    (tmp_path / "exp.yaml").write_text("name: x\nmodels: [unclosed\n")
+    res = cli_inprocess(["run", tmp_path / "exp.yaml", "--runs-dir", tmp_path / "runs"])
+    assert res.returncode == 2 and "exp.yaml: malformed YAML" in res.stderr
+    assert not (tmp_path / "runs").exists()
