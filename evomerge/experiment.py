@@ -82,10 +82,17 @@ class SearcherSpec(_Strict):
 
 
 class Resources(_Strict):
-    """Per-worker resources for the Ray pool; ``address`` joins an existing cluster."""
+    """Per-worker resources for the Ray pool; ``address`` joins an existing cluster.
+
+    ``custom``: Ray custom resources per worker, one mapping for all or a list cycled over the
+    workers (pins workers to the nodes offering them); ``local_cpus``: CPUs of a local Ray
+    instance (default: all of this machine's).
+    """
 
     cpus_per_worker: float = Field(default=1.0, gt=0)
     gpus_per_worker: float = Field(default=0.0, ge=0)
+    custom: Union[dict[str, float], list[dict[str, float]]] = Field(default_factory=dict)
+    local_cpus: int | None = Field(default=None, ge=1)
     address: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
 

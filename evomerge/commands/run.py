@@ -21,6 +21,7 @@ def run(
     experiment: Optional[Path] = typer.Argument(None, help="experiment YAML (optional with --resume)"),
     resume: Optional[str] = typer.Option(None, "--resume", help="run directory, run name (under --runs-dir) or store URL"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="evaluation workers (default: the experiment's)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port) instead of starting Ray locally"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where new runs are created"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
 ) -> None:
@@ -32,7 +33,7 @@ def run(
             raise ConfigError("give an EXPERIMENT.yaml, or --resume RUN to continue a run")
         from evomerge.runtime.driver import open_run
 
-        store, session, pool = open_run(experiment, resume, workers, runs_dir)
+        store, session, pool = open_run(experiment, resume, workers, runs_dir, address)
         _search(store, session, pool, progress)
 
 

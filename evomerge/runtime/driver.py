@@ -21,9 +21,10 @@ from evomerge.runtime.store import RunStore, sqlite_url, write_run_file
 MAY_CHANGE_ON_RESUME = ("budget", "workers", "resources")
 
 
-def make_pool(session: Session, workers: int) -> Any:
-    """In-process evaluation for one worker, the Ray actor pool for more."""
-    if workers <= 1:
+def make_pool(session: Session, workers: int, address: str | None = None) -> Any:
+    """In-process evaluation for one worker, the Ray actor pool for more (or to join a cluster)."""
+    address = address or session.experiment.resources.address
+    if workers <= 1 and not address:
         from evomerge.runtime.inprocess import InProcessPool
 
         return InProcessPool(session.spec)
@@ -31,13 +32,13 @@ def make_pool(session: Session, workers: int) -> Any:
         from evomerge.runtime.ray_pool import RayPool
     except ImportError as err:
         raise ConfigError(f"workers: {workers} needs the Ray pool ({err})") from None
-    return RayPool(session.spec, workers, session.experiment.resources)
+    return RayPool(session.spec, workers, session.experiment.resources, address=address)
 
 
 def open_run(experiment: Path | None, resume: str | None, workers: int | None,
-             runs_dir: Path) -> tuple[RunStore, Session, Any]:
+             runs_dir: Path, address: str | None = None) -> tuple[RunStore, Session, Any]:
     if resume is not None:
-        return _resume(experiment, resume, workers, runs_dir)
+        return _resume(experiment, resume, workers, runs_dir, address)
     exp = load_experiment(experiment)
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
@@ -46,7 +47,7 @@ def open_run(experiment: Path | None, resume: str | None, workers: int | None,
     if exp.store is None and (run_dir / "store.db").exists():
         raise ConfigError(f"{experiment}: name: run {exp.name!r} exists in {run_dir}; continue it with "
                           f"`evomerge run --resume {run_dir}` or choose another name")
-    pool = make_pool(session, n_workers)            # loads sources: may fail, nothing written yet
+    pool = make_pool(session, n_workers, address)   # loads sources: may fail, nothing written yet
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def open_run(experiment: Path | None, resume: str | None, workers: int | None,
 
 
 def _resume(experiment: Path | None, resume: str, workers: int | None,
-            runs_dir: Path) -> tuple[RunStore, Session, Any]:
+            runs_dir: Path, address: str | None = None) -> tuple[RunStore, Session, Any]:
     store = RunStore.open(resume, runs_dir)
     stored = Experiment.model_validate(store.info().experiment)
     stored._space_where = f"run {store.name}: search_space"
@@ -83,4 +84,4 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
             store.update_meta(budget=given.budget)
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
-    return store, session, make_pool(session, n_workers)
+    return store, session, make_pool(session, n_workers, address)

@@ -1,0 +1,88 @@
+"""Ray, imported only when a pool needs it: the import guard, starting or joining a cluster,
+and per-worker resource requests.
+
+``import evomerge`` never reaches this module. A local instance binds to 127.0.0.1 (Ray's
+switch for single-machine clusters, which must be set before ray is first imported), runs no
+dashboard and no auth; ``address`` joins an existing cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from evomerge.errors import ConfigError
+
+_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": node addresses resolve to 127.0.0.1
+
+
+def import_ray(local: bool = True) -> ModuleType:
+    """The ray module, or a one-line ConfigError when it is not installed."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(_LOCAL_ONLY, "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(f"workers: the Ray pool needs the ray package ({err}); pip install 'ray>=2.9'") from None
+    return ray
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> tuple[ModuleType, bool]:
+    """Ray ready to use: (ray, whether this call started it, so the caller shuts it down)."""
+    ray = import_ray(local=address is None)
+    if ray.is_initialized():
+        return ray, False
+    try:
+        if address is None:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level="warning")
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        where = f"--address {address}" if address else "local Ray instance"
+        raise ConfigError(f"{where}: cannot start or join Ray ({str(err).splitlines()[0]})") from None
+    return ray, True
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    """What one actor asks Ray for; ``custom`` pins actors to nodes that offer those resources."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.custom:
+            opts["resources"] = dict(self.custom)
+        return opts
+
+
+def per_worker(resources: Any, workers: int) -> list[WorkerResources]:
+    """One request per worker from the experiment's ``resources`` (or None for defaults).
+
+    ``custom`` may be one mapping for every worker or a list cycled over workers (worker i gets
+    ``custom[i % len]``), which is how workers are spread over named nodes.
+    """
+    cpus = float(getattr(resources, "cpus_per_worker", 1.0))
+    gpus = float(getattr(resources, "gpus_per_worker", 0.0))
+    custom = getattr(resources, "custom", None) or {}
+    table = custom if isinstance(custom, list) else [custom]
+    return [WorkerResources(cpus, gpus, dict(table[i % len(table)] or {})) for i in range(workers)]
+
+
+def check_feasible(ray: ModuleType, requests: list[WorkerResources]) -> None:
+    """Refuse requests no node of the cluster could ever meet (Ray would wait forever)."""
+    total = ray.cluster_resources()
+    for i, req in enumerate(requests):
+        asks = {"CPU": req.num_cpus, "GPU": req.num_gpus, **req.custom}
+        for name, amount in asks.items():
+            if amount > 0 and total.get(name, 0.0) < amount:
+                field_name = {"CPU": "cpus_per_worker", "GPU": "gpus_per_worker"}.get(name, f"custom.{name}")
+                raise ConfigError(f"resources.{field_name}: worker {i} asks for {amount:g} {name} but the "
+                                  f"Ray cluster offers {total.get(name, 0.0):g}")

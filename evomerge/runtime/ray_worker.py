@@ -1,0 +1,65 @@
+"""The body of one Ray evaluation actor: builds its evaluator once, then scores jobs.
+
+A plain class (``ray.remote`` wraps it at pool start) so importing it needs no Ray. The
+evaluator is built exactly as the in-process pool builds it (``build_evaluator``), so both
+pools give the same results for the same recipes. Sources stay resident in the actor between
+jobs: on the GPU Ray assigned to it, else on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from evomerge.errors import EvomergeError
+from evomerge.evaluate.result import EvalResult
+from evomerge.runtime.inprocess import build_evaluator, safe_evaluate
+from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+
+def _placement() -> tuple[str, str, bool]:
+    """(node ip, node id, has a GPU) of this actor as Ray sees it."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    try:
+        ip = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - only a label
+        ip = socket.gethostname()
+    return ip, ctx.get_node_id(), bool(ray.get_gpu_ids())
+
+
+class EvalWorker:
+    """Long-lived evaluator; a constructor error is reported by ``info`` (not raised) so the
+    driver can print it as one line instead of a Ray traceback."""
+
+    def __init__(self, spec: EvaluatorSpec, code_paths: list[str], index: int) -> None:
+        for path in code_paths:          # the driver's import paths (e.g. a module:Class backend)
+            if path not in sys.path and os.path.isdir(path):
+                sys.path.append(path)
+        self.ip, self.node_id, gpu = _placement()
+        if gpu and "device" not in spec.options:
+            spec = replace(spec, options={**spec.options, "device": "cuda"})
+        self.device = spec.options.get("device", "cpu")
+        self.name = f"ray{index}@{self.ip}:{os.getpid()}"
+        self.error: str | None = None
+        self.evaluator: Any = None
+        try:
+            self.evaluator = build_evaluator(spec)
+        except Exception as err:  # noqa: BLE001 - reported through info()
+            self.error = str(err) if isinstance(err, EvomergeError) else f"{type(err).__name__}: {err}"
+
+    def info(self) -> dict[str, Any]:
+        """Where this actor runs, and the evaluator's construction error if any."""
+        return {"name": self.name, "pid": os.getpid(), "node_ip": self.ip, "node_id": self.node_id,
+                "device": self.device, "error": self.error}
+
+    def evaluate(self, job: EvalJob) -> tuple[EvalResult, float]:
+        """The job's result and the seconds this actor was busy with it."""
+        start = time.perf_counter()
+        result = safe_evaluate(self.evaluator, job, self.name)
+        return result, time.perf_counter() - start
