@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from evomerge.errors import ConfigError, EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.experiment import Experiment, Objective, task_key
 from evomerge.runtime.pool import EvaluatorSpec
@@ -76,13 +75,6 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
 
 def _load_initial(path: str) -> Any:
     """Our recipe YAML or a mergekit config, whichever the file is."""
-    try:
-        from evomerge.engine import load_any_recipe  # the engine's reader for both formats
-    except ImportError:
-        from evomerge.recipe import load_recipe as load_any_recipe
-    try:
-        return load_any_recipe(path)
-    except EvomergeError:
-        raise
-    except Exception as err:  # pragma: no cover - a reader bug still gets one line
-        raise ConfigError(f"initial_recipe: {path}: {err}") from None
+    from evomerge.recipe import load_any_recipe
+
+    return load_any_recipe(path)

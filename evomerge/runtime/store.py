@@ -80,9 +80,27 @@ def _storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.storages.RDBStorage(url)
+        storage = optuna.storages.RDBStorage(url)
     except Exception as err:  # sqlalchemy / driver errors: one line naming the URL
         raise StoreError(f"store {url}: cannot open ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if url.startswith("sqlite"):
+        _sqlite_wal(storage.engine)
+    return storage
+
+
+def _sqlite_wal(engine: Any) -> None:
+    """WAL journal, synchronous=NORMAL: a commit survives the process being killed (only an OS
+    crash can lose the last ones), costs no fsync, and readers never block the run's writer."""
+    from sqlalchemy import event
+
+    def pragmas(conn: Any, _record: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened while creating the tables get the pragmas too
 
 
 class RunStore:
