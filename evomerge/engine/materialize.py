@@ -26,6 +26,18 @@ def resident_plan(recipe: ParameterRecipe, sources: ResidentSources) -> tuple[Me
     return plan, [m for _, m in models]
 
 
+def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None):
+    plan, models = resident_plan(recipe, sources)
+    base = models[0] if recipe.base else None
+    srcs = models[1:] if recipe.base else models
+    stacks = None
+    if plan.spec.stack and sources.cache_stacks:
+        stacks = sources.stacks(plan.spec.stack, base, srcs)
+    it = merged_tensors(plan, base.get if base else None, [m.get for m in srcs], sources.workspace,
+                        stacks=stacks, outs=outs)
+    return plan, it
+
+
 def materialize_tensors(recipe: Recipe, sources: ResidentSources, *, clone: bool = False
                         ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name, merged tensor in the output dtype). Unless `clone`, a yielded tensor may be
@@ -35,30 +47,43 @@ def materialize_tensors(recipe: Recipe, sources: ResidentSources, *, clone: bool
 
         yield from dataflow.materialize_tensors(recipe, sources)
         return
-    plan, models = resident_plan(recipe, sources)
-    base = models[0].get if recipe.base else None
-    srcs = [m.get for m in (models[1:] if recipe.base else models)]
-    with torch.inference_mode():
-        for name, result in merged_tensors(plan, base, srcs, sources.workspace):
+    plan, it = _merged(recipe, sources)
+    with torch.no_grad():
+        for name, result in it:
             t = result.to(plan.out_dtypes[name])
             yield name, t.clone() if clone and t is result else t
 
 
 def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.Module) -> None:
-    """Write the recipe's tensors into `model`'s existing parameters (no disk, no new model)."""
+    """Write the recipe's tensors into `model`'s existing parameters (no disk, no new model).
+    Float32 parameters receive the result directly; others get it cast as merge_to_disk does."""
     targets = dict(model.state_dict(keep_vars=True))
-    if isinstance(recipe, ParameterRecipe):
-        plan, _ = resident_plan(recipe, sources)
-        missing = [n for n in plan.names if n not in targets]
-        if missing:
-            raise CheckpointError(f"model has no parameter {missing[0]} (recipe's checkpoints do)")
-        covered = set(plan.names)
-        uncovered = [n for n, p in model.named_parameters() if n not in covered]
-        if uncovered:
-            raise CheckpointError(f"checkpoints lack the model's parameter {uncovered[0]}")
+    if isinstance(recipe, DataflowRecipe):
+        with torch.no_grad():
+            for name, t in materialize_tensors(recipe, sources):
+                targets[name].copy_(t)
+        return
+    plan, _ = resident_plan(recipe, sources)
+    missing = [n for n in plan.names if n not in targets]
+    if missing:
+        raise CheckpointError(f"model has no parameter {missing[0]} (recipe's checkpoints do)")
+    covered = set(plan.names)
+    uncovered = [n for n, p in model.named_parameters() if n not in covered]
+    if uncovered:
+        raise CheckpointError(f"checkpoints lack the model's parameter {uncovered[0]}")
+
+    def direct(name: str) -> torch.Tensor | None:
+        t = targets[name]
+        ok = (t.dtype == torch.float32 and plan.out_dtypes[name] == torch.float32 and t.is_contiguous()
+              and t.device == sources.device and tuple(t.shape) == plan.shapes[name]
+              and t.data_ptr() % 64 == 0)  # same alignment as workspace buffers: same rounding
+        return t.data if ok else None
+
+    _, it = _merged(recipe, sources, outs=direct)
     with torch.no_grad():
-        for name, t in materialize_tensors(recipe, sources):
+        for name, result in it:
             target = targets[name]
-            if t.dtype != target.dtype and t.dtype != torch.float32:
-                t = t.to(target.dtype)
-            target.copy_(t)
+            if result.data_ptr() == target.data_ptr():
+                continue
+            out_dtype = plan.out_dtypes[name]
+            target.copy_(result if out_dtype in (torch.float32, target.dtype) else result.to(out_dtype))

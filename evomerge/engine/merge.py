@@ -43,12 +43,16 @@ def tokenizer_folder(recipe: ParameterRecipe, models: list[tuple[str, Checkpoint
     return resolve_model_ref(ts)
 
 
-def merged_tensors(plan: MergePlan, base, sources, ws: Workspace):
-    """(name, float32 result) per tensor; `base`/`sources` map a name to a tensor."""
+def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, outs=None):
+    """(name, float32 result) per tensor. `base`, `sources`, `stacks` (cached stacked inputs)
+    and `outs` (float32 tensors to write into) map a tensor name to a tensor or None."""
     fn = plan.spec.fn()
     for name in plan.names:
         b = base(name) if base is not None else None
-        yield name, fn(b, [s(name) for s in sources], plan.params[name], ws)
+        stack = stacks(name) if stacks is not None else None
+        tensors = [s(name) for s in sources] if stack is None else []
+        out = outs(name) if outs is not None else None
+        yield name, fn(b, tensors, plan.params[name], ws, stack=stack, out=out)
 
 
 def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, allow_pickle: bool = False,

@@ -50,6 +50,8 @@ class ResidentSources:
         self.device = device
         self.workspace = Workspace()
         self.checked: dict[tuple[Path, ...], list[str]] = {}
+        self.cache_stacks = True
+        self._stacks: dict[tuple, dict[str, torch.Tensor]] = {}
 
     @classmethod
     def load(cls, model_refs: Iterable[str], device: str | torch.device = "cpu",
@@ -72,6 +74,30 @@ class ResidentSources:
             models[path] = ResidentModel(path, tensors, reader.config())
             reader.close()
         return cls(models, device)
+
+    def stacks(self, kind: str, base: ResidentModel | None, models: list[ResidentModel]):
+        """A name -> stacked float32 inputs [K, *shape] lookup, built on first use and kept:
+        task vectors (kind "deltas") or the sources themselves ("sources"). Costs K float32
+        copies of the model in memory; set `cache_stacks = False` to trade speed for memory."""
+        from evomerge.ops.linear import stack_sources
+        from evomerge.ops.task_vector import task_vectors
+
+        key = (kind, base.path if base else None, tuple(m.path for m in models))
+        cache = self._stacks.setdefault(key, {})
+
+        def get(name: str) -> torch.Tensor:
+            st = cache.get(name)
+            if st is None:
+                tensors = [m.tensors[name] for m in models]
+                if kind == "deltas":
+                    b = base.tensors[name]
+                    st = task_vectors(b if b.dtype == torch.float32 else b.float(), tensors, Workspace())
+                else:
+                    st = stack_sources(tensors, Workspace())
+                cache[name] = st
+            return st
+
+        return get
 
     def model(self, ref: str) -> ResidentModel:
         path = resolve_model_ref(ref).resolve()

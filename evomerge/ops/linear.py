@@ -10,14 +10,27 @@ from evomerge.ops import TensorParams
 from evomerge.ops.workspace import Workspace
 
 
-def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None) -> torch.Tensor:
-    """Float32 result (a workspace buffer when `ws` is given)."""
-    ws = ws or Workspace()
+def stack_sources(tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tensor:
+    """The sources stacked [K, *shape] in float32."""
     first = tensors[0]
-    acc = ws.buf("acc", first.shape, first.device).zero_()
-    for w, t in zip(p.weights, tensors):
-        acc.add_(t, alpha=w)
+    stack = ws.buf("stack", (len(tensors), *first.shape), first.device)
+    for k, t in enumerate(tensors):
+        stack[k].copy_(t)
+    return stack
+
+
+def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
+          ws: Workspace | None = None, *, stack: torch.Tensor | None = None, owned: bool = False,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Float32 result in `out` or a workspace buffer; one BLAS pass over the stacked sources."""
+    ws = ws or Workspace()
+    if stack is None:
+        stack = stack_sources(tensors, ws)
+    k = len(p.weights)
+    shape = stack.shape[1:]
+    res = out if out is not None else ws.buf("acc", shape, stack.device)
+    coef = torch.tensor(p.weights, dtype=torch.float32)
     if p.globals["normalize"]:
-        acc.div_(torch.tensor(p.weights, dtype=torch.float32).sum().item())
-    return acc
+        coef /= coef.sum().item()
+    torch.mv(stack.reshape(k, -1).t(), coef.to(stack.device), out=res.view(-1))
+    return res

@@ -52,50 +52,79 @@ def _sparsify(d: torch.Tensor, how: str, k: int, p: TensorParams, ws: Workspace)
             d.mul_(before / after)
 
 
+def task_vectors(base32: torch.Tensor, tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tensor:
+    """tau_k = theta_k - theta_base for every source, stacked [K, *shape] in float32."""
+    stack = ws.buf("stack", (len(tensors), *base32.shape), base32.device)
+    for k, t in enumerate(tensors):
+        stack[k].copy_(t).sub_(base32)
+    return stack
+
+
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None) -> torch.Tensor:
-    """Float32 result (a workspace buffer when `ws` is given)."""
+          ws: Workspace | None = None, *, stack: torch.Tensor | None = None, owned: bool = False,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Float32 result, in `out` if given, else in a workspace buffer.
+
+    `stack`: precomputed task vectors [K, *shape] (float32, as `task_vectors` makes them);
+    read-only unless `owned`. Without it they are computed from `tensors`."""
     if base is None:
         raise ValueError(f"{p.method} needs a base tensor")
     ws = ws or Workspace()
     spec = get_method(p.method)
     shape, dev = base.shape, base.device
     b32 = base if base.dtype == torch.float32 else ws.buf("base", shape, dev).copy_(base)
-    deltas = []
-    for k, t in enumerate(tensors):
-        d = ws.buf(f"delta{k}", shape, dev).copy_(t).sub_(b32)
-        if spec.sparsify:
-            _sparsify(d, spec.sparsify, k, p, ws)
-        deltas.append(d.mul_(p.weights[k]))
-
-    acc = ws.buf("acc", shape, dev)
-    normalize = p.globals["normalize"]
+    if stack is None:
+        stack, owned = task_vectors(b32, tensors, ws), True
+    res = out if out is not None else ws.buf("acc", shape, dev)
+    normalize, lam = p.globals["normalize"], float(p.globals["lambda"])
+    sparse = spec.sparsify is not None and any(d < 1 for d in p.densities)
+    if not spec.consensus and not sparse:  # base + sum_k c_k tau_k in one BLAS pass
+        coef = torch.tensor(p.weights, dtype=torch.float32)
+        if normalize:
+            total = coef.sum().item()
+            coef /= total if abs(total) >= 1e-8 else 1.0
+        coef = (coef * lam).to(dev)
+        torch.addmv(b32.reshape(-1), stack.reshape(len(p.weights), -1).t(), coef, out=res.view(-1))
+        return res
+    work = stack if owned else ws.buf("stack", stack.shape, dev).copy_(stack)
+    for k, w in enumerate(p.weights):
+        if sparse:
+            _sparsify(work[k], spec.sparsify, k, p, ws)
+        work[k].mul_(w)
+    deltas = list(work.unbind(0))
     if spec.consensus:
-        acc.copy_(deltas[0])
-        for d in deltas[1:]:
-            acc.add_(d)
-        mask = ws.buf("mask", shape, dev, torch.bool)
-        sign = ws.buf("sign", shape, dev)
-        sign.copy_(torch.ge(acc, 0, out=mask)).mul_(2).sub_(1)  # elected sign, +1 on ties
-        acc.zero_()
-        div = ws.buf("div", shape, dev).zero_() if normalize else None
-        for w, d in zip(p.weights, deltas):
-            agree = torch.mul(d, sign, out=ws.buf("abs", shape, dev)).clamp_(min=0)
-            acc.add_(agree)
-            if div is not None:
-                div.add_(torch.gt(agree, 0, out=mask), alpha=w)
-        acc.mul_(sign)
-        if div is not None:
-            div.masked_fill_(torch.eq(div, 0, out=mask), 1)
-            acc.div_(div)
+        _consensus(deltas, p.weights, normalize, res, ws)
     else:
-        acc.copy_(deltas[0])
+        res.copy_(deltas[0])
         for d in deltas[1:]:
-            acc.add_(d)
+            res.add_(d)
         if normalize:
             total = torch.tensor(p.weights, dtype=torch.float32).sum().item()
-            acc.div_(total if abs(total) >= 1e-8 else 1.0)
-    lam = float(p.globals["lambda"])
+            res.div_(total if abs(total) >= 1e-8 else 1.0)
     if lam != 1:
-        acc.mul_(lam)
-    return acc.add_(b32)
+        res.mul_(lam)
+    return res.add_(b32)
+
+
+def _consensus(deltas: list[torch.Tensor], weights: list[float], normalize: bool, res: torch.Tensor,
+               ws: Workspace) -> None:
+    """TIES merge of weighted deltas into `res`: elect sign(sum) per entry (0 counts as +),
+    sum the agreeing entries, divide by the weight that agreed when normalizing."""
+    shape, dev = res.shape, res.device
+    res.copy_(deltas[0])
+    for d in deltas[1:]:
+        res.add_(d)
+    mask = ws.buf("mask", shape, dev, torch.bool)
+    sign = ws.buf("sign", shape, dev)
+    sign.copy_(torch.ge(res, 0, out=mask)).mul_(2).sub_(1)
+    res.zero_()
+    div = ws.buf("div", shape, dev).zero_() if normalize else None
+    for w, d in zip(weights, deltas):
+        agree = torch.mul(d, sign, out=ws.buf("abs", shape, dev)).clamp_(min=0)
+        res.add_(agree)
+        if div is not None:
+            div.add_(torch.gt(agree, 0, out=mask), alpha=w)
+    res.mul_(sign)
+    if div is not None:
+        div.masked_fill_(torch.eq(div, 0, out=mask), 1)
+        res.div_(div)
