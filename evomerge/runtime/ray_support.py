@@ -67,8 +67,12 @@ def per_worker(resources: Any, workers: int) -> list[WorkerResources]:
     """One request per worker from the experiment's ``resources`` (or None for defaults).
 
     ``custom`` may be one mapping for every worker or a list cycled over workers (worker i gets
-    ``custom[i % len]``), which is how workers are spread over named nodes.
+    ``custom[i % len]``), which is how workers are spread over named nodes. A WorkerResources
+    (or a list of them, cycled) is taken as it is.
     """
+    if isinstance(resources, WorkerResources) or isinstance(resources, list):
+        table = resources if isinstance(resources, list) else [resources]
+        return [table[i % len(table)] for i in range(workers)]
     cpus = float(getattr(resources, "cpus_per_worker", 1.0))
     gpus = float(getattr(resources, "gpus_per_worker", 0.0))
     custom = getattr(resources, "custom", None) or {}

@@ -1,0 +1,159 @@
+"""The Ray pool on a real local Ray instance: results equal the in-process evaluator's, come
+back as they finish, and survive killed workers, failing evaluations and timeouts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from evomerge.errors import ConfigError
+from evomerge.runtime.inprocess import InProcessPool
+from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+SIM = "evomerge.runtime.simulated:SimulatedEvaluator"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    from evomerge.runtime.ray_support import connect
+
+    ray, started = connect(None, num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def spec(**options) -> EvaluatorSpec:
+    return EvaluatorSpec(sources=(), tasks=("t1", "t2"), backend=SIM, options=options)
+
+
+def recipe(w: float, **simulate) -> dict:
+    r = {"kind": "parameter", "method": "linear", "sources": [{"model": "a", "parameters": {"weight": w}}]}
+    return {**r, "simulate": simulate} if simulate else r
+
+
+def pool(ray_local, n: int = 2, sp: EvaluatorSpec | None = None, **kw):
+    from evomerge.runtime.ray_pool import RayPool
+    from evomerge.runtime.ray_support import WorkerResources
+
+    return RayPool(sp or spec(), n, WorkerResources(num_cpus=0.25), **kw)
+
+
+def drain(p, n: int, limit: float = 60.0) -> list:
+    got, end = [], time.time() + limit
+    while len(got) < n and time.time() < end:
+        got += p.wait(timeout=1.0)
+    assert len(got) == n, f"only {len(got)} of {n} results within {limit}s"
+    return got
+
+
+def pid_of(name: str) -> int:
+    return int(name.rsplit(":", 1)[1])
+
+
+def test_results_match_the_in_process_evaluator_and_arrive_as_they_finish(ray_local):
+    jobs = [EvalJob(i, recipe(0.1 * i, sleep=0.6 if i == 0 else 0.05)) for i in range(6)]
+    local, ref = {}, InProcessPool(spec())
+    for job in jobs:
+        ref.submit(job)
+        local.update({r.candidate_id: r for r in ref.wait()})
+    with pool(ray_local) as p:
+        assert p.capacity == 2 and len(p.workers()) == 2
+        for job in jobs:
+            p.submit(job)
+        got = drain(p, len(jobs))
+        stats = p.stats()
+    order = [r.candidate_id for r in got]
+    assert order.index(0) > order.index(1), "the slow job must not hold back the others"
+    for r in got:
+        assert r.error is None and r.worker.startswith("ray")
+        assert r.scores == local[r.candidate_id].scores
+        assert r.item_scores == local[r.candidate_id].item_scores
+    assert {r.worker for r in got} == set(stats.per_worker) and len(stats.per_worker) == 2
+    assert stats.completed == 6 and stats.failed == 0 and stats.restarts == 0
+    assert 0.6 + 5 * 0.05 <= stats.busy_s < 3.0 and 0.0 < stats.utilization <= 1.0
+
+
+def test_a_killed_worker_is_replaced_and_its_job_rerun(ray_local):
+    with pool(ray_local) as p:
+        p.submit(EvalJob(0, recipe(0.3, sleep=2.0)))
+        p.submit(EvalJob(1, recipe(0.4, sleep=0.1)))
+        time.sleep(0.8)                       # job 0 is now running on its actor
+        victim = p._slots[0]
+        assert victim.job is not None and victim.job.candidate_id == 0
+        victim_name = victim.name
+        os.kill(pid_of(victim_name), signal.SIGKILL)
+        got = {r.candidate_id: r for r in drain(p, 2)}
+        stats = p.stats()
+        assert got[0].error is None and got[1].error is None
+        assert got[0].worker != victim_name
+        assert stats.requeued == 1 and stats.restarts == 1
+        end = time.time() + 60
+        while len(p.workers()) < 2 and time.time() < end:    # the replacement joins
+            assert p.wait(timeout=0.5) == []
+        assert len(p.workers()) == 2 and victim_name not in p.workers()
+        # a ray.kill() from outside is just another death
+        p.submit(EvalJob(2, recipe(0.5, sleep=2.0)))
+        time.sleep(0.5)
+        busy = next(s for s in p._slots if s.job is not None)
+        ray_local.kill(busy.actor)
+        assert drain(p, 1)[0].error is None and p.stats().requeued == 2
+
+
+def test_failing_evaluations_are_results_and_the_pool_goes_on(ray_local):
+    with pool(ray_local, max_retries=1) as p:
+        p.submit(EvalJob(0, recipe(0.3, **{"raise": "merge exploded"})))
+        p.submit(EvalJob(1, recipe(0.3, exit=True)))         # kills every worker that runs it
+        p.submit(EvalJob(2, recipe(0.3)))
+        got = {r.candidate_id: r for r in drain(p, 3)}
+        assert "RuntimeError: merge exploded" in got[0].error
+        assert "died" in got[1].error and "2 workers died" in got[1].error
+        assert got[2].error is None
+        p.submit(EvalJob(3, recipe(0.2)))
+        assert drain(p, 1)[0].error is None
+        assert p.stats().failed == 2 and p.stats().restarts == 2
+
+
+def test_a_stuck_evaluation_times_out_and_its_worker_is_replaced(ray_local):
+    with pool(ray_local, n=1) as p:
+        first = p.workers()[0]
+        t0 = time.time()
+        p.submit(EvalJob(0, recipe(0.3, sleep=60), timeout_s=1.0))
+        p.submit(EvalJob(1, recipe(0.3)))
+        got = {r.candidate_id: r for r in drain(p, 2)}
+        assert got[0].error == "timeout after 1s" and got[1].error is None
+        assert time.time() - t0 < 30
+        assert got[1].worker != first and p.stats().timeouts == 1
+        assert not _alive(pid_of(first))
+
+
+def test_bad_backend_and_impossible_resources_are_one_line_errors(ray_local):
+    bad = EvaluatorSpec(sources=(), tasks=("t",), backend="no_such_module:Evaluator")
+    with pytest.raises(ConfigError, match=r"^backend: cannot load no_such_module:Evaluator"):
+        pool(ray_local, sp=bad)
+    from evomerge.runtime.ray_pool import RayPool
+    from evomerge.runtime.ray_support import WorkerResources
+
+    with pytest.raises(ConfigError, match=r"resources.custom.node9: worker 0 asks for 1 node9"):
+        RayPool(spec(), 1, WorkerResources(0.25, 0.0, {"node9": 1.0}))
+    assert ray_local.is_initialized()     # a pool that did not start Ray leaves it running
+
+
+def test_import_evomerge_does_not_import_ray():
+    code = "import sys, evomerge, evomerge.cli, evomerge.runtime.driver; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
