@@ -152,3 +152,24 @@ def test_dashboard_serves_the_run_on_localhost_only(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_status_times_and_throughput_from_stored_timestamps():
+    from datetime import datetime, timedelta
+
+    from evomerge.report.status import run_status
+    from evomerge.runtime.records import RunInfo, TrialRecord
+
+    t0 = datetime(2026, 11, 25, 12, 0, 0)
+    info = RunInfo("r", {}, "m2n2", {"loss": "minimize"}, budget=None, started=t0)
+    trials = [TrialRecord(i, "complete", [], {}, {"loss": 1.0 / (i + 1)}, started=t0 + timedelta(minutes=i),
+                          finished=t0 + timedelta(minutes=i + 1)) for i in range(6)]
+    trials.append(TrialRecord(6, "failed", [], {}, {}, error="oom\ntrace", finished=t0 + timedelta(minutes=12)))
+    st = run_status(info, trials, now=t0 + timedelta(minutes=30))
+    assert (st.done, st.failed, st.running) == (6, 1, 0)
+    assert st.elapsed_s == 12 * 60 and st.per_hour == pytest.approx(7 / 12 * 60)   # finished run: up to its last result
+    assert st.since_last_s == 18 * 60
+    assert [(b.objective, b.trial) for b in st.best] == [("loss", 5)]
+    assert st.failures == [("oom", 1)]
+    trials.append(TrialRecord(7, "running", [], {}, {}, started=t0 + timedelta(minutes=13)))
+    assert run_status(info, trials, now=t0 + timedelta(minutes=30)).elapsed_s == 30 * 60  # still going: up to now

@@ -38,10 +38,12 @@ class RunStatus:
     per_hour: float                  # finished (done + failed) evaluations per hour
     failures: list[tuple[str, int]] = field(default_factory=list)  # most common reasons
     last_finished: datetime | None = None
+    since_last_s: float | None = None  # seconds since the last result arrived
 
 
 def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    """Stored times are naive local times (Optuna's convention); make them comparable."""
+    return t if t.tzinfo else t.astimezone()
 
 
 def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = None) -> RunStatus:
@@ -66,8 +68,9 @@ def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = 
     finished = len(done) + len(failed)
     per_hour = finished / elapsed * 3600 if elapsed > 0 else 0.0
     reasons = Counter((t.error or "unknown").splitlines()[0][:120] for t in failed).most_common(3)
+    since = max(0.0, (now - last).total_seconds()) if last else None
     return RunStatus(info.name, info.searcher, info.budget, len(done), len(failed), len(running),
-                     best, elapsed, per_hour, reasons, last)
+                     best, elapsed, per_hour, reasons, last, since)
 
 
 def _duration(seconds: float) -> str:
@@ -86,6 +89,8 @@ def status_table(st: RunStatus) -> Table:
     table.add_row("searcher", st.searcher)
     table.add_row("evaluations", f"{st.done + st.failed}{budget} finished: {st.done} done, {st.failed} failed, {st.running} running")
     table.add_row("elapsed", _duration(st.elapsed_s))
+    if st.since_last_s is not None:
+        table.add_row("last result", f"{_duration(st.since_last_s)} ago")
     table.add_row("throughput", f"{st.per_hour:.1f} evaluations/hour ({st.per_hour / 60:.2f}/min)")
     for b in st.best:
         arrow = "↑" if b.direction == "maximize" else "↓"
