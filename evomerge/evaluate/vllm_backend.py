@@ -1,0 +1,194 @@
+"""vLLM backend: one live engine per evaluator, candidate weights hot-swapped in place.
+
+The engine starts once from a "shell" checkpoint folder (the sources' config at the engine's
+depth, the tokenizer, no weights: ``load_format="dummy"``). Its worker loads the sources once
+(see ``vllm_worker``); ``load(recipe)`` sends only the recipe dict, the worker materializes and
+reloads the weights, and the driver resets the prefix cache so no stale KV blocks survive.
+
+Scoring follows the HF backend exactly (same tokenizer calls, BOS handling, greedy decoding,
+stop-string cutting), so the two agree on generations and, up to float rounding, on
+log-likelihoods. vLLM is imported only when this module is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from evomerge.errors import ConfigError, EvomergeError
+from evomerge.evaluate.backend import Backend
+from evomerge.evaluate.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+
+WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+              "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
+OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args")
+
+
+def _set_env(multiprocessing: bool, kv_cache_gib: int) -> None:
+    """vLLM reads these at engine start; explicit user settings win."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "1" if multiprocessing else "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+
+
+def _shell_dir(source: Path, depth: int | None) -> tuple[Path, int]:
+    """A temp folder with the source's config (at ``depth`` layers) and tokenizer, no weights."""
+    try:
+        config = json.loads((source / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise EvomergeError(f"{source / 'config.json'}: cannot read the model config ({err})") from None
+    layers = int(config.get("num_hidden_layers", 0))
+    depth = layers if depth is None else int(depth)
+    if depth < 1:
+        raise ConfigError(f"options.max_layers: {depth} must be at least 1")
+    config["num_hidden_layers"] = depth
+    if isinstance(config.get("layer_types"), list) and config["layer_types"]:
+        config["layer_types"] = (config["layer_types"] * depth)[:depth]
+    shell = Path(tempfile.mkdtemp(prefix="evomerge-vllm-"))
+    (shell / "config.json").write_text(json.dumps(config))
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, shell / name)
+    return shell, depth
+
+
+class VLLMBackend(Backend):
+    """A vLLM engine plus the HF tokenizer of the sources; ``load(recipe)`` swaps weights."""
+
+    def __init__(self, model_dir: str | Path, *, sources: tuple[str, ...] = (), max_layers: int | None = None,
+                 dtype: str = "float32", max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
+                 multiprocessing: bool = False, engine_args: dict[str, Any] | None = None) -> None:
+        """Start an engine on ``model_dir``. With ``sources``, the engine starts without weights
+        (``model_dir`` gives config and tokenizer) and every candidate comes in via ``load``."""
+        from transformers import AutoTokenizer
+
+        _set_env(multiprocessing, kv_cache_gib)
+        from vllm import LLM
+
+        model_dir = Path(model_dir)
+        self._shell: Path | None = None
+        self.depth: int | None = None
+        self.loaded = not sources
+        path = model_dir
+        if sources:
+            self._shell, self.depth = _shell_dir(model_dir, max_layers)
+            path = self._shell
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        kwargs: dict[str, Any] = dict(dtype=dtype, seed=seed, enforce_eager=True, max_model_len=max_model_len,
+                                      worker_extension_cls=WORKER_EXTENSION, tokenizer=str(path))
+        if sources:
+            kwargs["load_format"] = "dummy"
+        kwargs.update(engine_args or {})
+        self.llm = LLM(model=str(path), **kwargs)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        if sources:
+            self.llm.collective_rpc("evomerge_init", args=(list(sources), self.depth))
+        self.last_timings: dict[str, float] = {}
+        self._nonfinite: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> "VLLMBackend":
+        """An engine sized for ``spec.sources``; ``spec.options`` may set any of ``OPTIONS``."""
+        from evomerge.recipe import resolve_model_ref
+
+        unknown = sorted(set(spec.options) - set(OPTIONS) - {"batch_size", "device"})
+        if unknown:
+            raise ConfigError(f"options.{unknown[0]}: not a vllm backend option (known: {', '.join(OPTIONS)})")
+        if not spec.sources:
+            raise ConfigError("sources: the vllm backend needs at least one source model")
+        opts = {k: v for k, v in spec.options.items() if k in OPTIONS}
+        return cls(resolve_model_ref(spec.sources[0]), sources=tuple(spec.sources), **opts)
+
+    def load(self, recipe: Any) -> dict[str, float]:
+        """Swap the recipe's weights into the engine; returns (and keeps) seconds per phase:
+        ``materialize`` (merging in the worker) and ``swap`` (reload + prefix-cache reset)."""
+        if self.depth is None:
+            raise ConfigError("the vllm backend was started without sources; it cannot load recipes")
+        data = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
+        self.loaded = False
+        (reply,) = self.llm.collective_rpc("evomerge_swap", args=(data,))
+        t0 = time.perf_counter()
+        self.llm.reset_prefix_cache()
+        self._nonfinite = reply["nonfinite"]
+        self.last_timings = {"materialize": reply["materialize"],
+                             "swap": reply["swap"] + time.perf_counter() - t0}
+        self.loaded = True
+        return dict(self.last_timings)
+
+    def nonfinite_parameter(self) -> str | None:
+        """The first tensor of the loaded candidate holding NaN or inf (checked in the worker)."""
+        return self._nonfinite
+
+    def close(self) -> None:
+        """Stop the engine and remove the shell folder."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            engine_core = getattr(llm.llm_engine, "engine_core", None)
+            if engine_core is not None and hasattr(engine_core, "shutdown"):
+                engine_core.shutdown()
+            self.llm = None
+        if self._shell is not None:
+            shutil.rmtree(self._shell, ignore_errors=True)
+            self._shell = None
+
+    # --- scoring -------------------------------------------------------------------------------
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _run(self, seqs: list[list[int]], params: list[Any]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        if not self.loaded:
+            raise EvomergeError("vllm backend: no candidate loaded (call load(recipe) first, or reload "
+                                "after a failed swap)")
+        for i, s in enumerate(seqs):
+            if len(s) >= self.max_model_len:
+                raise EvomergeError(f"request {i}: {len(s)} tokens do not fit the engine's max_model_len "
+                                    f"{self.max_model_len}")
+        prompts = [TokensPrompt(prompt_token_ids=s) for s in seqs]
+        return self.llm.generate(prompts, params, use_tqdm=False)
+
+    def _prompt_logprobs(self, seqs: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
+        """Per sequence: log P(token t | tokens < t) for t >= 1, and whether it is the argmax."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=1, temperature=0.0, detokenize=False)
+        out = []
+        for seq, res in zip(seqs, self._run(seqs, [params] * len(seqs))):
+            lps, greedy = [], []
+            for tok, entry in zip(seq[1:], res.prompt_logprobs[1:]):
+                lp = entry[tok]
+                lps.append(lp.logprob)
+                greedy.append(lp.rank == 1)
+            out.append((lps, greedy))
+        return out
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
+        seqs, lengths = [], []
+        for r in requests:
+            cont = self._encode(r.continuation, False)
+            seqs.append(self._encode(r.context, True) + cont)
+            lengths.append(len(cont))
+        return [(float(sum(lp[-k:])), all(g[-k:])) for (lp, g), k in zip(self._prompt_logprobs(seqs), lengths)]
+
+    def loglikelihood_rolling(self, requests: list[RollingRequest]) -> list[tuple[float, int]]:
+        scored = self._prompt_logprobs([self._encode(r.text, True) for r in requests])
+        return [(float(sum(lp)), len(lp)) for lp, _ in scored]
+
+    def generate_until(self, requests: list[GenerationRequest]) -> list[str]:
+        from vllm import SamplingParams
+
+        from evomerge.evaluate.hf_backend import _cut
+
+        seqs = [self._encode(r.context, True) for r in requests]
+        params = [SamplingParams(max_tokens=r.max_tokens, temperature=0.0, detokenize=False) for r in requests]
+        results = self._run(seqs, params)
+        texts = self.tokenizer.batch_decode([list(res.outputs[0].token_ids) for res in results],
+                                            skip_special_tokens=True)
+        return [_cut(text, r.until) for text, r in zip(texts, requests)]

@@ -1,0 +1,133 @@
+"""Runs inside the vLLM worker: resident sources and in-place candidate swaps.
+
+vLLM mixes this class into its worker (``LLM(worker_extension_cls=...)``), so the methods run
+where the model lives and reach it as ``self.model_runner``. The driver sends only recipe
+dicts through ``collective_rpc``; tensors never cross a process boundary. Each swap streams the
+recipe's tensors from ``evomerge.engine.materialize_tensors`` straight into
+``model_runner.reload_weights``, which repacks them for the kernels and copies them into the
+engine's existing parameter storage (no new engine, no disk round trip).
+
+The engine has a fixed depth. A model with fewer layers (a short data-flow path) is padded with
+all-zero blocks: a pre-norm block whose output projections are zero adds nothing to the
+residual stream, so it is an exact identity (tests/test_vllm_backend.py checks it bit for bit).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from evomerge.errors import CheckpointError
+
+_LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
+
+
+class _Watched:
+    """Passes (name, tensor) pairs through, timing their production and noting the first
+    non-finite tensor (the engine repacks weights, so they cannot be checked afterwards)."""
+
+    def __init__(self, items: Iterator[tuple[str, torch.Tensor]]) -> None:
+        self.items = items
+        self.seconds = 0.0
+        self.nonfinite: str | None = None
+
+    def __iter__(self) -> "_Watched":
+        return self
+
+    def __next__(self) -> tuple[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        try:
+            name, t = next(self.items)
+            if self.nonfinite is None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                self.nonfinite = name
+            return name, t
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def too_deep(layers: int, depth: int) -> CheckpointError:
+    return CheckpointError(f"layers: the model has at least {layers} layers but the vLLM engine holds {depth}; "
+                           f"raise the backend option max_layers")
+
+
+def pad_to_depth(tensors: Iterator[tuple[str, torch.Tensor]], depth: int) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors, then all-zero blocks ``n..depth-1`` after a model of ``n`` layers.
+
+    Raises CheckpointError at the first tensor of a block beyond the engine's depth."""
+    first_block: list[tuple[str, str, tuple, torch.dtype, torch.device]] = []   # block 0's layout
+    n = 0
+    for name, t in tensors:
+        m = _LAYER.match(name)
+        if m:
+            n = max(n, int(m.group(2)) + 1)
+            if n > depth:
+                raise too_deep(n, depth)
+            if m.group(2) == "0":
+                first_block.append((m.group(1), m.group(3), tuple(t.shape), t.dtype, t.device))
+        yield name, t
+    zeros: dict[tuple, torch.Tensor] = {}
+    for k in range(n, depth):
+        for prefix, suffix, *layout in first_block:
+            key = tuple(layout)
+            if key not in zeros:
+                zeros[key] = torch.zeros(layout[0], dtype=layout[1], device=layout[2])
+            yield f"{prefix}{k}.{suffix}", zeros[key]
+
+
+class EvomergeWorkerExtension:
+    """Methods vLLM adds to its worker; called from the driver via ``LLM.collective_rpc``."""
+
+    def evomerge_init(self, source_refs: list[str], depth: int) -> int:
+        """Load the sources once (float32, on the worker's device); returns how many models."""
+        from evomerge.engine import ResidentSources
+
+        device = next(self.model_runner.get_model().parameters()).device
+        self._evomerge_sources = ResidentSources.load(source_refs, device=device, dtype=torch.float32)
+        self._evomerge_depth = depth
+        return len(self._evomerge_sources.models)
+
+    def evomerge_swap(self, recipe: dict[str, Any]) -> dict[str, Any]:
+        """Materialize a recipe (a plain dict) and reload it into the live model, in place.
+
+        Returns seconds spent materializing and swapping, and the first tensor holding NaN/inf
+        (``nonfinite``, None when all are finite). If the recipe fails before the first
+        tensor, the engine is untouched; if it fails midway, the engine's structure is restored
+        (weights partly replaced) and the error propagates, so the driver must load again."""
+        from evomerge.engine import materialize_tensors
+        from evomerge.recipe import DataflowRecipe, parse_recipe
+
+        start = time.perf_counter()
+        parsed = parse_recipe(recipe, "recipe")
+        if isinstance(parsed, DataflowRecipe) and len(parsed.layers) > self._evomerge_depth:
+            raise too_deep(len(parsed.layers), self._evomerge_depth)
+        # clone: reload buffers a layer's tensors until the layer is complete, so the engine's
+        # reused scratch buffers must not be handed over
+        timed = _Watched(pad_to_depth(materialize_tensors(parsed, self._evomerge_sources, clone=True),
+                                    self._evomerge_depth))
+        first = next(timed)  # validation errors surface here, before the engine is touched
+        try:
+            self.reload_weights(weights_iterator=itertools.chain([first], timed))
+        except BaseException:
+            self._evomerge_restore()
+            raise
+        total = time.perf_counter() - start
+        return {"materialize": timed.seconds, "swap": total - timed.seconds, "nonfinite": timed.nonfinite}
+
+    def _evomerge_restore(self) -> None:
+        """Put every layer back on its device after an interrupted reload (weights undefined)."""
+        from vllm.model_executor.model_loader.reload.layerwise import finalize_layerwise_reload
+
+        finalize_layerwise_reload(self.model_runner.get_model(), self.model_runner.vllm_config.model_config)
+
+    def evomerge_rss(self) -> int:
+        """Resident memory of the worker process in bytes (the swap-leak test reads it)."""
+        import os
+
+        import psutil
+
+        return psutil.Process(os.getpid()).memory_info().rss
