@@ -25,7 +25,7 @@ class _Strict(BaseModel):
 
 class ModelsSpec(_Strict):
     base: str | None = None
-    sources: list[str] = Field(min_length=1)
+    sources: list[str] = Field(default_factory=list)   # empty only for nets evolved from scratch
 
 
 class Objective(_Strict):
@@ -100,7 +100,7 @@ class Resources(_Strict):
 class Experiment(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    models: ModelsSpec
+    models: ModelsSpec = Field(default_factory=ModelsSpec)
     search_space: Union[str, dict[str, Any]]
     fitness: FitnessSpec
     searcher: SearcherSpec

@@ -106,3 +106,13 @@ def test_bad_specs_fail_with_one_line(models, spec, match):
     with pytest.raises(ConfigError, match=match) as err:
         load_space(spec, models)
     assert "\n" not in str(err.value)
+
+
+def test_weights_space_is_the_flat_net(models):
+    space = load_space({"kind": "weights", "hidden": 10, "bound": 2.0}, models)
+    assert space.dim == 64 * 10 + 10 + 10 * 10 + 10
+    x = _random_inside(space, 0)
+    r = space.to_recipe(x)
+    assert r["kind"] == "weights" and np.array_equal(space.from_recipe(r), x)
+    with pytest.raises(ConfigError, match="not a digits_mlp"):
+        space.from_recipe({**r, "hidden": 11})

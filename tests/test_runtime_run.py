@@ -91,10 +91,12 @@ def test_run_stores_every_evaluation_and_reports_the_best(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_or_interrupted_run_resumes_to_the_same_state(tmp_path, sig):
     """SIGKILL at a random moment, or Ctrl-C (exit 130 and how to resume), then --resume."""
-    budget, searcher = 30, "cmaes"
+    budget, searcher = 20, "cmaes"
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     ref_dir.mkdir(), cut_dir.mkdir()
-    assert cli(["run", write(ref_dir, experiment("r", budget, searcher))], ref_dir).returncode == 0
+    sys.path.insert(0, str(TESTS))  # the analytic backend, for the in-process reference run
+    ref = cli_inprocess(["run", write(ref_dir, experiment("r", budget, searcher)), "--runs-dir", ref_dir / "runs"])
+    assert ref.returncode == 0, ref.stderr
 
     exp = write(cut_dir, experiment("r", budget, searcher, sleep=0.05))
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
@@ -152,7 +154,8 @@ def test_resume_replays_events_after_the_last_saved_state(tmp_path):
 
 @pytest.mark.parametrize("change,match", [
     (lambda e: e.update(budget=0), r"exp.yaml: budget: Input should be greater than or equal to 1"),
-    (lambda e: e.pop("models"), r"exp.yaml: models: required field is missing"),
+    (lambda e: e.pop("models"), r"models.sources: at least one source model is required"),
+    (lambda e: e.pop("budget"), r"exp.yaml: budget: required field is missing"),
     (lambda e: e.update(searcher={"name": "annealing"}), r"searcher.name: unknown searcher 'annealing'"),
     (lambda e: e["searcher"].update(options={"sigma": 1}), r"searcher.options.sigma: unknown option"),
     (lambda e: e.update(backend="tpu"), r"exp.yaml: backend: 'tpu' is not one of"),
@@ -178,3 +181,14 @@ def test_malformed_yaml_names_the_file(tmp_path):
     res = cli_inprocess(["run", tmp_path / "exp.yaml", "--runs-dir", tmp_path / "runs"])
     assert res.returncode == 2 and "exp.yaml: malformed YAML" in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_from_scratch_digits_experiment_runs(tmp_path):
+    """experiments/m2n2_digits.yaml wired end to end (few evaluations; the real run is longer)."""
+    exp = yaml.safe_load((TESTS.parent / "experiments" / "m2n2_digits.yaml").read_text())
+    exp["budget"] = 8
+    res = cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"])
+    assert res.returncode == 0, res.stderr
+    trials = RunStore.open(tmp_path / "runs" / "m2n2-digits").trials()
+    assert len(trials) == 8 and all(t.state == "complete" for t in trials)
+    assert len(trials[0].item_scores["digits"]) == 900 and 0.0 <= trials[0].scores["digits"] <= 1.0

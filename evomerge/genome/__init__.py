@@ -2,7 +2,7 @@
 
 ``load_space(spec, models)`` builds the space named by the spec's ``kind``: ``parameter``
 (TIES/DARE weights and densities), ``task_vector`` (MAP coefficients), ``dataflow`` (layer
-routing) or ``hybrid`` (parameter merge, then routing).
+routing) ``hybrid`` (parameter merge, then routing) or ``weights`` (raw weights of a net evolved from scratch).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from evomerge.errors import ConfigError
 from evomerge.genome.base import Models, Range, SearchSpace
 
-SPACE_KINDS = ("parameter", "task_vector", "dataflow", "hybrid")
+SPACE_KINDS = ("parameter", "task_vector", "dataflow", "hybrid", "weights")
 
 
 def read_space_spec(spec: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path | None, str]:
@@ -37,6 +37,7 @@ def load_space(spec: str | Path | dict[str, Any], models: Models, folder: Path |
     from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
     from evomerge.genome.hybrid import HybridSpace, HybridSpec
     from evomerge.genome.parameter import ParameterSpace, ParameterSpec, TaskVectorSpace, TaskVectorSpec
+    from evomerge.genome.weights import WeightsSpace, WeightsSpec
     from evomerge.recipe import format_validation_error
 
     data, file_folder, name = read_space_spec(spec)
@@ -44,13 +45,15 @@ def load_space(spec: str | Path | dict[str, Any], models: Models, folder: Path |
     name = where or name
     kind = data.get("kind")
     models_of = {"parameter": ParameterSpec, "task_vector": TaskVectorSpec,
-                 "dataflow": DataflowSpec, "hybrid": HybridSpec}
+                 "dataflow": DataflowSpec, "hybrid": HybridSpec, "weights": WeightsSpec}
     if kind not in models_of:
         raise ConfigError(f"{name}: kind: {kind!r} is not one of {', '.join(SPACE_KINDS)}")
     try:
         parsed = models_of[kind].model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, name)) from None
+    if kind == "weights":
+        return WeightsSpace(parsed)
     if not models.sources:
         raise ConfigError("models.sources: at least one source model is required")
     if kind == "parameter":

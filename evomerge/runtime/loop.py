@@ -10,6 +10,8 @@ candidates in flight stay RUNNING and are evaluated again on resume.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,14 +111,15 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         values = scoring.values(result.scores) if not outcome.failed else None
         store.finish(cid, result, values, seq)
         searcher.tell(cid, outcome)
-        store.save_searcher_state(searcher.state_dict(), seq)
         seq += 1
+        saver.save(seq - 1)
         del in_flight[cid]
         total += 1
         evaluated += 1
         progress.result(None if values is None else values[0])
 
-    with progress:
+    saver = StateSaver(store, searcher)
+    with progress, saver.flushing(lambda: seq - 1):
         best = _best(finished, directions[0])
         progress.seed(failed_before, best)
         for cand in resubmit:
@@ -135,6 +138,34 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                 receive(result)
     failed = sum(1 for r in store.trials() if r.state == "failed")
     return LoopSummary(evaluated, total, failed, stopped)
+
+
+class StateSaver:
+    """Saves the searcher's state after each result, unless saving would cost more than ~5 % of
+    the run (huge states, e.g. an archive of raw weights, with millisecond evaluations): then it
+    waits until 20x the last save's duration has passed. Skipping is safe: resume replays the
+    events recorded after the last saved state. The state is always saved when the loop ends."""
+
+    def __init__(self, store: RunStore, searcher: Any) -> None:
+        self.store, self.searcher = store, searcher
+        self.cost, self.last, self.saved_seq = 0.0, 0.0, None
+
+    def save(self, seq: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < 20 * self.cost:
+            return
+        self.store.save_searcher_state(self.searcher.state_dict(), seq)
+        self.last = time.perf_counter()
+        self.cost, self.saved_seq = self.last - now, seq
+
+    @contextlib.contextmanager
+    def flushing(self, current_seq: Any):
+        try:
+            yield self
+        finally:
+            seq = current_seq()
+            if seq >= 0 and seq != self.saved_seq:
+                self.save(seq, force=True)
 
 
 def _best(records: list[Any], direction: str) -> float | None:

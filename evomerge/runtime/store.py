@@ -217,12 +217,12 @@ class RunStore:
         payload = {"scores": result.scores, "item_scores": result.item_scores, "timings": result.timings,
                    "worker": result.worker, "error": error, "tell_seq": int(seq)}
         self._storage.set_trial_user_attr(tid, "result", payload)
-        number = self._storage.get_trial_number_from_id(tid)
+        # the flip: what study.tell() writes, without re-reading the trial twice first
         if error is None:
-            self.study.tell(number, values=list(objectives))
+            self._storage.set_trial_state_values(tid, TrialState.COMPLETE, [float(v) for v in objectives])
         else:
             self._storage.set_trial_system_attr(tid, "fail_reason", error)
-            self.study.tell(number, state=TrialState.FAIL)
+            self._storage.set_trial_state_values(tid, TrialState.FAIL)
 
     def save_searcher_state(self, state: dict[str, Any], seq: int) -> None:
         self._storage.set_study_user_attr(self.study._study_id, "searcher_state", {"seq": int(seq), "state": state})
