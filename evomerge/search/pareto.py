@@ -15,15 +15,17 @@ def non_dominated_ranks(f: np.ndarray) -> np.ndarray:
     f = np.asarray(f, dtype=float)
     ge = np.all(f[:, None, :] >= f[None, :, :], axis=2)
     gt = np.any(f[:, None, :] > f[None, :, :], axis=2)
-    dom = ge & gt                                  # dom[i, j]: i dominates j
-    ranks = np.full(len(f), -1)
+    dom = (ge & gt).astype(np.int64)               # dom[i, j] = 1: i dominates j
     count = dom.sum(axis=0)                        # how many dominate j
-    front, r = np.flatnonzero(count == 0), 0
-    while front.size:
+    ranks = np.full(len(f), -1)
+    left = np.ones(len(f), dtype=bool)
+    r = 0
+    while left.any():
+        front = left & (count == 0)
         ranks[front] = r
-        count = count - dom[front].sum(axis=0)
-        count[ranks >= 0] = -1
-        front, r = np.flatnonzero(count == 0), r + 1
+        left &= ~front
+        count = count - front.astype(np.int64) @ dom
+        r += 1
     return ranks
 
 
@@ -54,8 +56,7 @@ def hypervolume_2d(f: np.ndarray, ref: np.ndarray) -> float:
     pts = f[np.all(f > ref, axis=1)]
     if not len(pts):
         return 0.0
-    pts = pts[pareto_mask(pts)]
-    pts = pts[np.argsort(-pts[:, 0], kind="stable")]   # x descending → y ascending on the front
+    pts = pts[np.argsort(-pts[:, 0], kind="stable")]   # sweep x downward; dominated points add nothing
     area, prev_y = 0.0, ref[1]
     for x, y in pts:
         if y > prev_y:
