@@ -28,7 +28,7 @@ def build_evaluator(spec: EvaluatorSpec) -> Any:
             return getattr(importlib.import_module(module), cls)(spec)
         except (ImportError, AttributeError) as err:
             raise ConfigError(f"backend: cannot load {spec.backend} ({err})") from None
-    from evomerge.evaluate import Evaluator
+    from evomerge.evaluate.evaluator import Evaluator
 
     return Evaluator(spec)
 
