@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from evomerge.errors import EvomergeError
+from evomerge.search.pareto import hypervolume_2d, pareto_mask
 
 DIRECTIONS = ("maximize", "minimize")
 
@@ -42,13 +43,7 @@ def _sign(direction: str) -> float:
 
 def _non_dominated_min(arr: np.ndarray) -> np.ndarray:
     """Indices of rows not dominated by any other row (minimization); duplicates all kept."""
-    keep = []
-    for i in range(len(arr)):
-        le = np.all(arr <= arr[i], axis=1)
-        lt = np.any(arr < arr[i], axis=1)
-        if not np.any(le & lt):
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
+    return np.flatnonzero(pareto_mask(-arr))
 
 
 def non_dominated(points, directions: Sequence[str]) -> np.ndarray:
@@ -81,14 +76,8 @@ def _hv_min(arr: np.ndarray, ref: np.ndarray) -> float:
         return 0.0
     if arr.shape[1] == 1:
         return float(ref[0] - arr[:, 0].min())
-    if arr.shape[1] == 2:  # sweep: sorted by x, keep the running best y
-        order = np.lexsort((arr[:, 1], arr[:, 0]))
-        volume, best_y = 0.0, ref[1]
-        for x, y in arr[order]:
-            if y < best_y:
-                volume += (ref[0] - x) * (best_y - y)
-                best_y = y
-        return float(volume)
+    if arr.shape[1] == 2:  # the searchers' sweep, on the mirrored (maximized) points
+        return hypervolume_2d(-arr, -ref)
     # slice along the last objective: between consecutive values, the points at or below
     # the slice project onto a (k-1)-dimensional front whose volume is constant there
     order = np.argsort(arr[:, -1], kind="stable")
