@@ -1,9 +1,57 @@
-"""`evomerge eval` commands (placeholder until its issue lands)."""
+"""`evomerge eval MODEL --task NAME...`: score one checkpoint on fitness tasks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from evomerge.commands import user_errors
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.command("eval")(eval_model)
+
+
+def eval_model(
+    model: str = typer.Argument(..., help="model folder or zoo:NAME"),
+    task: list[str] = typer.Option(..., "--task", "-t", help="task name (fitness/NAME.yaml) or YAML path; repeatable"),
+    split: str = typer.Option("test", "--split", help="train | validation | test"),
+    json_out: Path = typer.Option(None, "--json", help="write per-item scores to this JSON file"),
+    limit: int = typer.Option(None, "--limit", min=1, help="score only the first N items per task"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="requests per forward pass"),
+) -> None:
+    """Print a table of task scores (HF transformers backend, greedy, deterministic)."""
+    with user_errors():
+        import json
+        import os
+        import time
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from evomerge.evaluate.hf_backend import HFBackend
+        from evomerge.evaluate.tasks import SPLITS, load_task
+
+        if split not in SPLITS:
+            raise typer.BadParameter(f"{split!r} is not one of {', '.join(SPLITS)}", param_hint="--split")
+        tasks = [load_task(name) for name in task]  # validate every task before loading the model
+        backend = HFBackend.from_pretrained(model, batch_size=batch_size)
+        table = Table(title=f"{model} ({split})")
+        for col in ("task", "metric", "score", "items", "seconds"):
+            table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+        report = {"model": model, "split": split, "tasks": {}}
+        for t in tasks:
+            start = time.perf_counter()
+            res = t.evaluate(backend, split, limit)
+            secs = time.perf_counter() - start
+            table.add_row(t.name, res.metric, f"{res.score:.4f}", str(len(res.item_scores)), f"{secs:.2f}")
+            report["tasks"][t.name] = {"score": res.score, "metric": res.metric,
+                                       "higher_is_better": res.higher_is_better, "seconds": secs,
+                                       "item_scores": res.item_scores}
+        Console().print(table)
+        if json_out is not None:
+            tmp = json_out.with_name(json_out.name + ".tmp")
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+            os.replace(tmp, json_out)

@@ -1,9 +1,52 @@
-"""`evomerge zoo` commands (placeholder until its issue lands)."""
+"""`evomerge zoo build|list`: the embedded tiny model zoo (built locally, no downloads)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from evomerge.commands import user_errors
+
+zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the embedded tiny model zoo.")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("build")
+def build(
+    out: Path = typer.Option(None, "--out", "-o", help="zoo directory (default $EVOMERGE_ZOO or ~/.cache/evomerge/zoo)"),
+    seed: int = typer.Option(0, "--seed", help="training seed (same seed -> identical weights)"),
+    force: bool = typer.Option(False, "--force", help="rebuild even if an up-to-date zoo is there"),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (part of the determinism key)"),
+) -> None:
+    """Train the base model and the skill experts (a few minutes on a CPU)."""
+    with user_errors():
+        import time
+
+        from evomerge.zoo import build as build_zoo
+
+        start = time.perf_counter()
+
+        def log(msg: str) -> None:
+            typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
+
+        path = build_zoo(out, seed=seed, force=force, threads=threads, log=log)
+        typer.echo(str(path))
+
+
+@zoo_app.command("list")
+def list_models(
+    zoo_dir: Path = typer.Option(None, "--zoo", help="zoo directory (default $EVOMERGE_ZOO or ~/.cache/evomerge/zoo)"),
+) -> None:
+    """Show each zoo model, its folder and whether it is built."""
+    with user_errors():
+        from evomerge.zoo import MODELS, default_zoo_dir
+
+        root = zoo_dir or default_zoo_dir()
+        for name in MODELS:
+            built = (root / name / "model.safetensors").is_file()
+            typer.echo(f"zoo:{name:8s} {root / name}  {'built' if built else 'missing'}")

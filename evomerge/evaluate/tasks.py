@@ -1,0 +1,167 @@
+"""Fitness tasks: ``fitness/NAME.yaml`` + JSONL data with fixed train/validation/test splits.
+
+Kinds: ``generate`` (greedy generation scored by exact match, regex or a custom scorer),
+``multiple_choice`` (log-likelihood of each choice; accuracy), ``perplexity`` (rolling
+log-likelihood; item score = mean log-prob per token, aggregate = perplexity, lower is better),
+``classify`` (feature vectors for from-scratch nets, e.g. sklearn digits; accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evomerge.errors import ConfigError
+from evomerge.evaluate.requests import (
+    ClassificationRequest,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    RollingRequest,
+)
+from evomerge.evaluate.scorers import Scorer, load_scorer
+
+SPLITS = ("train", "validation", "test")
+KINDS = ("generate", "multiple_choice", "perplexity", "classify")
+FIELDS = {"name", "description", "kind", "data", "generation", "scorer", "regex", "higher_is_better"}
+
+
+@dataclass
+class TaskResult:
+    """One task's aggregate score and the per-item scores it came from (higher is better per item)."""
+
+    name: str
+    score: float
+    item_scores: list[float]
+    higher_is_better: bool = True
+    metric: str = "accuracy"
+
+
+@dataclass
+class Task:
+    """A fitness task read from YAML; ``evaluate(backend, split)`` scores a model on one split."""
+
+    name: str
+    kind: str
+    data: str
+    root: Path
+    description: str = ""
+    until: tuple[str, ...] = ()
+    max_tokens: int = 16
+    scorer: Scorer | None = None
+    higher_is_better: bool = True
+    _cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def items(self, split: str) -> list[dict[str, Any]]:
+        """The split's items (cached)."""
+        if split not in SPLITS:
+            raise ConfigError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
+        if split not in self._cache:
+            self._cache[split] = _read_items(self, split)
+        return self._cache[split]
+
+    def evaluate(self, backend: Any, split: str = "validation", limit: int | None = None) -> TaskResult:
+        """Score backend on the split (the first ``limit`` items if given)."""
+        items = self.items(split)[:limit]
+        if self.kind == "generate":
+            outs = backend.generate_until([GenerationRequest(it["prompt"], self.until, self.max_tokens) for it in items])
+            scores = [float(self.scorer(o, it)) for o, it in zip(outs, items)]
+            return TaskResult(self.name, _mean(scores), scores)
+        if self.kind == "multiple_choice":
+            reqs = [LoglikelihoodRequest(it["prompt"], f" {c}") for it in items for c in it["choices"]]
+            lls = iter(backend.loglikelihood(reqs))
+            scores = []
+            for it in items:
+                ll = [next(lls)[0] for _ in it["choices"]]
+                scores.append(float(max(range(len(ll)), key=ll.__getitem__) == int(it["answer"])))
+            return TaskResult(self.name, _mean(scores), scores)
+        if self.kind == "perplexity":
+            rolled = backend.loglikelihood_rolling([RollingRequest(it["text"]) for it in items])
+            scores = [lp / max(n, 1) for lp, n in rolled]
+            total = sum(n for _, n in rolled)
+            ppl = math.exp(-sum(lp for lp, _ in rolled) / max(total, 1))
+            return TaskResult(self.name, ppl, scores, higher_is_better=False, metric="perplexity")
+        logps = backend.classify([ClassificationRequest(tuple(it["features"])) for it in items])
+        scores = [float(max(range(len(lp)), key=lp.__getitem__) == int(it["label"])) for lp, it in zip(logps, items)]
+        return TaskResult(self.name, _mean(scores), scores)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _read_items(task: Task, split: str) -> list[dict[str, Any]]:
+    if task.data.startswith("sklearn:"):
+        from evomerge.evaluate.digits import digits_items
+
+        return digits_items(task.data, split)
+    path = (task.root / task.data / f"{split}.jsonl").resolve()
+    if not path.is_file():
+        raise ConfigError(f"{task.name}: data file {path} not found")
+    items = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except ValueError as err:
+                    raise ConfigError(f"{path}:{lineno}: invalid JSON: {err}") from None
+    return items
+
+
+def fitness_dirs() -> list[Path]:
+    """Where task names are looked up: $EVOMERGE_FITNESS, ./fitness, then the repo's fitness/."""
+    dirs = [Path(p) for p in os.environ.get("EVOMERGE_FITNESS", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "fitness", Path(__file__).resolve().parents[2] / "fitness"]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def find_task_file(name: str) -> Path:
+    """A task name or a path to its YAML -> the YAML path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{name}: task file not found")
+        return path
+    for folder in fitness_dirs():
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    raise ConfigError(f"task {name!r}: no {name}.yaml in {', '.join(str(d) for d in fitness_dirs())}")
+
+
+def load_task(name: str) -> Task:
+    """Read and validate a task YAML."""
+    path = find_task_file(name)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    unknown = set(spec) - FIELDS
+    if unknown:
+        raise ConfigError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{path}: kind: {kind!r} is not one of {', '.join(KINDS)}")
+    if not isinstance(spec.get("data"), str):
+        raise ConfigError(f"{path}: data: expected a folder of split JSONL files or sklearn:digits")
+    gen = spec.get("generation") or {}
+    if not isinstance(gen, dict) or set(gen) - {"until", "max_tokens"}:
+        raise ConfigError(f"{path}: generation: expected {{until: [...], max_tokens: N}}")
+    max_tokens = gen.get("max_tokens", 16)
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigError(f"{path}: generation.max_tokens: expected a positive integer")
+    scorer = None
+    if kind == "generate":
+        scorer = load_scorer(str(spec.get("scorer", "exact_match")), spec.get("regex"), f"{path}: scorer")
+    return Task(
+        name=str(spec.get("name", path.stem)), kind=kind, data=spec["data"], root=path.parent,
+        description=str(spec.get("description", "")), until=tuple(gen.get("until", ())),
+        max_tokens=max_tokens, scorer=scorer, higher_is_better=kind != "perplexity",
+    )

@@ -1,0 +1,91 @@
+"""Deterministic CPU training of the zoo's tiny Llama models.
+
+Same seed, same thread count, same torch version -> bit-identical weights: data order comes
+from ``random.Random(seed)``, initialization from ``torch.manual_seed(seed)``, and there is no
+dropout. Documents are packed into fixed windows (``<s> doc </s> <s> doc </s> ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import torch
+
+from evomerge.zoo.mixes import MIXES, sample_docs
+from evomerge.zoo.stages import Schedule
+from evomerge.zoo.vocab import BOS, EOS, PAD, vocabulary
+
+SEQ_LEN = 64
+
+
+def model_config():
+    """The zoo architecture: a 4-layer LlamaForCausalLM, head_dim 32 (vLLM's CPU kernels accept it).
+
+Hidden 64 with 2 heads (~0.28 M parameters) keeps the whole build within minutes on a shared
+2-core CPU; untied embeddings so input rows and output rows can be merged separately.
+"""
+    from transformers import LlamaConfig
+
+    vocab = vocabulary()
+    return LlamaConfig(
+        vocab_size=len(vocab), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=128,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=vocab.index(BOS),
+        eos_token_id=vocab.index(EOS), pad_token_id=vocab.index(PAD), torch_dtype="float32",
+    )
+
+
+def new_model(seed: int):
+    """A freshly initialized zoo model (deterministic in seed)."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(model_config())
+    model.generation_config.do_sample = False
+    return model
+
+
+def token_windows(mix_name: str, seed: int, n_windows: int) -> torch.Tensor:
+    """[n_windows, SEQ_LEN+1] packed token ids drawn from the named mixture."""
+    ids = {w: i for i, w in enumerate(vocabulary())}
+    rng = random.Random(f"{mix_name}:{seed}")
+    need = n_windows * (SEQ_LEN + 1)
+    stream: list[int] = []
+    mix = MIXES[mix_name]()
+    while len(stream) < need:
+        for doc in sample_docs(mix, rng, 512):
+            stream.append(ids[BOS])
+            stream.extend(ids[w] for w in doc.split())
+            stream.append(ids[EOS])
+    return torch.tensor(stream[:need], dtype=torch.long).view(n_windows, SEQ_LEN + 1)
+
+
+def lr_at(step: int, s: Schedule) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_frac`` of the peak."""
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    progress = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return s.lr * (s.final_lr_frac + (1 - s.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(model, mix_name: str, schedule: Schedule, seed: int, log=None) -> list[float]:
+    """Train in place on the mixture; returns the loss per step."""
+    data = token_windows(mix_name, seed, schedule.steps * schedule.batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=schedule.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    model.train()
+    losses = []
+    for step in range(schedule.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, schedule)
+        batch = data[step * schedule.batch:(step + 1) * schedule.batch]
+        logits = model(input_ids=batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log and (step % 100 == 0 or step == schedule.steps - 1):
+            log(f"{mix_name} step {step}/{schedule.steps} loss {loss.item():.3f}")
+    model.eval()
+    return losses
