@@ -2,8 +2,10 @@
 
 The paper evolved small MNIST classifiers from scratch; sklearn's 8×8 digits (1797 images,
 bundled, no download) are a faithful small stand-in. The net is pure numpy so thousands of
-candidates score in seconds on a CPU. Per-item scores are 0/1 correctness on the training
-split (what M2N2's fitness sharing needs); the test split is only for reporting.
+candidates score in seconds on a CPU (limit BLAS to one thread: tiny matmuls only lose from
+threading). Per-item scores are 0/1 correctness on the training split (what M2N2's fitness
+sharing needs); the test split is only for reporting. Splits are those of ``digits.py``
+(the ``fitness/digits.yaml`` task), so numbers compare with ``evomerge run`` on it.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ class DigitsTask:
     """64 → hidden (tanh) → 10 softmax MLP; the genome is all weights and biases, flattened."""
 
     hidden: int = 10
-    n_test: int = 597
-    split_seed: int = 0
 
     def __post_init__(self) -> None:
         from sklearn.datasets import load_digits
 
+        from evomerge.evaluate.digits import N_TEST, N_VALIDATION, SPLIT_SEED
+
         data = load_digits()
         x = (data.data / 16.0).astype(np.float64)
-        order = np.random.default_rng(self.split_seed).permutation(len(x))
-        test, train = order[: self.n_test], order[self.n_test:]
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+        test, train = order[:N_TEST], order[N_TEST + N_VALIDATION:]
         self.x_train, self.y_train = x[train], data.target[train]
         self.x_test, self.y_test = x[test], data.target[test]
         self.shapes = [(64, self.hidden), (self.hidden,), (self.hidden, 10), (10,)]
