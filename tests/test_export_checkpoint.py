@@ -152,6 +152,14 @@ def test_failure_leaves_nothing_behind(run, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failure_after_the_weights_are_written_leaves_nothing_behind(run, tmp_path):
+    # this run's stored experiment is only a stub, so re-scoring fails after the checkpoint is written
+    out = tmp_path / "half"
+    result = CliRunner().invoke(app, ["export", str(run), "--trial", "0", "--out", str(out)])
+    assert result.exit_code == 2 and "stored experiment" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args,message", [(["--trial", "4"], "trial 4 of run exp is failed (worker died)"),
                                           (["--trial", "9"], "run exp has no trial 9"),
                                           (["--trial", "x"], "'x' is not a trial number"),
