@@ -1,11 +1,11 @@
 """MAP: quadratic surrogates of every objective over task-vector coefficients, NSGA-II on top.
 
-The genome is c ∈ [lo, hi]^N (θ = θ_base + Σ_k c_k τ_k). Round 0 measures a design — the
-center, box vertices (capped), then uniform points — with at least (N+1)(N+2)/2 points, the
-number of coefficients of a full quadratic. Every later round fits one quadratic per objective
-by least squares on everything measured so far, runs NSGA-II on the surrogates to predict a
-front, and asks ``per_round`` points spread along it for real (``meta["predicted"]`` holds the
-surrogate's forecast). ``report()`` compares predicted with measured; ``pareto_front()`` lists
+The genome is c ∈ [lo, hi]^N (θ = θ_base + Σ_k c_k τ_k). Round 0 measures a design of
+``initial_points`` points, at least (N+1)(N+2)/2 (the coefficients of a quadratic): x0, the
+center, box vertices (a random subset when 2^N is too many), then uniform points. Every later
+round fits one quadratic per objective by least squares on everything measured so far, runs
+NSGA-II on the surrogates to predict a front, and asks ``per_round`` points spread along it for
+real (``meta["predicted"]`` holds the surrogate's forecast). ``report()`` compares predicted with measured; ``pareto_front()`` lists
 the measured non-dominated candidates.
 """
 
@@ -69,8 +69,9 @@ class MAPSearcher(Searcher):
         lo, hi, n = self.space.lower, self.space.upper, self.space.dim
         pts = [self.space.x0, (lo + hi) / 2, *self.space.initial]
         corners = list(itertools.islice(itertools.product([0, 1], repeat=n), 2 ** min(n, 20)))
-        if len(corners) > self.opts["max_vertices"]:
-            pick = self.rng.choice(len(corners), self.opts["max_vertices"], replace=False)
+        room = min(self.opts["max_vertices"], max(0, self.opts["initial_points"] - len(pts)))
+        if len(corners) > room:       # a random subset of vertices when they would not all fit
+            pick = self.rng.choice(len(corners), room, replace=False)
             corners = [corners[i] for i in sorted(pick)]
         pts += [lo + (hi - lo) * np.array(c, dtype=float) for c in corners]
         unique = list({tuple(np.round(p, 12)): p for p in pts}.values())
