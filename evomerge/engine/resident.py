@@ -76,16 +76,17 @@ class ResidentSources:
         return cls(models, device)
 
     def stacks(self, kind: str, base: ResidentModel | None, models: list[ResidentModel]):
-        """A name -> stacked float32 inputs [K, *shape] lookup, built on first use and kept:
-        task vectors (kind "deltas") or the sources themselves ("sources"). Costs K float32
-        copies of the model in memory; set `cache_stacks = False` to trade speed for memory."""
+        """A name -> (stacked float32 inputs [K, *shape], aux dict) lookup, built on first use
+        and kept: task vectors (kind "deltas") or the sources themselves ("sources"); aux holds
+        memoized TIES thresholds / DARE draws. Costs K float32 copies of the model (twice for
+        TIES/DARE); set `cache_stacks = False` to trade speed for memory."""
         from evomerge.ops.linear import stack_sources
         from evomerge.ops.task_vector import task_vectors
 
         key = (kind, base.path if base else None, tuple(m.path for m in models))
         cache = self._stacks.setdefault(key, {})
 
-        def get(name: str) -> torch.Tensor:
+        def get(name: str) -> tuple[torch.Tensor, dict]:
             st = cache.get(name)
             if st is None:
                 tensors = [m.tensors[name] for m in models]
@@ -94,7 +95,7 @@ class ResidentSources:
                     st = task_vectors(b if b.dtype == torch.float32 else b.float(), tensors, Workspace())
                 else:
                     st = stack_sources(tensors, Workspace())
-                cache[name] = st
+                st = cache[name] = (st, {})
             return st
 
         return get

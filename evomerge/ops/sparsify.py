@@ -28,8 +28,7 @@ def magnitude_(d: torch.Tensor, density: float, ws: Workspace) -> None:
         return
     k = max(1, int(density * n))
     a = _abs(d, ws)
-    drop = torch.lt(a, _kth(a, n - k + 1), out=ws.buf("mask", d.shape, d.device, torch.bool))
-    d.masked_fill_(drop, 0)
+    d.mul_(torch.ge(a, _kth(a, n - k + 1), out=ws.buf("mask", d.shape, d.device, torch.bool)))
 
 
 def random_(d: torch.Tensor, density: float, generator: torch.Generator, ws: Workspace) -> None:
@@ -37,8 +36,7 @@ def random_(d: torch.Tensor, density: float, generator: torch.Generator, ws: Wor
     if density >= 1:
         return
     r = torch.rand(d.shape, generator=generator, device=d.device, out=ws.buf("abs", d.shape, d.device))
-    drop = torch.ge(r, density, out=ws.buf("mask", d.shape, d.device, torch.bool))
-    d.masked_fill_(drop, 0)
+    d.mul_(torch.lt(r, density, out=ws.buf("mask", d.shape, d.device, torch.bool)))
 
 
 def outliers_(d: torch.Tensor, density: float, gamma: float, ws: Workspace) -> None:

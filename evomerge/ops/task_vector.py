@@ -29,17 +29,29 @@ def tensor_seed(seed: int, name: str, k: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def _sparsify(d: torch.Tensor, how: str, k: int, p: TensorParams, ws: Workspace) -> None:
+def _sparsify(d: torch.Tensor, how: str, k: int, p: TensorParams, ws: Workspace, aux: dict | None) -> None:
+    """Sparsify row k in place. `aux` (resident sources only) memoizes what does not depend on
+    the candidate: the sorted magnitudes of each task vector, and DARE's uniform draws."""
     density = p.densities[k]
     if density >= 1:
         return
     rescale = p.globals["rescale"]
     before = torch.abs(d, out=ws.buf("abs", d.shape, d.device)).sum() if rescale == "l1" else None
-    if how == "magnitude":
+    if how == "magnitude" and aux is not None and 0 < density:
+        srt = aux["sorted"][k]  # ascending |tau_k|: the threshold is one lookup, not a selection
+        n = d.numel()
+        keep = torch.ge(torch.abs(d, out=ws.buf("abs", d.shape, d.device)), srt[n - max(1, int(density * n))],
+                        out=ws.buf("mask", d.shape, d.device, torch.bool))
+        d.mul_(keep)
+    elif how == "magnitude":
         magnitude_(d, density, ws)
     elif how == "random":
-        gen = torch.Generator(device=d.device).manual_seed(tensor_seed(p.seed, p.name, k))
-        random_(d, density, gen, ws)
+        if aux is not None and aux.get("uniform_seed") == p.seed:
+            keep = torch.lt(aux["uniform"][k], density, out=ws.buf("mask", d.shape, d.device, torch.bool))
+            d.mul_(keep)
+        else:
+            gen = torch.Generator(device=d.device).manual_seed(tensor_seed(p.seed, p.name, k))
+            random_(d, density, gen, ws)
     elif how == "outliers":
         outliers_(d, density, p.gammas[k], ws)
     else:  # pragma: no cover - registry and this module disagree
@@ -52,6 +64,18 @@ def _sparsify(d: torch.Tensor, how: str, k: int, p: TensorParams, ws: Workspace)
             d.mul_(before / after)
 
 
+def fill_aux(aux: dict, stack: torch.Tensor, spec_sparsify: str | None, p: TensorParams) -> None:
+    """Memoize for resident sources: sorted |tau_k| (TIES) or the seed's uniform draws (DARE)."""
+    if spec_sparsify == "magnitude" and "sorted" not in aux:
+        aux["sorted"] = [torch.sort(row.abs().reshape(-1)).values for row in stack]
+    if spec_sparsify == "random" and aux.get("uniform_seed") != p.seed:
+        aux.pop("uniform", None)  # one seed at a time bounds the memory
+        gens = [torch.Generator(device=stack.device).manual_seed(tensor_seed(p.seed, p.name, k))
+                for k in range(len(stack))]
+        aux["uniform"] = [torch.rand(row.shape, generator=g, device=row.device) for row, g in zip(stack, gens)]
+        aux["uniform_seed"] = p.seed
+
+
 def task_vectors(base32: torch.Tensor, tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tensor:
     """tau_k = theta_k - theta_base for every source, stacked [K, *shape] in float32."""
     stack = ws.buf("stack", (len(tensors), *base32.shape), base32.device)
@@ -62,11 +86,12 @@ def task_vectors(base32: torch.Tensor, tensors: Sequence[torch.Tensor], ws: Work
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
           ws: Workspace | None = None, *, stack: torch.Tensor | None = None, owned: bool = False,
-          out: torch.Tensor | None = None) -> torch.Tensor:
+          out: torch.Tensor | None = None, aux: dict | None = None) -> torch.Tensor:
     """Float32 result, in `out` if given, else in a workspace buffer.
 
     `stack`: precomputed task vectors [K, *shape] (float32, as `task_vectors` makes them);
-    read-only unless `owned`. Without it they are computed from `tensors`."""
+    read-only unless `owned`. Without it they are computed from `tensors`. `aux`: a dict
+    kept with a resident stack, for memoized thresholds and draws (same results)."""
     if base is None:
         raise ValueError(f"{p.method} needs a base tensor")
     ws = ws or Workspace()
@@ -86,10 +111,12 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
         coef = (coef * lam).to(dev)
         torch.addmv(b32.reshape(-1), stack.reshape(len(p.weights), -1).t(), coef, out=res.view(-1))
         return res
+    if aux is not None and sparse:
+        fill_aux(aux, stack, spec.sparsify, p)
     work = stack if owned else ws.buf("stack", stack.shape, dev).copy_(stack)
     for k, w in enumerate(p.weights):
         if sparse:
-            _sparsify(work[k], spec.sparsify, k, p, ws)
+            _sparsify(work[k], spec.sparsify, k, p, ws, aux)
         work[k].mul_(w)
     deltas = list(work.unbind(0))
     if spec.consensus:
