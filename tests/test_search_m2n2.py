@@ -36,6 +36,9 @@ def test_slerp_keeps_the_norm_between_orthogonal_vectors_and_hits_the_ends():
     assert np.linalg.norm(slerp(a, b, 0.3)) == pytest.approx(1.0)
     assert slerp(a, b, 0.0) == pytest.approx(a) and slerp(a, b, 1.0) == pytest.approx(b)
     assert slerp(a, 2 * a, 0.5) == pytest.approx(1.5 * a)      # colinear: lerp
+    x, y = np.array([1.0, 0.0, 2.0]), np.array([0.0, 1.0, 0.0])
+    assert crossover(x, y, split=3, w=1.0, mixing="slerp") == pytest.approx(x)
+    assert crossover(x, y, split=0, w=1.0, mixing="slerp") == pytest.approx(y)
 
 
 def _scores(x):

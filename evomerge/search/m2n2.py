@@ -3,11 +3,11 @@
 Fitness sharing per item: item j's capacity is split among the members that score on it,
 z_j = Σ_k s_kj (the newcomer counted too), and member i's fitness is Σ_j s_ij / z_j^α. Parent A
 is drawn with probability proportional to that fitness; parent B by attraction to A,
-Σ_j max(0, s_Bj − s_Aj) / z_j (how much B brings where A is weak). The child takes a random
+Σ_j max(0, s_Bj − s_Aj) / z_j^α (how much B brings where A is weak). The child takes a random
 split point k along the genome's flat order and a ratio w: coordinates before k are
-w·A + (1−w)·B, those after (1−w)·A + w·B (lerp, or SLERP per segment). Optional Gaussian
-mutation serves from-scratch nets. Steady state: a scored child replaces the weakest member
-when its shared fitness is higher.
+w·A + (1−w)·B, those after (1−w)·A + w·B (lerp, or SLERP with that per-coordinate ratio).
+Optional Gaussian mutation serves from-scratch nets. Steady state: a scored child replaces the
+weakest member when its shared fitness is higher.
 
 Two uses, one algorithm. (1) Recipe genomes for LLM merges: for linear and task-arithmetic
 recipes the merged weights are linear in the per-source coefficients
@@ -41,31 +41,30 @@ def shared_fitness(scores: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     return scores @ share
 
 
-def attraction(scores: np.ndarray, a: int) -> np.ndarray:
-    """For every member B: Σ_j max(0, s_Bj − s_Aj) / z_j, the gain B offers where A is weak."""
+def attraction(scores: np.ndarray, a: int, alpha: float = 1.0) -> np.ndarray:
+    """For every member B: Σ_j max(0, s_Bj − s_Aj) / z_j^α, the gain B offers where A is weak."""
     z = scores.sum(axis=0)
     gain = np.maximum(scores - scores[a], 0.0)
-    return gain @ np.where(z > 0, 1.0 / np.maximum(z, 1e-300), 0.0)
+    return gain @ np.where(z > 0, 1.0 / np.maximum(z, 1e-300) ** alpha, 0.0)
 
 
-def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation from a (t=0) to b (t=1); lerp when the two are nearly colinear."""
+def slerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Spherical interpolation from a (t=0) to b (t=1), t scalar or per coordinate.
+
+    The angle is that between the whole vectors; lerp when they are nearly colinear.
+    """
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-12 or nb < 1e-12:
-        return (1 - t) * a + t * b
-    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
-    if abs(cos) > 0.9995:
-        return (1 - t) * a + t * b
+    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0)) if na > 1e-12 and nb > 1e-12 else 1.0
     omega = np.arccos(cos)
+    if np.sin(omega) < 1e-6:
+        return (1 - t) * a + t * b
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
 def crossover(a: np.ndarray, b: np.ndarray, split: int, w: float, mixing: str = "lerp") -> np.ndarray:
-    """Before ``split``: w·a + (1−w)·b; from ``split`` on: (1−w)·a + w·b."""
-    mix = slerp if mixing == "slerp" else (lambda p, q, t: (1 - t) * p + t * q)
-    head = mix(a[:split], b[:split], 1 - w) if split > 0 else a[:0]
-    tail = mix(a[split:], b[split:], w) if split < a.size else a[:0]
-    return np.concatenate([head, tail])
+    """Before ``split``: w·a + (1−w)·b; from ``split`` on: (1−w)·a + w·b (or the SLERP analogue)."""
+    t = np.where(np.arange(a.size) < split, 1.0 - w, w)     # the share of b per coordinate
+    return slerp(a, b, t) if mixing == "slerp" else (1 - t) * a + t * b
 
 
 class M2N2Searcher(Searcher):
@@ -105,10 +104,13 @@ class M2N2Searcher(Searcher):
     def _child(self) -> tuple[np.ndarray, dict[str, Any]]:
         scores = np.array([m["s"] for m in self.archive])
         fit = shared_fitness(scores, self.opts["alpha"])
-        a = int(self.rng.choice(len(fit), p=fit / fit.sum())) if fit.sum() > 0 else int(self.rng.integers(len(fit)))
+        if fit.sum() > 0:
+            a = int(self.rng.choice(len(fit), p=fit / fit.sum()))
+        else:
+            a = int(self.rng.integers(len(fit)))
         others = np.array([i for i in range(len(fit)) if i != a])
         if self.opts["attraction"]:
-            g = attraction(scores, a)[others]
+            g = attraction(scores, a, self.opts["alpha"])[others]
             b = int(self.rng.choice(others, p=g / g.sum())) if g.sum() > 0 else int(self.rng.choice(others))
         else:
             b = int(self.rng.choice(others))
@@ -149,7 +151,8 @@ class M2N2Searcher(Searcher):
         if np.any(s < 0):
             raise EvomergeError("m2n2 needs non-negative per-item scores (e.g. accuracy per item)")
         if self.archive and s.size != self.archive[0]["s"].size:
-            raise EvomergeError(f"m2n2: candidate {cand.id} has {s.size} item scores, the archive {self.archive[0]['s'].size}")
+            raise EvomergeError(f"m2n2: candidate {cand.id} has {s.size} item scores, the archive "
+                                f"{self.archive[0]['s'].size}")
         member = {"id": cand.id, "x": cand.x, "s": s, "values": list(outcome.values)}
         if len(self.archive) < self.opts["archive_size"]:
             self.archive.append(member)

@@ -5,8 +5,8 @@ The genome is c ∈ [lo, hi]^N (θ = θ_base + Σ_k c_k τ_k). Round 0 measures 
 center, box vertices (a random subset when 2^N is too many), then uniform points. Every later
 round fits one quadratic per objective by least squares on everything measured so far, runs
 NSGA-II on the surrogates to predict a front, and asks ``per_round`` points spread along it for
-real (``meta["predicted"]`` holds the surrogate's forecast). ``report()`` compares predicted with measured; ``pareto_front()`` lists
-the measured non-dominated candidates.
+real (``meta["predicted"]`` holds the surrogate's forecast). ``report()`` compares predicted
+with measured; ``pareto_front()`` lists the measured non-dominated candidates.
 """
 
 from __future__ import annotations
