@@ -11,6 +11,8 @@ A whole generation is sampled when its first candidate is asked and handed out o
 next one starts only when every member is told, so ``ask`` returns nothing in between. Keep the
 population at least as large as the number of workers. A failed candidate counts as the worst
 value told in its generation (all failed: every member ties), so failures rank last.
+The search starts at x0; an initial population (SpaceInfo.initial) is not used. IPOP restarts
+begin at a uniformly random point with the population multiplied by ``inc_popsize``.
 """
 
 from __future__ import annotations
