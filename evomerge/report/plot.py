@@ -20,7 +20,8 @@ def plot_front(data: FrontData, out: str | Path, title: str = "") -> Path:
     out = Path(out)
     k = len(data.objectives)
     pairs = list(combinations(range(k), 2)) if k >= 2 else [(0, None)]
-    fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(5 * (len(pairs) + 1), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(5 * (len(pairs) + 1), 4.2), squeeze=False,
+                             layout="constrained")
     n = len(data.trials)
     order = list(range(n))
     front = sorted(data.front, key=lambda i: tuple(data.values[i]))
