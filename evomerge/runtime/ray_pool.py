@@ -1,14 +1,16 @@
 """The Ray evaluation pool: long-lived actors with resident sources, fed asynchronously.
 
 Each actor builds its evaluator once (sources loaded once, on its GPU if Ray gave it one) and
-then scores one job at a time. ``submit`` hands a job to an idle actor at once (or queues it);
-``wait`` returns results in the order they finish (``ray.wait``), so the loop can refill a
-worker the moment it frees up. Faults are handled here, invisibly to the loop:
+then scores one job at a time. ``submit`` hands a job to the least loaded actor at once (or
+queues it); ``wait`` returns results in the order they finish (``ray.wait``). Each actor holds
+up to ``depth`` jobs (one running, the rest queued inside the actor), so it starts its next job
+the moment it finishes one, without waiting for the driver: ``capacity`` is workers × depth.
+Faults are handled here, invisibly to the loop:
 
-- an actor that dies mid-job (killed, crashed, its node lost) is replaced and its job re-queued;
+- an actor that dies mid-job (killed, crashed, its node lost) is replaced and its jobs re-queued;
   a job that has killed ``max_retries + 1`` workers is failed instead of retried forever;
 - a job running past its ``timeout_s`` is failed ("timeout after Ns") and its actor, which
-  cannot be interrupted, is killed and replaced;
+  cannot be interrupted, is killed and replaced (the jobs queued behind it are re-queued);
 - exceptions and NaN weights inside an evaluation come back as failed results (the evaluator's
   and ``safe_evaluate``'s job), so they never reach this layer as errors.
 
@@ -40,9 +42,8 @@ class _Slot:
     actor: Any = None
     ready_ref: Any = None            # set while the actor is still building its evaluator
     name: str = ""
-    job: EvalJob | None = None
-    ref: Any = None
-    dispatched: float = 0.0
+    jobs: deque = field(default_factory=deque)   # (EvalJob, ObjectRef), the first one running
+    started: float = 0.0             # when the first job started (as far as the driver knows)
     alive_since: float | None = None
     start_failures: int = 0          # consecutive actors of this slot that died while starting
 
@@ -58,6 +59,8 @@ class PoolStats:
     timeouts: int = 0
     restarts: int = 0                # actors replaced
     driver_s: float = 0.0            # driver time in submit/wait, not counting blocking in ray.wait
+    roundtrip_s: float = 0.0         # summed (result seen by the driver - job start - actor busy time)
+    waited_s: float = 0.0            # driver time blocked in ray.wait (idle driver: it keeps up)
     per_worker: dict[str, float] = field(default_factory=dict)   # actor name -> busy seconds
 
     @property
@@ -74,12 +77,12 @@ class RayPool:
     """``EvaluationPool`` over ``workers`` Ray actors (see the module docstring)."""
 
     def __init__(self, spec: EvaluatorSpec, workers: int, resources: Any = None, *,
-                 address: str | None = None, local_cpus: int | None = None,
+                 address: str | None = None, local_cpus: int | None = None, depth: int = 2,
                  start_timeout_s: float = 300.0, max_retries: int = 2) -> None:
         if workers < 1:
             raise ConfigError(f"workers: {workers}: the Ray pool needs at least 1")
         address = address or getattr(resources, "address", None)
-        self.spec, self.max_retries = spec, max_retries
+        self.spec, self.max_retries, self.depth = spec, max_retries, max(1, depth)
         self._ray, self._owns_ray = connect(address, local_cpus or getattr(resources, "local_cpus", None))
         self._queue: deque[EvalJob] = deque()
         self._done: list[EvalResult] = []
@@ -103,7 +106,7 @@ class RayPool:
     # --- the EvaluationPool protocol ------------------------------------------------------
     @property
     def capacity(self) -> int:
-        return len(self._slots)
+        return len(self._slots) * self.depth
 
     def submit(self, job: EvalJob) -> None:
         t0 = time.perf_counter()
@@ -119,7 +122,7 @@ class RayPool:
             self._dispatch()
             if self._done:
                 break
-            refs = {s.ref: s for s in self._slots if s.ref is not None}
+            refs = {s.jobs[0][1]: s for s in self._slots if s.jobs}
             refs.update({s.ready_ref: s for s in self._slots if s.ready_ref is not None})
             if not refs:
                 break                   # nothing running or starting: nothing can finish
@@ -137,6 +140,7 @@ class RayPool:
                 break
         out, self._done = self._done, []
         self._stats.driver_s += time.perf_counter() - t0 - blocked
+        self._stats.waited_s += blocked
         return out
 
     def close(self) -> None:
@@ -163,10 +167,11 @@ class RayPool:
     def stats(self) -> PoolStats:
         now = time.perf_counter()
         alive = self._retired_alive + sum(now - s.alive_since for s in self._slots if s.alive_since is not None)
-        running = sum(now - s.dispatched for s in self._slots if s.ref is not None)
+        running = sum(now - s.started for s in self._slots if s.jobs)
         st = self._stats
         return PoolStats(st.workers, st.busy_s + running, alive, st.completed, st.failed, st.requeued,
-                         st.timeouts, st.restarts, st.driver_s, dict(st.per_worker))
+                         st.timeouts, st.restarts, st.driver_s, st.roundtrip_s, st.waited_s,
+                         dict(st.per_worker))
 
     def workers(self) -> list[str]:
         """Names (ray<i>@<node ip>:<pid>) of the actors that are ready now."""
@@ -211,19 +216,22 @@ class RayPool:
         slot.name, slot.alive_since, slot.start_failures = info["name"], time.perf_counter(), 0
 
     def _dispatch(self) -> None:
-        for slot in self._slots:
-            if not self._queue:
+        """Queued jobs to the least loaded ready actors, up to ``depth`` each."""
+        while self._queue:
+            open_slots = [s for s in self._slots if s.alive_since is not None and len(s.jobs) < self.depth]
+            if not open_slots:
                 return
-            if slot.alive_since is not None and slot.ref is None:
-                slot.job = self._queue.popleft()
-                slot.ref, slot.dispatched = slot.actor.evaluate.remote(slot.job), time.perf_counter()
+            slot = min(open_slots, key=lambda s: len(s.jobs))
+            job = self._queue.popleft()
+            if not slot.jobs:
+                slot.started = time.perf_counter()
+            slot.jobs.append((job, slot.actor.evaluate.remote(job)))
 
     def _finished(self, slot: _Slot, ref: Any) -> None:
         if slot.ready_ref is not None and ref == slot.ready_ref:
             self._ready(slot, ref)
             return
-        job, started = slot.job, slot.dispatched
-        slot.job, slot.ref = None, None
+        job, started = slot.jobs[0][0], slot.started
         exc = self._ray.exceptions
         try:
             result, busy = self._ray.get(ref)
@@ -233,7 +241,10 @@ class RayPool:
             return
         except exc.RayError as err:            # e.g. a result that cannot be deserialized
             result, busy = EvalResult(job.candidate_id, worker=slot.name, error=_first_line(err)), 0.0
+        slot.jobs.popleft()
+        slot.started = time.perf_counter()             # the next job starts now, inside the actor
         self._stats.busy_s += busy
+        self._stats.roundtrip_s += max(0.0, time.perf_counter() - started - busy)
         self._stats.per_worker[slot.name] = self._stats.per_worker.get(slot.name, 0.0) + busy
         self._deliver(result)
 
@@ -252,10 +263,10 @@ class RayPool:
     def _expire(self) -> None:
         now = time.perf_counter()
         for slot in self._slots:
-            job = slot.job
-            if job is None or job.timeout_s is None or now - slot.dispatched < job.timeout_s:
+            job = slot.jobs[0][0] if slot.jobs else None
+            if job is None or job.timeout_s is None or now - slot.started < job.timeout_s:
                 continue
-            self._stats.busy_s += now - slot.dispatched
+            self._stats.busy_s += now - slot.started
             self._stats.timeouts += 1
             name = slot.name
             self._replace(slot)
@@ -263,8 +274,8 @@ class RayPool:
 
     def _next_deadline(self) -> float | None:
         now = time.perf_counter()
-        left = [s.dispatched + s.job.timeout_s - now for s in self._slots
-                if s.job is not None and s.job.timeout_s is not None]
+        left = [s.started + s.jobs[0][0].timeout_s - now for s in self._slots
+                if s.jobs and s.jobs[0][0].timeout_s is not None]
         return max(0.0, min(left)) if left else None
 
     def _replace(self, slot: _Slot) -> None:
@@ -273,9 +284,13 @@ class RayPool:
         self._start(slot)
 
     def _kill(self, slot: _Slot) -> None:
+        """Stop the slot's actor; jobs it had not started yet go back to the front of the queue."""
         if slot.alive_since is not None:
             self._retired_alive += time.perf_counter() - slot.alive_since
-        slot.alive_since, slot.job, slot.ref, slot.ready_ref = None, None, None, None
+        waiting = [job for job, _ in list(slot.jobs)[1:]] if not self._closed else []
+        self._queue.extendleft(reversed(waiting))
+        slot.alive_since, slot.ready_ref = None, None
+        slot.jobs.clear()
         if slot.actor is not None:
             try:
                 self._ray.kill(slot.actor, no_restart=True)

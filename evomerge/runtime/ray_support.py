@@ -21,13 +21,17 @@ _LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": node addresses resolv
 
 def import_ray(local: bool = True) -> ModuleType:
     """The ray module, or a one-line ConfigError when it is not installed."""
-    if local and "ray" not in sys.modules:
-        os.environ.setdefault(_LOCAL_ONLY, "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    before = os.environ.get(_LOCAL_ONLY)
+    if local and "ray" not in sys.modules and before is None:
+        os.environ[_LOCAL_ONLY] = "0"        # read once, when ray is imported
     try:
         import ray
     except ImportError as err:
         raise ConfigError(f"workers: the Ray pool needs the ray package ({err}); pip install 'ray>=2.9'") from None
+    finally:
+        if before is None:                   # child processes (e.g. `ray start`) must not inherit it
+            os.environ.pop(_LOCAL_ONLY, None)
     return ray
 
 
@@ -36,16 +40,20 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> tuple[Mo
     ray = import_ray(local=address is None)
     if ray.is_initialized():
         return ray, False
-    try:
-        if address is None:
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level="warning")
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        where = f"--address {address}" if address else "local Ray instance"
-        raise ConfigError(f"{where}: cannot start or join Ray ({str(err).splitlines()[0]})") from None
-    return ray, True
+    error: Exception | None = None
+    for _ in range(2 if address is None else 1):   # a local node gets 30 s to start: a loaded
+        try:                                          # machine may need a second try
+            if address is None:
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level="warning")
+            return ray, True
+        except Exception as err:  # noqa: BLE001 - Ray raises bare Exceptions here
+            ray.shutdown()
+            error = err
+    where = f"--address {address}" if address else "local Ray instance"
+    raise ConfigError(f"{where}: cannot start or join Ray ({str(error).splitlines()[0]})")
 
 
 @dataclass(frozen=True)

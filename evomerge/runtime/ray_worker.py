@@ -62,4 +62,5 @@ class EvalWorker:
         """The job's result and the seconds this actor was busy with it."""
         start = time.perf_counter()
         result = safe_evaluate(self.evaluator, job, self.name)
+        result.worker = self.name            # which actor, on which node: kept in the store
         return result, time.perf_counter() - start
