@@ -62,18 +62,22 @@ class SearchSpace(ABC):
     """
 
     kind: str = "space"
+    _lo: np.ndarray   # set by every subclass's __init__
+    _hi: np.ndarray
+    _x0: np.ndarray
 
     @property
-    @abstractmethod
-    def lower(self) -> np.ndarray: ...
+    def lower(self) -> np.ndarray:
+        return self._lo
 
     @property
-    @abstractmethod
-    def upper(self) -> np.ndarray: ...
+    def upper(self) -> np.ndarray:
+        return self._hi
 
     @property
-    @abstractmethod
-    def x0(self) -> np.ndarray: ...
+    def x0(self) -> np.ndarray:
+        """The start point (model A for data-flow spaces; each range's ``init`` otherwise)."""
+        return self._x0
 
     @property
     def dim(self) -> int:

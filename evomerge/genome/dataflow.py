@@ -63,18 +63,6 @@ class DataflowSpace(SearchSpace):
     def over_models(cls, spec: DataflowSpec, models: Models) -> "DataflowSpace":
         return cls(spec, [{"model": m} for m in models.sources], [num_layers(m) for m in models.sources])
 
-    @property
-    def lower(self) -> np.ndarray:
-        return self._lo
-
-    @property
-    def upper(self) -> np.ndarray:
-        return self._hi
-
-    @property
-    def x0(self) -> np.ndarray:
-        return self._x0
-
     def hops(self, x: np.ndarray) -> list[dict[str, Any]]:
         """The path of genome x: [{source, layer, scale}, ...] in slot order."""
         x = self.clip(x)

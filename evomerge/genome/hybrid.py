@@ -57,18 +57,6 @@ class HybridSpace(SearchSpace):
         self._hi = np.concatenate([ps_hi, self.dfs.upper])
         self._x0 = np.concatenate([ps_x0, self.dfs.x0])
 
-    @property
-    def lower(self) -> np.ndarray:
-        return self._lo
-
-    @property
-    def upper(self) -> np.ndarray:
-        return self._hi
-
-    @property
-    def x0(self) -> np.ndarray:
-        return self._x0
-
     def to_recipe(self, x: np.ndarray) -> Any:
         from evomerge.recipe import parse_recipe
 

@@ -83,6 +83,15 @@ def _unpack(value: Any, layout: Layout, n_layers: int, fallback: float) -> list[
     return genes
 
 
+def _parameter_recipe(recipe: Any) -> Any:
+    from evomerge.recipe import parse_recipe
+
+    r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
+    if getattr(r, "kind", None) != "parameter":
+        raise ConfigError("recipe: this genome needs a parameter recipe")
+    return r
+
+
 class _SourceGenes(SearchSpace):
     """Shared machinery: per source, per parameter, one block of genes in a fixed order."""
 
@@ -100,18 +109,6 @@ class _SourceGenes(SearchSpace):
                 x0 += [rng.start(fb)] * self.genes_per
         self._lo, self._hi, self._x0 = np.array(lo), np.array(hi), np.array(x0)
 
-    @property
-    def lower(self) -> np.ndarray:
-        return self._lo
-
-    @property
-    def upper(self) -> np.ndarray:
-        return self._hi
-
-    @property
-    def x0(self) -> np.ndarray:
-        return self._x0
-
     def gene_labels(self) -> list[str]:
         """Readable names, e.g. ``s1.weight.block3`` (for reports and the dashboard)."""
         return [f"s{k}.{p}.{g}" for k in range(len(self.models.sources)) for p, _, _ in self.params
@@ -127,6 +124,20 @@ class _SourceGenes(SearchSpace):
                 i += self.genes_per
             out.append(params)
         return out
+
+    def _recipe(self, x: np.ndarray, method: str, base: str | None, parameters: dict[str, Any], seed: int,
+                dtype: str | None) -> Any:
+        from evomerge.recipe import parse_recipe
+
+        data: dict[str, Any] = {"kind": "parameter", "method": method,
+                                "sources": [{"model": m, "parameters": p}
+                                            for m, p in zip(self.models.sources, self._source_parameters(x))],
+                                "parameters": parameters, "seed": seed}
+        if base is not None:
+            data["base"] = base
+        if dtype:
+            data["dtype"] = dtype
+        return parse_recipe(data, "search_space")
 
     def _genes_from_sources(self, sources: list[Any]) -> np.ndarray:
         if len(sources) != len(self.models.sources):
@@ -161,26 +172,11 @@ class ParameterSpace(_SourceGenes):
         self.to_recipe(self.x0)  # fixed parameters are validated now, not at the first candidate
 
     def to_recipe(self, x: np.ndarray) -> Any:
-        from evomerge.recipe import parse_recipe
-
-        data: dict[str, Any] = {
-            "kind": "parameter", "method": self.spec.method,
-            "sources": [{"model": m, "parameters": p}
-                        for m, p in zip(self.models.sources, self._source_parameters(x))],
-            "parameters": dict(self.spec.parameters), "seed": self.spec.seed}
-        if self.needs_base:
-            data["base"] = self.models.base
-        if self.spec.dtype:
-            data["dtype"] = self.spec.dtype
-        return parse_recipe(data, "search_space")
+        return self._recipe(x, self.spec.method, self.models.base if self.needs_base else None,
+                            dict(self.spec.parameters), self.spec.seed, self.spec.dtype)
 
     def from_recipe(self, recipe: Any) -> np.ndarray:
-        from evomerge.recipe import parse_recipe
-
-        r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
-        if getattr(r, "kind", None) != "parameter":
-            raise ConfigError("recipe: a parameter-space genome needs a parameter recipe")
-        return self._genes_from_sources(r.sources)
+        return self._genes_from_sources(_parameter_recipe(recipe).sources)
 
 
 class TaskVectorSpace(_SourceGenes):
@@ -195,23 +191,10 @@ class TaskVectorSpace(_SourceGenes):
         super().__init__(models, [("weight", spec.coefficient, 0.5)], "model")
 
     def to_recipe(self, x: np.ndarray) -> Any:
-        from evomerge.recipe import parse_recipe
-
-        data: dict[str, Any] = {
-            "kind": "parameter", "method": "task_arithmetic", "base": self.models.base,
-            "sources": [{"model": m, "parameters": p}
-                        for m, p in zip(self.models.sources, self._source_parameters(x))],
-            "parameters": {"lambda": 1.0}, "seed": self.spec.seed}
-        if self.spec.dtype:
-            data["dtype"] = self.spec.dtype
-        return parse_recipe(data, "search_space")
+        return self._recipe(x, "task_arithmetic", self.models.base, {"lambda": 1.0}, self.spec.seed, self.spec.dtype)
 
     def from_recipe(self, recipe: Any) -> np.ndarray:
-        from evomerge.recipe import parse_recipe
-
-        r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
-        if getattr(r, "kind", None) != "parameter":
-            raise ConfigError("recipe: a task-vector genome needs a parameter recipe")
-        lam = r.parameters.get("lambda", 1.0)
+        r = _parameter_recipe(recipe)
+        lam = float(r.parameters.get("lambda", 1.0))
         genes = self._genes_from_sources(r.sources)
-        return np.clip(genes * float(lam), self._lo, self._hi) if lam != 1.0 else genes
+        return np.clip(genes * lam, self._lo, self._hi) if lam != 1.0 else genes

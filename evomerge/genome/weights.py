@@ -38,18 +38,6 @@ class WeightsSpace(SearchSpace):
         parts = [rng.normal(0.0, 1.0 / np.sqrt(s[0]), s) if len(s) == 2 else np.zeros(s) for s in self.shapes]
         self._x0 = np.clip(np.concatenate([p.reshape(-1) for p in parts]), self._lo, self._hi)
 
-    @property
-    def lower(self) -> np.ndarray:
-        return self._lo
-
-    @property
-    def upper(self) -> np.ndarray:
-        return self._hi
-
-    @property
-    def x0(self) -> np.ndarray:
-        return self._x0
-
     def to_recipe(self, x: np.ndarray) -> dict[str, Any]:
         return {"kind": "weights", "net": self.spec.net, "hidden": self.spec.hidden,
                 "weights": [float(v) for v in self.clip(x)]}
