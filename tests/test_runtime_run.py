@@ -192,3 +192,23 @@ def test_from_scratch_digits_experiment_runs(tmp_path):
     trials = RunStore.open(tmp_path / "runs" / "m2n2-digits").trials()
     assert len(trials) == 8 and all(t.state == "complete" for t in trials)
     assert len(trials[0].item_scores["digits"]) == 900 and 0.0 <= trials[0].scores["digits"] <= 1.0
+
+
+def test_initial_recipe_seeds_the_search(tmp_path):
+    """An initial recipe (ours or a mergekit config) becomes the start point and first candidate."""
+    from evomerge.experiment import load_experiment
+    from evomerge.runtime.session import build_session
+
+    ours = {"kind": "parameter", "method": "dare_ties", "base": "zoo:base",
+            "sources": [{"model": "zoo:a", "parameters": {"weight": 1.25, "density": 0.75}},
+                        {"model": "zoo:b", "parameters": {"weight": 0.5, "density": 0.25}}]}
+    mergekit = {"merge_method": "dare_ties", "base_model": "zoo:base",
+                "models": [{"model": "zoo:a", "parameters": {"weight": 1.25, "density": 0.75}},
+                           {"model": "zoo:b", "parameters": {"weight": 0.5, "density": 0.25}}]}
+    for name, recipe in (("ours.yaml", ours), ("mk.yaml", mergekit)):
+        (tmp_path / name).write_text(yaml.safe_dump(recipe))
+        path = write(tmp_path, experiment("init", searcher="random", initial_recipe=name), f"exp_{name}")
+        session = build_session(load_experiment(path))
+        first = session.searcher.ask(1)[0]
+        assert first.x.tolist() == [1.25, 0.75, 0.5, 0.25], name
+        assert session.space.recipe_dict(first.x)["sources"][1]["parameters"] == {"weight": 0.5, "density": 0.25}
