@@ -157,3 +157,30 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_zoo_recipes_score_the_same_on_ray_workers_and_nan_weights_fail(ray_local, zoo_dir):
+    from evomerge.evaluate.evaluator import Evaluator
+
+    zoo = EvaluatorSpec(sources=("zoo:base", "zoo:math", "zoo:words"), tasks=("math_words",),
+                        options={"limit": 10})
+    ties = {"kind": "parameter", "method": "dare_ties", "base": "zoo:base", "seed": 3,
+            "sources": [{"model": "zoo:math", "parameters": {"weight": 1.0, "density": 0.6}},
+                        {"model": "zoo:words", "parameters": {"weight": {"default": 0.8, "mlp": 0.4}, "density": 0.5}}]}
+    recipes = [{"kind": "parameter", "method": "linear", "sources": [{"model": "zoo:math", "parameters": {"weight": 1.0}}]},
+               ties,
+               {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
+                "sources": [{"model": "zoo:math", "parameters": {"weight": 1e38}}], "parameters": {"lambda": 1e38}}]
+    jobs = [EvalJob(i, r) for i, r in enumerate(recipes)]
+    local = Evaluator(zoo)
+    expected = [local.evaluate(job) for job in jobs]
+    with pool(ray_local, n=1, sp=zoo) as p:
+        for job in jobs:
+            p.submit(job)
+        got = {r.candidate_id: r for r in drain(p, len(jobs), limit=180)}
+    for want in expected[:2]:
+        have = got[want.candidate_id]
+        assert want.error is None and have.error is None, (want.error, have.error)
+        assert have.scores == want.scores and have.item_scores == want.item_scores
+        assert len(have.item_scores["math_words"]) == 10 and have.worker.startswith("ray")
+    assert "non-finite" in got[2].error and expected[2].error == got[2].error

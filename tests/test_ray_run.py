@@ -47,7 +47,7 @@ def finished(db: Path) -> int:
 
 
 def test_two_workers_store_every_candidate_then_ctrl_c_and_resume(tmp_path):
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment("r", budget=24, sleep=0.3)))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment("r", budget=16, sleep=0.3)))
     db = tmp_path / "runs" / "r" / "store.db"
     run = cli(["run", "exp.yaml"], tmp_path, start_new_session=True)
     deadline = time.time() + 180
@@ -63,12 +63,12 @@ def test_two_workers_store_every_candidate_then_ctrl_c_and_resume(tmp_path):
     gone, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, [p.cmdline()[:2] for p in alive]
     stopped_at = finished(db)
-    assert 6 <= stopped_at < 24
+    assert 6 <= stopped_at < 16
 
     resumed = cli(["run", "--resume", tmp_path / "runs" / "r"], tmp_path)
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, out[-3000:]
     trials = RunStore.open(tmp_path / "runs" / "r").trials()
-    assert len(trials) == 24 and all(t.state == "complete" for t in trials)
+    assert len(trials) == 16 and all(t.state == "complete" for t in trials)
     workers = {t.worker for t in trials}
     assert all(w.startswith("ray") and "@127.0.0.1:" in w for w in workers) and len(workers) >= 4

@@ -20,6 +20,7 @@ lifetime) and the driver's own time per evaluation; ``utilization()`` feeds the 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -91,6 +92,7 @@ class RayPool:
         self._retired_alive = 0.0
         self._closed = False
         self._paths = [p for p in sys.path if p]
+        self._env = {k: v for k, v in os.environ.items() if k.startswith("EVOMERGE_")}
         try:
             requests = per_worker(resources, workers)
             check_feasible(self._ray, requests)
@@ -182,7 +184,7 @@ class RayPool:
         opts = {**slot.request.options(), "max_restarts": 0, "max_concurrency": 1}
         if not slot.request.custom:
             opts["scheduling_strategy"] = "SPREAD"
-        slot.actor = self._actor_cls.options(**opts).remote(self.spec, self._paths, slot.index)
+        slot.actor = self._actor_cls.options(**opts).remote(self.spec, self._paths, self._env, slot.index)
         slot.ready_ref, slot.alive_since, slot.name = slot.actor.info.remote(), None, ""
 
     def _await_start(self, timeout_s: float) -> None:

@@ -37,10 +37,11 @@ class EvalWorker:
     """Long-lived evaluator; a constructor error is reported by ``info`` (not raised) so the
     driver can print it as one line instead of a Ray traceback."""
 
-    def __init__(self, spec: EvaluatorSpec, code_paths: list[str], index: int) -> None:
+    def __init__(self, spec: EvaluatorSpec, code_paths: list[str], env: dict[str, str], index: int) -> None:
         for path in code_paths:          # the driver's import paths (e.g. a module:Class backend)
             if path not in sys.path and os.path.isdir(path):
                 sys.path.append(path)
+        os.environ.update(env)           # the driver's EVOMERGE_* settings (e.g. where the zoo is)
         self.ip, self.node_id, gpu = _placement()
         if gpu and "device" not in spec.options:
             spec = replace(spec, options={**spec.options, "device": "cuda"})
