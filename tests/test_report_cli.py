@@ -101,6 +101,8 @@ def test_pareto_table_png_and_html(tmp_path):
     rows = [int(m) for m in re.findall(r"^│\s+(\d+) │", result.output, re.M)]
     assert rows == [6, 3, 5, 4]
     assert "math(w=0.3 d=0.5)" in result.output and "hypervolume" in result.output
+    # front progress: 6 completed trials -> after 2, 3, 4 (rounded quarters) and 6 evaluations
+    assert re.search(r"after 2 evals: [0-9.]+, 3 evals: [0-9.]+, 4 evals: [0-9.]+, 6 evals: [0-9.]+", result.output)
     assert png.read_bytes()[:4] == b"\x89PNG"
     data = json.loads(re.search(r'id="run-data">(.*?)</script>', page.read_text(), re.S).group(1))
     assert sorted(p["trial"] for p in data["points"]) == [0, 1, 3, 4, 5, 6]

@@ -24,5 +24,12 @@ def front_table(data: FrontData, title: str = "Pareto front") -> Table:
         table.add_row(str(trial.number), *cells, recipe_summary(trial.recipe))
     if data.front:
         ref = ", ".join(f"{r:.4g}" for r in data.reference)
-        table.caption = f"hypervolume {data.hypervolume:.6g} (reference point {ref})"
+        table.caption = f"hypervolume {data.hypervolume:.6g} (reference point {ref})\nfront progress: {progress_line(data)}"
     return table
+
+
+def progress_line(data: FrontData) -> str:
+    """How the front grew: hypervolume after each quarter of the completed evaluations."""
+    n = len(data.progress)
+    marks = sorted({max(1, round(n * q)) for q in (0.25, 0.5, 0.75, 1.0)})
+    return "after " + ", ".join(f"{m} evals: {data.progress[m - 1]:.4g}" for m in marks)
