@@ -151,6 +151,9 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
                                "layer paths; recipe.yaml is the exact description.")
         if evaluate:
             facts.split_scores, facts.split_objectives = score_on_splits(info, trial.recipe)
+            limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
+            if limit:
+                facts.notes.append(f"Scores use the run's fitness settings: the first {limit} items of each split.")
         facts.files = sorted(p.name for p in tmp.iterdir()) + ["README.md"]
         (tmp / "README.md").write_text(model_card(facts))
     return Exported(Path(out), trial, chosen_by, facts.split_scores)

@@ -59,7 +59,9 @@ def test_exported_winner_reloads_and_reproduces_its_stored_validation_score(zoo_
     test = evaluate_model(backend, [TASK], "test", LIMIT)[TASK].score
     assert validation == pytest.approx(best.scores[TASK], abs=1e-12)   # what the run stored
 
-    stored, card_validation, card_test = _card_scores((out / "README.md").read_text(), TASK)
+    card = (out / "README.md").read_text()
+    assert f"the first {LIMIT} items of each split" in card
+    stored, card_validation, card_test = _card_scores(card, TASK)
     assert stored == pytest.approx(best.scores[TASK], abs=5e-5)
     assert card_validation == pytest.approx(validation, abs=5e-5)
     assert card_test == pytest.approx(test, abs=5e-5)
