@@ -98,6 +98,11 @@ DRIVER = """
   c.dispatchEvent(new MouseEvent("mouseenter", {clientX: r.x, clientY: r.y}));
   b.dataset.tip = document.getElementById("tip").textContent;
   b.dataset.tipShown = document.getElementById("tip").style.display;
+  c.dispatchEvent(new MouseEvent("mouseleave"));
+  b.dataset.tipAfterLeave = document.getElementById("tip").style.display;
+  c.dispatchEvent(new MouseEvent("click", {clientX: r.x, clientY: r.y, bubbles: true}));
+  c.dispatchEvent(new MouseEvent("mouseleave"));
+  b.dataset.tipPinned = document.getElementById("tip").style.display;
 })();
 </script>
 """
@@ -123,7 +128,7 @@ def test_html_page_in_headless_chromium(tmp_path):
     assert any("undefinedFunction" in line for line in _console_lines(_chromium(["--dump-dom", bad.as_uri()], tmp_path).stderr))
 
     data = front_data(_trials(), OBJS)
-    page = write_html(data, tmp_path / "front.html", "test run")
+    page = write_html(data, tmp_path / "front.html", "test run", run="runs/demo")
     plain = _chromium(["--dump-dom", page.as_uri()], tmp_path)
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert _console_lines(plain.stderr) == []
@@ -138,9 +143,11 @@ def test_html_page_in_headless_chromium(tmp_path):
     assert set(map(int, attrs["front-final"].split(","))) == FINAL_FRONT
     assert set(map(int, attrs["front-at3"].split(","))) == FRONT_AFTER_3
     assert attrs["shown-at3"] == "3"
-    assert attrs["tip-shown"] == "block"
+    assert attrs["tip-shown"] == "block" and attrs["tip-after-leave"] == "none"
+    assert attrs["tip-pinned"] == "block"   # a click pins the box so its recipe can be copied
     tip = attrs["tip"]
-    for needle in ("trial 5", "math: 0.4", "words: 0.7", "ppl: 5", "method: ties", "weight: 0.5"):
+    for needle in ("trial 5", "math: 0.4", "words: 0.7", "ppl: 5", "method: ties", "weight: 0.5",
+                   "evomerge export runs/demo --trial 5 --out DIR"):
         assert needle in tip
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -69,7 +69,7 @@ def pareto(
         if html:
             from evomerge.report.html import write_html
 
-            console.print(f"page: {write_html(data, html, title)}")
+            console.print(f"page: {write_html(data, html, title, run=run)}")
 
 
 def dashboard(

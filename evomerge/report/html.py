@@ -25,8 +25,9 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(float(value)) else None
 
 
-def page_data(data: FrontData, title: str, subtitle: str = "") -> dict:
-    """The JSON the page's script reads: objectives, one entry per trial, hypervolume curve."""
+def page_data(data: FrontData, title: str, subtitle: str = "", run: str | None = None) -> dict:
+    """The JSON the page's script reads: objectives, one entry per trial, hypervolume curve;
+    ``run`` (the RUN argument) lets each point show the command that exports it."""
     points = []
     for i, trial in enumerate(data.trials):
         points.append({
@@ -49,23 +50,24 @@ def page_data(data: FrontData, title: str, subtitle: str = "") -> dict:
         "points": points,
         "progress": [float(v) for v in data.progress],
         "reference": data.reference,
+        "run": run,
     }
 
 
-def render_html(data: FrontData, title: str, subtitle: str = "") -> str:
+def render_html(data: FrontData, title: str, subtitle: str = "", run: str | None = None) -> str:
     """The page as a string; the data is embedded as JSON (``</`` escaped so it cannot end the
     script element early)."""
-    payload = json.dumps(page_data(data, title, subtitle), allow_nan=False).replace("</", "<\\/")
+    payload = json.dumps(page_data(data, title, subtitle, run), allow_nan=False).replace("</", "<\\/")
     template = resources.files("evomerge.report").joinpath("page.html").read_text(encoding="utf-8")
     head, tail = template.split("__DATA__")
     return head.replace("__TITLE__", html.escape(title)) + payload + tail
 
 
-def write_html(data: FrontData, out: str | Path, title: str, subtitle: str = "") -> Path:
+def write_html(data: FrontData, out: str | Path, title: str, subtitle: str = "", run: str | None = None) -> Path:
     """Write the page (atomically, so a reader never sees half a file) and return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_html(data, title, subtitle), encoding="utf-8")
+    tmp.write_text(render_html(data, title, subtitle, run), encoding="utf-8")
     tmp.replace(out)
     return out
