@@ -150,6 +150,9 @@ def zoo_search(tmp: Path, budget: int) -> dict[str, Any]:
     from evomerge.runtime.loop import run_loop
     from evomerge.runtime.ray_pool import RayPool
 
+    from evomerge.zoo import build
+
+    os.environ["EVOMERGE_ZOO"] = str(build(Path(os.environ.get("EVOMERGE_ZOO") or ROOT / ".cache" / "zoo")))
     exp = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     exp["search_space"] = str((ROOT / "experiments" / exp["search_space"]).resolve())
     exp.update(budget=budget, searcher={"name": "random"}, resources={"cpus_per_worker": 1})
@@ -159,10 +162,11 @@ def zoo_search(tmp: Path, budget: int) -> dict[str, Any]:
         path.write_text(yaml.safe_dump({**exp, "name": f"zoo-{label}"}))
         t0 = time.perf_counter()
         store, session, pool = open_run(path, None, 1, tmp / "runs")    # the in-process pool
-        if workers:
+        if workers:                      # replaced by a Ray pool (open_run uses Ray from 2 workers)
             pool.close()
+            t0 = time.perf_counter()
             pool = RayPool(session.spec, workers, session.experiment.resources)
-        startup = time.perf_counter() - t0
+        startup = time.perf_counter() - t0      # evaluator(s) built: sources loaded, model allocated
         go = lambda: run_loop(store, session, pool, budget, show_progress=False).evaluated  # noqa: E731
         with contextlib.closing(pool):
             res = measured(pool, go) if workers else {"evaluations": go(), "wall_s": None}

@@ -139,8 +139,10 @@ def test_bad_backend_and_impossible_resources_are_one_line_errors(ray_local):
     from evomerge.runtime.ray_pool import RayPool
     from evomerge.runtime.ray_support import WorkerResources
 
-    with pytest.raises(ConfigError, match=r"resources.custom.node9: worker 0 asks for 1 node9"):
+    with pytest.raises(ConfigError, match=r"^resources.custom.node9: 1 workers ask for 1 node9 in all, the Ray cluster has 0"):
         RayPool(spec(), 1, WorkerResources(0.25, 0.0, {"node9": 1.0}))
+    with pytest.raises(ConfigError, match=r"^resources.cpus_per_worker: 3 workers ask for 3 CPU in all, the Ray cluster has 2"):
+        RayPool(spec(), 3, WorkerResources(1.0))
     assert ray_local.is_initialized()     # a pool that did not start Ray leaves it running
 
 

@@ -89,12 +89,14 @@ def per_worker(resources: Any, workers: int) -> list[WorkerResources]:
 
 
 def check_feasible(ray: ModuleType, requests: list[WorkerResources]) -> None:
-    """Refuse requests no node of the cluster could ever meet (Ray would wait forever)."""
-    total = ray.cluster_resources()
-    for i, req in enumerate(requests):
-        asks = {"CPU": req.num_cpus, "GPU": req.num_gpus, **req.custom}
-        for name, amount in asks.items():
-            if amount > 0 and total.get(name, 0.0) < amount:
-                field_name = {"CPU": "cpus_per_worker", "GPU": "gpus_per_worker"}.get(name, f"custom.{name}")
-                raise ConfigError(f"resources.{field_name}: worker {i} asks for {amount:g} {name} but the "
-                                  f"Ray cluster offers {total.get(name, 0.0):g}")
+    """Refuse requests the cluster cannot meet all at once (Ray would leave actors waiting forever)."""
+    total, asked = ray.cluster_resources(), {}
+    for req in requests:
+        for name, amount in {"CPU": req.num_cpus, "GPU": req.num_gpus, **req.custom}.items():
+            asked[name] = asked.get(name, 0.0) + amount
+    for name, amount in asked.items():
+        if amount > 0 and total.get(name, 0.0) + 1e-9 < amount:
+            field_name = {"CPU": "cpus_per_worker", "GPU": "gpus_per_worker"}.get(name, f"custom.{name}")
+            raise ConfigError(f"resources.{field_name}: {len(requests)} workers ask for {amount:g} {name} in all, "
+                              f"the Ray cluster has {total.get(name, 0.0):g} (fewer workers, smaller shares, "
+                              f"or resources.local_cpus for a local instance)")
