@@ -162,12 +162,14 @@ def compare_outputs(a: Path, b: Path, names: list[str]) -> dict:
     return out
 
 
-def streaming(work: Path, shape: dict, with_mergekit: bool) -> dict:
+def streaming(work: Path, shape: dict, with_mergekit: bool, keep: bool) -> dict:
     models = {}
     t = time.perf_counter()
     for i, name in enumerate(["base", "e0", "e1", "e2"]):
         models[name] = work / name
-        write_model(models[name], shape, i)
+        if not (keep and (models[name] / "config.json").exists()):  # --keep: reuse earlier inputs
+            shutil.rmtree(models[name], ignore_errors=True)
+            write_model(models[name], shape, i)
     gen_s = time.perf_counter() - t
     params = sum(torch.Size(sh).numel() for _, sh in llama_shapes(shape))
     res: dict = {"model": {"shape": shape, "parameters": params, "dtype": "bfloat16", "shards_per_model": 3,
@@ -197,8 +199,9 @@ def streaming(work: Path, shape: dict, with_mergekit: bool) -> dict:
         shutil.rmtree(mk_out, ignore_errors=True)
         res[method] = entry
         print(method, json.dumps(entry), flush=True)
-    for p in models.values():
-        shutil.rmtree(p)
+    if not keep:
+        for p in models.values():
+            shutil.rmtree(p)
     return res
 
 
@@ -295,19 +298,24 @@ def main() -> None:
     ap.add_argument("--skip-streaming", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--workdir", default=None, help="where the synthetic models go (default: a temp dir)")
+    ap.add_argument("--workdir", default=None, help="where the synthetic models go (default: a new temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep (and reuse) the synthetic models in --workdir")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "merge_throughput.json"))
     args = ap.parse_args()
     result = {"benchmark": "merge_throughput", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "machine": machine()}
-    work = Path(tempfile.mkdtemp(prefix="evomerge-bench-", dir=args.workdir))
+    if args.keep and not args.workdir:
+        ap.error("--keep needs --workdir")
+    work = Path(args.workdir) if args.keep else Path(tempfile.mkdtemp(prefix="evomerge-bench-", dir=args.workdir))
+    work.mkdir(parents=True, exist_ok=True)
     try:
         if not args.skip_streaming:
             with_mk = not args.no_mergekit and MERGEKIT_YAML.exists()
-            result["streaming"] = streaming(work, QUICK if args.quick else BIG, with_mk)
+            result["streaming"] = streaming(work, QUICK if args.quick else BIG, with_mk, args.keep)
         result["in_memory"] = in_memory(MEM_QUICK if args.quick else MEM, args.repeats, args.device)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print("wrote", args.out)

@@ -142,3 +142,15 @@ def test_every_registered_method_runs_and_keeps_the_base_when_sources_equal_it()
         kw = {"t": 0.3} if name == "slerp" else {}
         out = run(name, base, [base.clone() for _ in range(n)], params(name, n, density=0.5, **kw))
         assert torch.allclose(out, base, atol=1e-6), name
+
+
+def test_bracketed_selection_is_exact_on_large_tensors_with_and_without_ties():
+    from evomerge.ops.sparsify import _kth
+
+    torch.manual_seed(7)
+    smooth = torch.randn(1_500_000).abs()
+    tied = (torch.randn(1_500_000) * 50).round().abs()  # few distinct values: bracket edges tie
+    for a in (smooth, tied):
+        n = a.numel()
+        for k in (1, 5, n // 7, n // 2, n - 3, n):
+            assert _kth(a, k) == torch.kthvalue(a, k).values, k

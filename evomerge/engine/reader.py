@@ -8,7 +8,6 @@ import struct
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from evomerge.errors import CheckpointError
 
@@ -20,8 +19,8 @@ ST_DTYPES = {
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.bin")
 
 
-def read_header(path: Path) -> dict:
-    """The JSON header of a .safetensors file (without reading tensor data)."""
+def read_header(path: Path) -> tuple[dict, int]:
+    """The JSON header of a .safetensors file and where its data starts (no tensor data read)."""
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
@@ -31,11 +30,14 @@ def read_header(path: Path) -> dict:
     except (OSError, ValueError, struct.error) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     header.pop("__metadata__", None)
-    return header
+    return header, 8 + n
 
 
 class CheckpointReader:
     """A model directory (or one .safetensors file) read lazily, tensor by tensor.
+
+    Tensors are read with plain file reads into fresh tensors, not through a memory map, so
+    the process holds only the tensors in use (a map would keep every touched page resident).
 
     Pickled `.bin` checkpoints are refused unless `allow_pickle=True`; then they are loaded
     with `torch.load(weights_only=True)` (memory-mapped), never with full unpickling.
@@ -43,9 +45,9 @@ class CheckpointReader:
 
     def __init__(self, path: str | Path, allow_pickle: bool = False) -> None:
         self.path = Path(path)
-        self._where: dict[str, Path] = {}
+        self._where: dict[str, tuple[Path, int, int]] = {}
         self._meta: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
-        self._handles: dict[Path, object] = {}
+        self._handles: dict[Path, object] = {}  # open shard files
         self._pickled: dict[str, torch.Tensor] | None = None
         if not self.path.exists():
             raise CheckpointError(f"{self.path}: no such model directory or file")
@@ -54,12 +56,19 @@ class CheckpointReader:
             self._load_pickled(allow_pickle)
             return
         for shard in shards:
-            for name, info in read_header(shard).items():
+            header, start = read_header(shard)
+            size = shard.stat().st_size
+            for name, info in header.items():
                 dtype = ST_DTYPES.get(info.get("dtype"))
                 if dtype is None:
                     raise CheckpointError(f"{shard}: tensor {name} has unsupported dtype {info.get('dtype')}")
-                self._where[name] = shard
-                self._meta[name] = (tuple(info["shape"]), dtype)
+                shape = tuple(info["shape"])
+                a, b = info["data_offsets"]
+                nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+                if b - a != nbytes or start + b > size:
+                    raise CheckpointError(f"{shard}: tensor {name} has inconsistent offsets (truncated file?)")
+                self._where[name] = (shard, start + a, nbytes)
+                self._meta[name] = (shape, dtype)
 
     def _find_shards(self) -> list[Path] | None:
         p = self.path
@@ -121,11 +130,17 @@ class CheckpointReader:
         """The tensor (a fresh CPU tensor the caller owns)."""
         if self._pickled is not None:
             return self._pickled[name]
-        shard = self._where[name]
-        handle = self._handles.get(shard)
-        if handle is None:
-            handle = self._handles[shard] = safe_open(str(shard), framework="pt")
-        return handle.get_tensor(name)
+        shard, offset, nbytes = self._where[name]
+        shape, dtype = self._meta[name]
+        t = torch.empty(shape, dtype=dtype)
+        if nbytes:
+            f = self._handles.get(shard)
+            if f is None:
+                f = self._handles[shard] = open(shard, "rb")  # noqa: SIM115 - closed in close()
+            f.seek(offset)
+            if f.readinto(memoryview(t.reshape(-1).view(torch.uint8).numpy())) != nbytes:
+                raise CheckpointError(f"{shard}: tensor {name} is truncated")
+        return t
 
     @property
     def folder(self) -> Path:
@@ -143,4 +158,6 @@ class CheckpointReader:
             raise CheckpointError(f"{f}: malformed JSON ({err})") from None
 
     def close(self) -> None:
+        for f in self._handles.values():
+            f.close()
         self._handles.clear()
