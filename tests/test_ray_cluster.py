@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -125,6 +126,7 @@ def test_search_on_two_nodes_survives_losing_one(tmp_path):
             if run.poll() is None:
                 run.kill()
         assert run.returncode == 0, out[-3000:]
+    assert re.search(r"ray: 2 workers, 16 evaluations, \d+% busy; [1-9]\d* workers replaced, [1-9]\d* jobs re-run", out), out
     trials = RunStore.open(tmp_path / "runs" / "cluster").trials()
     assert len(trials) == budget and all(t.state == "complete" for t in trials), \
         [(t.number, t.state, t.error) for t in trials]

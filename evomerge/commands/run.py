@@ -52,6 +52,8 @@ def _search(store, session, pool, progress: bool) -> None:
         pool.close()
     typer.echo(f"{store.name}: {summary.total}/{budget} evaluations ({summary.failed} failed); "
                f"stopped: {summary.stopped}")
+    if hasattr(pool, "summary"):             # the Ray pool: utilization, replaced workers
+        typer.echo(pool.summary())
     best = _best_line(store)
     if best:
         typer.echo(best)

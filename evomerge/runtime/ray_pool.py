@@ -175,6 +175,13 @@ class RayPool:
                          st.timeouts, st.restarts, st.driver_s, st.roundtrip_s, st.waited_s,
                          dict(st.per_worker))
 
+    def summary(self) -> str:
+        """One line for the end of a run: how busy the workers were and what went wrong."""
+        st = self.stats()
+        busy = "-" if st.utilization is None else f"{st.utilization:.0%}"
+        return (f"ray: {st.workers} workers, {st.completed + st.failed} evaluations, {busy} busy; "
+                f"{st.restarts} workers replaced, {st.requeued} jobs re-run, {st.timeouts} timed out")
+
     def workers(self) -> list[str]:
         """Names (ray<i>@<node ip>:<pid>) of the actors that are ready now."""
         return [s.name for s in self._slots if s.alive_since is not None]
