@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import yaml
+from helpers_ray import clean_env, finished
 
 from evomerge.runtime.store import RunStore
 
@@ -32,18 +32,9 @@ def experiment(name: str, budget: int, sleep: float, **extra) -> dict:
 
 
 def cli(args: list, cwd: Path, **kw) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return subprocess.Popen([sys.executable, "-m", "evomerge.cli", *map(str, args), "--no-progress"], cwd=cwd,
-                            env={**env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            env=clean_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def finished(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'FAIL')").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def test_two_workers_store_every_candidate_then_ctrl_c_and_resume(tmp_path):
