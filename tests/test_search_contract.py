@@ -130,6 +130,8 @@ def test_bad_space_and_bad_calls_raise_one_clear_line():
         s.tell(c.id, Outcome((1.0, 2.0)))
     with pytest.raises(EvomergeError, match="expected grid"):
         make_searcher("grid", SPACE, {}, seed=0).load_state_dict(s.state_dict())
+    with pytest.raises(EvomergeError, match="same searcher options"):
+        make_searcher("random", SPACE, {"budget": 5}, seed=0).load_state_dict(s.state_dict())
 
 
 def test_m2n2_without_item_scores_says_so():

@@ -188,6 +188,7 @@ class Searcher(ABC):
     def __init__(self, space: SpaceInfo, seed: int = 0) -> None:
         self.space = space
         self.seed = int(seed)
+        self.opts: dict[str, Any] = {}              # validated options (subclasses fill them)
         self.rng = np.random.default_rng(self.seed)
         self._next_id = 0
         self._pending: dict[int, Candidate] = {}   # asked, not told (insertion = ask order)
@@ -223,6 +224,7 @@ class Searcher(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         return {"searcher": self.name, "version": STATE_VERSION, "seed": self.seed,
+                "options": jsonable(self.opts),
                 "next_id": self._next_id, "rng": rng_state(self.rng),
                 "pending": [{"id": c.id, "x": c.x.tolist(), "meta": c.meta}
                             for c in self._pending.values()],
@@ -232,6 +234,9 @@ class Searcher(ABC):
         if d.get("searcher") != self.name or d.get("version") != STATE_VERSION:
             raise EvomergeError(f"searcher state: expected {self.name} v{STATE_VERSION}, got "
                                 f"{d.get('searcher')} v{d.get('version')}")
+        if d.get("options") != jsonable(self.opts):
+            raise EvomergeError(f"searcher state: saved with options {d.get('options')}, "
+                                f"now {jsonable(self.opts)}; resume with the same searcher options")
         self.seed = int(d["seed"])
         self._next_id = int(d["next_id"])
         self.rng = rng_from_state(d["rng"])

@@ -42,14 +42,13 @@ class CMAESSearcher(Searcher):
         if space.dim < 2:
             raise EvomergeError("searcher.name: cmaes needs at least 2 genome dimensions")
         width = space.upper - space.lower
-        opts = option(options, {
+        self.opts = opts = option(options, {
             "sigma0": (positive_float, float(np.mean(width)) / 6),
             "population_size": (int_at_least(2), 4 + int(3 * math.log(space.dim))),
             "restarts": (int_at_least(0), 0),
             "inc_popsize": (int_at_least(1), 2),
             "max_generations": (int_at_least(1), None),
         }, self.name)
-        self.opts = opts
         self.restart = 0
         self.segment = self._segment(space.x0, opts["population_size"])
         self.finished = False

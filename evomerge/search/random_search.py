@@ -38,7 +38,8 @@ class RandomSearcher(_Counting):
 
     def __init__(self, space: SpaceInfo, options: dict[str, Any], seed: int = 0) -> None:
         super().__init__(space, seed)
-        opts = option(options, {"budget": (int_at_least(1), None), "include_start": (boolean, True)}, self.name)
+        self.opts = opts = option(options, {"budget": (int_at_least(1), None),
+                                            "include_start": (boolean, True)}, self.name)
         self.budget: int | None = opts["budget"]
         self.start = [space.x0, *space.initial] if opts["include_start"] else []
 
@@ -70,7 +71,8 @@ class GridSearcher(_Counting):
 
     def __init__(self, space: SpaceInfo, options: dict[str, Any], seed: int = 0) -> None:
         super().__init__(space, seed)
-        opts = option(options, {"points_per_dim": (int_at_least(1), None), "budget": (int_at_least(1), None),
+        self.opts = opts = option(options, {"points_per_dim": (int_at_least(1), None),
+                                            "budget": (int_at_least(1), None),
                                 "max_points": (int_at_least(1), 100_000)}, self.name)
         k = opts["points_per_dim"]
         if k is None:
