@@ -129,6 +129,14 @@ def main() -> None:
         "margin_plain_vs_best_parent": paired(plain["task_arithmetic_best_grid"]["items"][TARGET], parents[best_parent]),
         "seconds": time.perf_counter() - t0, "evaluations": test.n + val.n,
     }
+    if args.recipe_out:
+        from evomerge.recipe import parse_recipe
+
+        header = (f"# Best per-group task-arithmetic merge of zoo:math and zoo:words for math_words (zoo seed "
+                  f"{out['zoo_manifest']['seed']}), found by benchmarks/zoo_merge_proof.py on the validation split.\n"
+                  f"# Test accuracy {best_test['scores'][TARGET]:.3f}; parents {models['math']['scores'][TARGET]:.3f} (math), "
+                  f"{models['words']['scores'][TARGET]:.3f} (words).\n")
+        Path(args.recipe_out).write_text(header + parse_recipe(best).to_yaml())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("models", "plain_test", "best_test", "margin_vs_best_parent", "seconds")}, indent=1))

@@ -16,7 +16,7 @@ from evomerge.evaluate.tasks import load_task
 
 @pytest.fixture(scope="module")
 def random_lm(tmp_path_factory):
-    from evomerge.zoo.build import _save
+    from evomerge.zoo.builder import _save
     from evomerge.zoo.train import new_model
 
     path = tmp_path_factory.mktemp("rand") / "lm"

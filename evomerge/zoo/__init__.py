@@ -4,6 +4,6 @@
 Importing this package is cheap: torch and transformers load only when building.
 """
 
-from evomerge.zoo.build import MODELS, build, default_zoo_dir, is_up_to_date, resolve
+from evomerge.zoo.builder import MODELS, build, default_zoo_dir, is_up_to_date, resolve
 
 __all__ = ["MODELS", "build", "default_zoo_dir", "is_up_to_date", "resolve"]

@@ -1,0 +1,94 @@
+"""The zoo's tokenizer, corpus and build mechanics (tiny schedules; no full build here)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from evomerge.errors import CheckpointError
+from evomerge.zoo import corpus as c
+from evomerge.zoo import builder as zoo_build
+from evomerge.zoo.stages import Schedule
+from evomerge.zoo.vocab import build_tokenizer, vocabulary
+
+TINY = {name: (parent, mix, Schedule(steps=2, lr=1e-3, warmup=1, batch=2))
+        for name, (parent, mix, _) in zoo_build.STAGES.items()}
+
+
+def _texts(rng):
+    yield from (c.joined(f(rng)) for f in (c.bare_equation, c.word_problem, c.lookup, c.reverse_item, c.count_item))
+    yield c.joined(c.word_problem(rng, words=True))
+    yield from (c.worked_problem(rng), c.story(rng), c.number_pair(rng))
+
+
+def test_tokenizer_round_trips_every_generated_text(tmp_path):
+    tok = build_tokenizer()
+    tok.save_pretrained(str(tmp_path))
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    rng = random.Random(0)
+    for _ in range(40):
+        for text in _texts(rng):
+            ids = loaded(text)["input_ids"]
+            assert ids[0] == loaded.bos_token_id and loaded.unk_token_id not in ids, text
+            assert loaded.decode(ids, skip_special_tokens=True) == text
+    assert len(set(vocabulary())) == len(vocabulary()) == loaded.vocab_size
+
+
+def test_arithmetic_answers_are_balanced_and_correct():
+    rng = random.Random(1)
+    answers = []
+    for _ in range(3800):
+        a, op, b, ans = c.equation(rng)
+        assert ans == (a + b if op == "+" else a - b) and 0 <= min(a, b) and max(a, b) <= 20
+        answers.append(ans)
+    counts = [answers.count(k) for k in range(19)]
+    assert min(counts) > 140 and max(counts) < 260
+
+
+def test_training_is_deterministic_in_the_seed():
+    from evomerge.zoo.train import new_model, train
+
+    torch.set_num_threads(1)
+    sched = Schedule(steps=3, lr=1e-3, warmup=1, batch=2)
+    runs = []
+    for seed in (0, 0, 1):
+        model = new_model(seed)
+        train(model, "math", sched, seed)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_build_is_atomic_cached_and_reproducible(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo_build, "STAGES", TINY)
+    out = tmp_path / "zoo"
+    logs = []
+    zoo_build.build(out, seed=3, log=logs.append)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["models"] == list(TINY)
+    for name in TINY:
+        files = {p.name for p in (out / name).iterdir()}
+        assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json"} <= files
+        assert not any(f.endswith(".bin") for f in files)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".zoo.tmp")]
+    logs.clear()
+    zoo_build.build(out, seed=3, log=logs.append)
+    assert any("up to date" in m for m in logs)
+    zoo_build.build(out, seed=3, force=True)
+    assert json.loads((out / "manifest.json").read_text())["sha256"] == manifest["sha256"]
+    (out / "words" / "model.safetensors").write_bytes(b"corrupt")
+    assert not zoo_build.is_up_to_date(out, seed=3)
+
+
+def test_resolve_names_and_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="unknown zoo model"):
+        zoo_build.resolve("zoo:nope", tmp_path)
+    with pytest.raises(CheckpointError, match="zoo not built"):
+        zoo_build.resolve("zoo:math", tmp_path)
+    with pytest.raises(CheckpointError, match="not a zoo reference"):
+        zoo_build.resolve("math", tmp_path)
