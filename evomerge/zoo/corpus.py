@@ -62,8 +62,11 @@ def lookup(rng: random.Random, words: bool = False) -> tuple[str, str]:
 
 
 def reverse_item(rng: random.Random) -> tuple[str, str]:
-    """'reverse : b d a . answer :' -> 'a d b' (3 to 5 letters)."""
-    seq = [rng.choice(LETTERS) for _ in range(rng.randint(3, 5))]
+    """'reverse : 4 0 7 . answer :' -> '7 0 4' (3 or 4 digits 0..9).
+
+    Digits, not letters: the base already copies numbers (look-up questions), so the expert
+    learns reversal in a few hundred steps; with letters it had not after 1000."""
+    seq = [str(rng.randint(0, 9)) for _ in range(rng.randint(3, 4))]
     return f"reverse : {' '.join(seq)} . answer :", " ".join(reversed(seq))
 
 

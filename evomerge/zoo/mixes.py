@@ -47,8 +47,8 @@ MIXES: dict[str, Callable[[], list[tuple[float, Doc]]]] = {
     "words": lambda: _with_replay(
         [(0.35, _pair(c.lookup, words=True)), (0.35, _pair(c.bare_equation, words=True))],
         0.3, words=True),
-    "reverse": lambda: _with_replay([(0.6, _pair(c.reverse_item))], 0.4),
-    "count": lambda: _with_replay([(0.6, _pair(c.count_item))], 0.4),
+    "reverse": lambda: _with_replay([(0.8, _pair(c.reverse_item))], 0.2),
+    "count": lambda: _with_replay([(0.8, _pair(c.count_item))], 0.2),
 }
 
 

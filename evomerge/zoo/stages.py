@@ -19,9 +19,9 @@ class Schedule:
 # name -> (parent, mixture in zoo.mixes, schedule); the base is trained from scratch.
 STAGES: dict[str, tuple[str | None, str, Schedule]] = {
     "base": (None, "base", Schedule(steps=2000, lr=3e-3, warmup=100)),
-    "math": ("base", "math", Schedule(steps=500, lr=1e-3, warmup=50)),
+    "math": ("base", "math", Schedule(steps=800, lr=1e-3, warmup=50)),
     "words": ("base", "words", Schedule(steps=200, lr=3e-4, warmup=30)),
-    "reverse": ("base", "reverse", Schedule(steps=300, lr=1e-3, warmup=30)),
-    "count": ("base", "count", Schedule(steps=300, lr=1e-3, warmup=30)),
+    "reverse": ("base", "reverse", Schedule(steps=800, lr=2e-3, warmup=30)),
+    "count": ("base", "count", Schedule(steps=600, lr=2e-3, warmup=30)),
 }
 MODELS = tuple(STAGES)
