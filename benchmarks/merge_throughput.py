@@ -44,14 +44,16 @@ QUICK = dict(hidden=256, inter=704, layers=4, heads=4, kv=2, vocab=2000)
 MEM = dict(hidden=1024, inter=2816, layers=8, heads=16, kv=4, vocab=8000)
 MEM_QUICK = dict(hidden=256, inter=704, layers=4, heads=4, kv=2, vocab=2000)
 
-# Runs a command, then prints its wall time and the peak RSS of that command alone.
+# Runs a command, then prints its wall time, CPU time (user + system, all threads) and the peak
+# RSS of that command alone. CPU time is the fairer figure on a machine shared with other jobs.
 WRAPPER = """
 import json, os, resource, subprocess, sys, time
 t = time.perf_counter()
 with open(os.environ["BENCH_LOG"], "w") as log:
     rc = subprocess.call(sys.argv[1:], stdout=log, stderr=subprocess.STDOUT)
 wall = time.perf_counter() - t
-print(json.dumps({"rc": rc, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}))
 """
 
 READ_ALL = """
@@ -190,6 +192,7 @@ def streaming(work: Path, shape: dict, with_mergekit: bool, keep: bool) -> dict:
             entry["mergekit"] = measure([MERGEKIT_YAML, cfg, mk_out, "--no-copy-tokenizer"], work / "mk.log")
             if entry["mergekit"]["rc"] == 0 and entry["evomerge"]["rc"] == 0:
                 entry["speedup"] = entry["mergekit"]["wall_s"] / entry["evomerge"]["wall_s"]
+                entry["cpu_time_ratio_mergekit_over_ours"] = entry["mergekit"]["cpu_s"] / entry["evomerge"]["cpu_s"]
                 entry["peak_rss_ratio_ours_over_mergekit"] = (entry["evomerge"]["peak_rss_mb"]
                                                               / entry["mergekit"]["peak_rss_mb"])
                 if method == "ties":  # mergekit computes in bf16, evomerge in float32

@@ -25,7 +25,12 @@ def merge(
 ) -> None:
     """Write a complete HF checkpoint (sharded safetensors, config, tokenizer) for a recipe."""
     with user_errors():
+        import signal
+        import sys
         import time
+
+        # a plain `kill` ends the merge like Ctrl-C: the temporary output is removed
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
         from evomerge.engine import merge_to_disk
         from evomerge.recipe import load_any_recipe
