@@ -12,7 +12,9 @@
 2. A real zoo search (HF backend, ``experiments/demo.yaml``, random searcher) with 1 and 2 Ray
    workers plus the in-process pool: the speed-up on this machine (2 cores: bounded by them).
 
-Writes benchmarks/results/ray_runtime.json. ``--quick`` shrinks the budgets.
+Writes benchmarks/results/ray_runtime.json after each part (``--parts simulated,zoo``; a part
+not named keeps its earlier figures), each with the machine, versions and load average, since
+on a shared 2-core machine the load of other jobs moves every figure. ``--quick`` shrinks budgets.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--sleep", type=float, default=1.0)
-    ap.add_argument("--skip-zoo", action="store_true")
+    ap.add_argument("--parts", default="simulated,zoo", help="which parts to (re)measure; others are kept")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_runtime.json")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -192,19 +194,26 @@ def main() -> None:
     from evomerge.runtime.ray_support import connect
 
     ray, _ = connect(None, num_cpus=os.cpu_count())
-    result: dict[str, Any] = {"machine": machine(), "workers": args.workers, "evaluation_s": args.sleep,
-                              "cpus_per_worker": 0.25}
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    parts = {p.strip() for p in args.parts.split(",")}
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
-        result["simulated"] = simulated(Path(tmp), args.workers, args.sleep, 3 if args.quick else 8)
-        if args.skip_zoo:
-            result["zoo"] = "skipped (--skip-zoo)"
-        else:
-            result["zoo"] = zoo_search(Path(tmp), 6 if args.quick else 16)
-    result["machine"]["load_average_at_end"] = os.getloadavg()
+        if "simulated" in parts:
+            result["simulated"] = {"machine": machine(), "workers": args.workers, "evaluation_s": args.sleep,
+                                   "cpus_per_worker": 0.25,
+                                   **simulated(Path(tmp), args.workers, args.sleep, 3 if args.quick else 8)}
+            result["simulated"]["machine"]["load_average_at_end"] = os.getloadavg()
+            save(args.out, result)
+        if "zoo" in parts:
+            result["zoo"] = {"machine": machine(), **zoo_search(Path(tmp), 6 if args.quick else 16)}
+            result["zoo"]["machine"]["load_average_at_end"] = os.getloadavg()
+            save(args.out, result)
     ray.shutdown()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def save(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

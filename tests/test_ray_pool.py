@@ -119,6 +119,24 @@ def test_failing_evaluations_are_results_and_the_pool_goes_on(ray_local):
         assert p.stats().failed == 2 and p.stats().restarts == 2
 
 
+def test_a_replacement_that_cannot_start_is_given_up_and_the_run_goes_on(ray_local, tmp_path):
+    flag = tmp_path / "refuse"
+    with pool(ray_local, sp=spec(refuse_start_if=str(flag)), max_retries=1) as p:
+        p.submit(EvalJob(0, recipe(0.3, sleep=2.0)))
+        p.submit(EvalJob(1, recipe(0.3)))
+        time.sleep(0.8)
+        flag.touch()                                          # from now on no worker can start
+        os.kill(pid_of(p._slots[0].name), signal.SIGKILL)
+        got = {r.candidate_id: r for r in drain(p, 2)}
+        assert got[0].error is None and got[1].error is None  # job 0 re-ran on the other worker
+        end = time.time() + 60
+        while p._slots[0].actor is not None and time.time() < end:
+            assert p.wait(timeout=0.5) == []
+        assert p.stats().restarts == 2 and len(p.workers()) == 1    # a replacement and one retry
+        p.submit(EvalJob(2, recipe(0.1)))
+        assert drain(p, 1)[0].error is None
+
+
 def test_a_stuck_evaluation_times_out_and_its_worker_is_replaced(ray_local):
     with pool(ray_local, n=1) as p:
         first = p.workers()[0]

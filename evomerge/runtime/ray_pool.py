@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from evomerge.errors import ConfigError
+from evomerge.errors import ConfigError, EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 from evomerge.runtime.ray_support import WorkerResources, check_feasible, connect, per_worker
@@ -210,19 +210,26 @@ class RayPool:
                 self._ready(refs[ref], ref, initial=True)
 
     def _ready(self, slot: _Slot, ref: Any, initial: bool = False) -> None:
+        """An actor finished starting. At pool start any failure is a ConfigError; later, a
+        replacement that keeps failing is given up (the run goes on with the other workers)."""
         slot.ready_ref = None
         try:
             info = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as err:
-            slot.start_failures += 1
-            if initial or slot.start_failures > self.max_retries:
-                raise ConfigError(f"workers: Ray worker {slot.index} died while starting "
-                                  f"({_first_line(err)})") from None
+            info = {"error": f"workers: Ray worker {slot.index} died while starting ({_first_line(err)})"}
+        error = info["error"]
+        if error is None:
+            slot.name, slot.alive_since, slot.start_failures = info["name"], time.perf_counter(), 0
+            return
+        if initial:
+            raise ConfigError(error)
+        slot.start_failures += 1
+        if slot.start_failures <= self.max_retries:
             self._replace(slot)
             return
-        if info["error"]:
-            raise ConfigError(info["error"])
-        slot.name, slot.alive_since, slot.start_failures = info["name"], time.perf_counter(), 0
+        self._kill(slot)                               # this position stays empty
+        if not any(s.actor is not None for s in self._slots):
+            raise EvomergeError(f"every Ray worker failed to start again; last: {error}")
 
     def _dispatch(self) -> None:
         """Queued jobs to the least loaded ready actors, up to ``depth`` each."""
@@ -259,11 +266,12 @@ class RayPool:
 
     def _lost(self, job: EvalJob, slot: _Slot, reason: str) -> None:
         """The actor under ``job`` is gone: replace it and run the job again (within limits)."""
+        name = slot.name
         self._replace(slot)
         deaths = self._deaths.get(job.candidate_id, 0) + 1
         self._deaths[job.candidate_id] = deaths
         if deaths > self.max_retries:
-            self._deliver(EvalResult(job.candidate_id, worker=slot.name, error=f"{reason}; "
+            self._deliver(EvalResult(job.candidate_id, worker=name, error=f"{reason}; "
                                      f"{deaths} workers died running this candidate, not retried"))
         else:
             self._stats.requeued += 1

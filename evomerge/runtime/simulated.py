@@ -3,7 +3,9 @@
 For dry runs of a pool or cluster (``backend: evomerge.runtime.simulated:SimulatedEvaluator``)
 and for measuring the runtime itself: with evaluations of known length, any gap is overhead.
 Every number in the recipe is one item, scored ``-(v - target)^2``. ``options``: ``sleep``
-seconds per evaluation (default 0), ``target`` (default 0.7). A recipe may carry a
+seconds per evaluation (default 0), ``target`` (default 0.7), ``refuse_start_if`` (a path:
+the evaluator refuses to start while it exists, a drill for replacement workers that cannot
+start). A recipe may carry a
 ``simulate`` mapping that overrides the behaviour for that candidate, for fault drills:
 ``sleep``, ``raise`` (message of an exception to raise), ``exit`` (kill the worker process).
 """
@@ -33,6 +35,9 @@ class SimulatedEvaluator:
         self.tasks = [str(t) for t in spec.tasks] or ["simulated"]
         self.sleep = float(spec.options.get("sleep", 0.0))
         self.target = float(spec.options.get("target", 0.7))
+        flag = spec.options.get("refuse_start_if")
+        if flag and os.path.exists(flag):
+            raise RuntimeError(f"refusing to start: {flag} exists")
 
     def evaluate(self, job: Any) -> EvalResult:
         sim = job.recipe.get("simulate", {})
