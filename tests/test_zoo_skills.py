@@ -1,0 +1,52 @@
+"""The built zoo (seed 0) has the intended skill gaps: each expert beats the base on its own
+skill, and both parents of the target task are weak on it (scored on validation items)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evomerge.evaluate.hf_backend import HFBackend
+from evomerge.evaluate.tasks import load_task
+
+N = 200  # validation items per task: a few seconds on a CPU
+
+
+@pytest.fixture(scope="module")
+def score(zoo_dir):
+    backends: dict[str, HFBackend] = {}
+    cache: dict[tuple[str, str], float] = {}
+
+    def run(model: str, task: str) -> float:
+        if (model, task) not in cache:
+            if model not in backends:
+                backends[model] = HFBackend.from_pretrained(zoo_dir / model)
+            cache[model, task] = load_task(task).evaluate(backends[model], "validation", N).score
+        return cache[model, task]
+
+    return run
+
+
+def test_zoo_models_are_vllm_friendly_llamas(zoo_dir):
+    for name in ("base", "math", "words", "reverse", "count"):
+        config = json.loads((zoo_dir / name / "config.json").read_text())
+        assert config["architectures"] == ["LlamaForCausalLM"]
+        assert config["hidden_size"] // config["num_attention_heads"] == 32
+        assert (zoo_dir / name / "generation_config.json").is_file()
+
+
+@pytest.mark.parametrize("expert,task,margin", [
+    ("math", "math", 0.4), ("words", "words", 0.5), ("reverse", "reverse", 0.2), ("count", "count", 0.1)])
+def test_each_expert_beats_the_base_on_its_skill(score, expert, task, margin):
+    assert score(expert, task) >= score("base", task) + margin
+
+
+def test_both_parents_are_weak_on_the_target(score):
+    assert score("math", "math_words") < 0.05  # right values, wrong format
+    assert score("words", "math_words") < 0.2  # right format, guessed values
+    assert score("base", "math_words") < 0.05
+
+
+def test_perplexity_is_lower_for_the_base_than_for_the_math_expert(score):
+    assert score("base", "story_ppl") < score("math", "story_ppl")
