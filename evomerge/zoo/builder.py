@@ -86,13 +86,13 @@ def _build_into(tmp: Path, seed: int, log: Callable[[str], None]) -> dict:
 
     models, timings = {}, {}
     for name, (parent, mix, schedule) in STAGES.items():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model = new_model(seed) if parent is None else copy.deepcopy(models[parent])
         train(model, mix, schedule, seed, log)
         _save(model, tmp / name)
         models[name] = model
-        timings[name] = round(time.perf_counter() - t0, 1)
-        log(f"{name}: trained in {timings[name]} s")
+        timings[name] = {"wall": round(time.perf_counter() - t0, 1), "cpu": round(time.process_time() - c0, 1)}
+        log(f"{name}: trained in {timings[name]['wall']} s ({timings[name]['cpu']} s CPU)")
     return timings
 
 
@@ -120,6 +120,7 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
             torch.set_num_threads(old_threads)
         manifest = _expected(seed, threads) | {
             "models": list(MODELS), "seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1),
+            "load_average": os.getloadavg(),
             "sha256": {n: _sha256(tmp / n / "model.safetensors") for n in MODELS},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
