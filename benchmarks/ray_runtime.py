@@ -154,7 +154,8 @@ def zoo_search(tmp: Path, budget: int) -> dict[str, Any]:
 
     from evomerge.zoo import build
 
-    os.environ["EVOMERGE_ZOO"] = str(build(Path(os.environ.get("EVOMERGE_ZOO") or ROOT / ".cache" / "zoo")))
+    zoo = Path(os.environ.get("EVOMERGE_ZOO") or ROOT / ".cache" / "zoo")
+    os.environ["EVOMERGE_ZOO"] = str(zoo if (zoo / "manifest.json").exists() else build(zoo))
     exp = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     exp["search_space"] = str((ROOT / "experiments" / exp["search_space"]).resolve())
     exp.update(budget=budget, searcher={"name": "random"}, resources={"cpus_per_worker": 1})

@@ -3,7 +3,8 @@ and per-worker resource requests.
 
 ``import evomerge`` never reaches this module. A local instance binds to 127.0.0.1 (Ray's
 switch for single-machine clusters, which must be set before ray is first imported), runs no
-dashboard and no auth; ``address`` joins an existing cluster instead.
+dashboard and no auth, and runs its workers at normal priority (Ray lowers them to nice 15,
+which on a shared machine starves the evaluations); ``address`` joins an existing cluster.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> tuple[Mo
         try:                                          # machine may need a second try
             if address is None:
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning")
+                         _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="warning",
+                         _system_config={"worker_niceness": 0})    # Ray's default 15 starves them
             else:
                 ray.init(address=address, log_to_driver=False, logging_level="warning")
             return ray, True
