@@ -103,6 +103,9 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
 
     out = Path(out) if out is not None else default_zoo_dir()
     log = log or (lambda _msg: None)
+    if not force and is_up_to_date(out, seed, threads):  # fast path: no waiting on a running builder
+        log(f"zoo at {out} is up to date (seed {seed})")
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent builder waits, then finds it up to date
