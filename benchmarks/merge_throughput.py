@@ -40,8 +40,8 @@ MERGEKIT_PY = ROOT / ".venv-mergekit" / "bin" / "python"
 # TinyLlama-1.1B's shape
 BIG = dict(hidden=2048, inter=5632, layers=22, heads=32, kv=4, vocab=32000)
 QUICK = dict(hidden=256, inter=704, layers=4, heads=4, kv=2, vocab=2000)
-# the in-memory part: a ~110M-parameter model held in float32
-MEM = dict(hidden=1024, inter=2816, layers=8, heads=16, kv=4, vocab=8000)
+# the in-memory part: a ~31M-parameter model held in float32
+MEM = dict(hidden=512, inter=1408, layers=8, heads=8, kv=4, vocab=8000)
 MEM_QUICK = dict(hidden=256, inter=704, layers=4, heads=4, kv=2, vocab=2000)
 
 # Runs a command, then prints its wall time, CPU time (user + system, all threads) and the peak
