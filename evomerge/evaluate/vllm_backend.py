@@ -12,6 +12,7 @@ log-likelihoods. vLLM is imported only when this module is.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
               "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
 OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args")
+
 
 
 def _set_env(multiprocessing: bool, kv_cache_gib: int) -> None:
@@ -58,7 +60,12 @@ def _shell_dir(source: Path, depth: int | None) -> tuple[Path, int]:
 
 
 class VLLMBackend(Backend):
-    """A vLLM engine plus the HF tokenizer of the sources; ``load(recipe)`` swaps weights."""
+    """A vLLM engine plus the HF tokenizer of the sources; ``load(recipe)`` swaps weights.
+
+    The engine holds ``max_layers`` decoder layers (default: the sources' own count). A
+    data-flow path longer than that restarts the engine once at the larger depth (seconds,
+    counted in that candidate's ``swap`` time); shorter models run padded with identity blocks.
+    """
 
     def __init__(self, model_dir: str | Path, *, sources: tuple[str, ...] = (), max_layers: int | None = None,
                  dtype: str = "float32", max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
@@ -68,55 +75,74 @@ class VLLMBackend(Backend):
         from transformers import AutoTokenizer
 
         _set_env(multiprocessing, kv_cache_gib)
-        from vllm import LLM
-
-        model_dir = Path(model_dir)
+        self.model_dir = Path(model_dir)
+        self.sources = tuple(sources)
+        self.engine_kwargs: dict[str, Any] = dict(dtype=dtype, seed=seed, enforce_eager=True,
+                                                  max_model_len=max_model_len, worker_extension_cls=WORKER_EXTENSION)
+        self.engine_kwargs.update(engine_args or {})
+        self.llm: Any = None
         self._shell: Path | None = None
         self.depth: int | None = None
         self.loaded = not sources
-        path = model_dir
-        if sources:
-            self._shell, self.depth = _shell_dir(model_dir, max_layers)
-            path = self._shell
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        kwargs: dict[str, Any] = dict(dtype=dtype, seed=seed, enforce_eager=True, max_model_len=max_model_len,
-                                      worker_extension_cls=WORKER_EXTENSION, tokenizer=str(path))
-        if sources:
-            kwargs["load_format"] = "dummy"
-        kwargs.update(engine_args or {})
-        self.llm = LLM(model=str(path), **kwargs)
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
-        if sources:
-            self.llm.collective_rpc("evomerge_init", args=(list(sources), self.depth))
         self.last_timings: dict[str, float] = {}
         self._nonfinite: str | None = None
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self._start(max_layers)
+
+    def _start(self, depth: int | None) -> None:
+        """(Re)start the engine; with sources, on a weightless shell of ``depth`` layers."""
+        from vllm import LLM
+
+        self.close()
+        kwargs = dict(self.engine_kwargs)
+        path = self.model_dir
+        if self.sources:
+            self._shell, self.depth = _shell_dir(self.model_dir, depth)
+            path = self._shell
+            kwargs["load_format"] = "dummy"
+        self.llm = LLM(model=str(path), tokenizer=str(path), **kwargs)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        if self.sources:
+            self.llm.collective_rpc("evomerge_init", args=(list(self.sources), self.depth))
+            self.loaded = False
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **options: Any) -> "VLLMBackend":
+        """An engine on one checkpoint (no swapping), e.g. for ``evomerge eval``."""
+        from evomerge.evaluate.loading import check_checkpoint
+
+        return cls(check_checkpoint(path), **options)
 
     @classmethod
     def from_spec(cls, spec: Any) -> "VLLMBackend":
-        """An engine sized for ``spec.sources``; ``spec.options`` may set any of ``OPTIONS``."""
-        from evomerge.recipe import resolve_model_ref
+        """An engine for ``spec.sources``; of ``spec.options`` it reads the keys in ``OPTIONS``
+        (the rest belong to the evaluator: limit, seed, workers, ...)."""
+        from evomerge.evaluate.loading import check_checkpoint
 
-        unknown = sorted(set(spec.options) - set(OPTIONS) - {"batch_size", "device"})
-        if unknown:
-            raise ConfigError(f"options.{unknown[0]}: not a vllm backend option (known: {', '.join(OPTIONS)})")
         if not spec.sources:
             raise ConfigError("sources: the vllm backend needs at least one source model")
+        paths = [check_checkpoint(ref) for ref in spec.sources]
         opts = {k: v for k, v in spec.options.items() if k in OPTIONS}
-        return cls(resolve_model_ref(spec.sources[0]), sources=tuple(spec.sources), **opts)
+        return cls(paths[0], sources=tuple(spec.sources), **opts)
 
     def load(self, recipe: Any) -> dict[str, float]:
         """Swap the recipe's weights into the engine; returns (and keeps) seconds per phase:
         ``materialize`` (merging in the worker) and ``swap`` (reload + prefix-cache reset)."""
-        if self.depth is None:
+        if not self.sources:
             raise ConfigError("the vllm backend was started without sources; it cannot load recipes")
         data = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
+        t0 = time.perf_counter()
+        needed = len(data.get("layers") or ()) if data.get("kind") == "dataflow" else 0
+        if self.depth is not None and needed > self.depth:
+            self._start(needed)
+        restart = time.perf_counter() - t0
         self.loaded = False
         (reply,) = self.llm.collective_rpc("evomerge_swap", args=(data,))
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         self.llm.reset_prefix_cache()
         self._nonfinite = reply["nonfinite"]
         self.last_timings = {"materialize": reply["materialize"],
-                             "swap": reply["swap"] + time.perf_counter() - t0}
+                             "swap": restart + reply["swap"] + time.perf_counter() - t1}
         self.loaded = True
         return dict(self.last_timings)
 
@@ -132,14 +158,16 @@ class VLLMBackend(Backend):
             if engine_core is not None and hasattr(engine_core, "shutdown"):
                 engine_core.shutdown()
             self.llm = None
+            gc.collect()
         if self._shell is not None:
             shutil.rmtree(self._shell, ignore_errors=True)
             self._shell = None
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _encode(self, text: str, special: bool) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+    def _encode(self, texts: list[str], special: bool) -> list[list[int]]:
+        """Token ids exactly as the HF backend makes them (one batched tokenizer call)."""
+        return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"] if texts else []
 
     def _run(self, seqs: list[list[int]], params: list[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt
@@ -170,15 +198,13 @@ class VLLMBackend(Backend):
         return out
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
-        seqs, lengths = [], []
-        for r in requests:
-            cont = self._encode(r.continuation, False)
-            seqs.append(self._encode(r.context, True) + cont)
-            lengths.append(len(cont))
+        contexts = self._encode([r.context for r in requests], True)
+        conts = self._encode([r.continuation for r in requests], False)
+        seqs, lengths = [c + k for c, k in zip(contexts, conts)], [len(k) for k in conts]
         return [(float(sum(lp[-k:])), all(g[-k:])) for (lp, g), k in zip(self._prompt_logprobs(seqs), lengths)]
 
     def loglikelihood_rolling(self, requests: list[RollingRequest]) -> list[tuple[float, int]]:
-        scored = self._prompt_logprobs([self._encode(r.text, True) for r in requests])
+        scored = self._prompt_logprobs(self._encode([r.text for r in requests], True))
         return [(float(sum(lp)), len(lp)) for lp, _ in scored]
 
     def generate_until(self, requests: list[GenerationRequest]) -> list[str]:
@@ -186,7 +212,7 @@ class VLLMBackend(Backend):
 
         from evomerge.evaluate.hf_backend import _cut
 
-        seqs = [self._encode(r.context, True) for r in requests]
+        seqs = self._encode([r.context for r in requests], True)
         params = [SamplingParams(max_tokens=r.max_tokens, temperature=0.0, detokenize=False) for r in requests]
         results = self._run(seqs, params)
         texts = self.tokenizer.batch_decode([list(res.outputs[0].token_ids) for res in results],

@@ -15,6 +15,7 @@ residual stream, so it is an exact identity (tests/test_vllm_backend.py checks i
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -79,6 +80,14 @@ def pad_to_depth(tensors: Iterator[tuple[str, torch.Tensor]], depth: int) -> Ite
             yield f"{prefix}{k}.{suffix}", zeros[key]
 
 
+class _QuietRope(logging.Filter):
+    """Drops vLLM's per-reload warning that RoPE loaded no weights: its cos/sin table is
+    computed, not stored, and vLLM puts it back unchanged (any other layer still warns)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().endswith("Failed to load weights") and "RotaryEmbedding" in record.getMessage())
+
+
 class EvomergeWorkerExtension:
     """Methods vLLM adds to its worker; called from the driver via ``LLM.collective_rpc``."""
 
@@ -86,6 +95,9 @@ class EvomergeWorkerExtension:
         """Load the sources once (float32, on the worker's device); returns how many models."""
         from evomerge.engine import ResidentSources
 
+        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        if not any(isinstance(f, _QuietRope) for f in reload_log.filters):
+            reload_log.addFilter(_QuietRope())
         device = next(self.model_runner.get_model().parameters()).device
         self._evomerge_sources = ResidentSources.load(source_refs, device=device, dtype=torch.float32)
         self._evomerge_depth = depth
