@@ -16,15 +16,15 @@ def tiny_family(tmp_path_factory):
 # --- zoo: the embedded tiny model zoo (evomerge/zoo/), built once per machine and cached
 @pytest.fixture(scope="session")
 def zoo_dir():
-    """The built zoo (seed 0): $EVOMERGE_ZOO if set, else <repo>/.cache/zoo. The first session
+    """The built zoo (seed 0) in the same place the CLI uses ($EVOMERGE_ZOO, else
+    ~/.cache/evomerge/zoo), so the demo and the tests share one build. The first session
     builds it (minutes; concurrent sessions wait on a lock), later ones reuse it. Sets
     EVOMERGE_ZOO so `zoo:NAME` resolves here, in subprocesses and in Ray workers started after."""
     import os
-    from pathlib import Path
 
     from evomerge.zoo import build
+    from evomerge.zoo.builder import default_zoo_dir
 
-    root = Path(os.environ.get("EVOMERGE_ZOO") or Path(__file__).resolve().parents[1] / ".cache" / "zoo")
-    path = build(root)
+    path = build(default_zoo_dir())
     os.environ["EVOMERGE_ZOO"] = str(path)
     return path
