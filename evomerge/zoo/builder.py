@@ -11,7 +11,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -101,6 +100,8 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
     """Build the zoo into ``out`` (default: default_zoo_dir()) unless it is already up to date."""
     import torch
 
+    from evomerge.engine.writer import atomic_output_dir
+
     out = Path(out) if out is not None else default_zoo_dir()
     log = log or (lambda _msg: None)
     if not force and is_up_to_date(out, seed, threads):  # fast path: no waiting on a running builder
@@ -112,26 +113,21 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
         if not force and is_up_to_date(out, seed, threads):
             log(f"zoo at {out} is up to date (seed {seed})")
             return out
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         old_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         t0 = time.perf_counter()
         try:
-            timings = _build_into(tmp, seed, log)
+            with atomic_output_dir(out, force=True) as tmp:
+                timings = _build_into(tmp, seed, log)
+                manifest = _expected(seed, threads) | {
+                    "models": list(MODELS), "seconds": timings,
+                    "total_seconds": round(time.perf_counter() - t0, 1),
+                    "load_average": os.getloadavg(),
+                    "sha256": {n: _sha256(tmp / n / "model.safetensors") for n in MODELS},
+                }
+                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         finally:
             torch.set_num_threads(old_threads)
-        manifest = _expected(seed, threads) | {
-            "models": list(MODELS), "seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1),
-            "load_average": os.getloadavg(),
-            "sha256": {n: _sha256(tmp / n / "model.safetensors") for n in MODELS},
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, trash)
-            shutil.rmtree(trash)
-        os.replace(tmp, out)
         log(f"zoo built at {out} in {manifest['total_seconds']} s")
         return out
 
