@@ -9,7 +9,8 @@ import torch
 
 from evomerge.ops import METHODS, TensorParams, get_method
 from evomerge.ops.slerp import slerp_
-from evomerge.ops.sparsify import magnitude_, outliers_
+from evomerge.ops.fused import Rule, keep_mask
+from evomerge.ops.sparsify import kth_smallest, magnitude_band, outlier_band
 from evomerge.ops.task_vector import tensor_seed
 from evomerge.ops.workspace import Workspace
 
@@ -61,22 +62,25 @@ def test_ties_single_source_full_density_is_task_arithmetic():
     assert torch.allclose(ties, ta)
 
 
+def trimmed(d: torch.Tensor, band: tuple[float, float]) -> torch.Tensor:
+    return d * keep_mask(d, Rule("band", lo=(band[0],), hi=(band[1],)), 0)
+
+
 def test_magnitude_trim_keeps_exactly_the_largest():
     torch.manual_seed(1)
     d = torch.randn(1000)
-    kept = d.clone()
-    magnitude_(kept, 0.3, Workspace())
+    kept = trimmed(d, magnitude_band(1000, 0.3, lambda k: kth_smallest(d.abs(), k)))
     assert int((kept != 0).sum()) == 300
     assert kept.abs().min() == 0 and d.abs()[kept != 0].min() >= d.abs()[kept == 0].max()
 
 
 def test_breadcrumbs_drops_outliers_and_small_entries():
     d = torch.arange(1.0, 11.0)  # |d| = 1..10
-    outliers_(d, density=0.6, gamma=0.2, ws=Workspace())  # keep 6, drop top 2 and bottom 2
-    assert torch.equal(d, torch.tensor([0, 0, 3, 4, 5, 6, 7, 8, 0, 0.0]))
-    d = torch.arange(1.0, 11.0)
-    outliers_(d, density=0.9, gamma=0.2, ws=Workspace())  # both cannot fit: only 1 outlier dropped
-    assert torch.equal(d, torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 0.0]))
+    kth = lambda k: kth_smallest(d.abs(), k)  # noqa: E731
+    out = trimmed(d, outlier_band(10, density=0.6, gamma=0.2, kth=kth))  # keep 6, drop top 2 and bottom 2
+    assert torch.equal(out, torch.tensor([0, 0, 3, 4, 5, 6, 7, 8, 0, 0.0]))
+    out = trimmed(d, outlier_band(10, density=0.9, gamma=0.2, kth=kth))  # both cannot fit: 1 outlier dropped
+    assert torch.equal(out, torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 0.0]))
 
 
 @pytest.mark.parametrize("method", ["dare_linear", "dare_ties"])
@@ -145,12 +149,10 @@ def test_every_registered_method_runs_and_keeps_the_base_when_sources_equal_it()
 
 
 def test_bracketed_selection_is_exact_on_large_tensors_with_and_without_ties():
-    from evomerge.ops.sparsify import _kth
-
     torch.manual_seed(7)
     smooth = torch.randn(1_500_000).abs()
     tied = (torch.randn(1_500_000) * 50).round().abs()  # few distinct values: bracket edges tie
     for a in (smooth, tied):
         n = a.numel()
         for k in (1, 5, n // 7, n // 2, n - 3, n):
-            assert _kth(a, k) == torch.kthvalue(a, k).values, k
+            assert kth_smallest(a, k) == torch.kthvalue(a, k).values.item(), k

@@ -78,8 +78,9 @@ class ResidentSources:
     def stacks(self, kind: str, base: ResidentModel | None, models: list[ResidentModel]):
         """A name -> (stacked float32 inputs [K, *shape], aux dict) lookup, built on first use
         and kept: task vectors (kind "deltas") or the sources themselves ("sources"); aux holds
-        memoized TIES thresholds / DARE draws. Costs K float32 copies of the model (twice for
-        TIES/DARE); set `cache_stacks = False` to trade speed for memory."""
+        the sorted magnitudes behind TIES / Breadcrumbs thresholds. Costs K float32 copies of
+        the model (twice for TIES / Breadcrumbs); set `cache_stacks = False` to trade speed
+        for memory."""
         from evomerge.ops.linear import stack_sources
         from evomerge.ops.task_vector import task_vectors
 

@@ -20,7 +20,7 @@ def stack_sources(tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tenso
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None, *, stack: torch.Tensor | None = None, owned: bool = False,
+          ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
           out: torch.Tensor | None = None, aux: dict | None = None) -> torch.Tensor:
     """Float32 result in `out` or a workspace buffer; one BLAS pass over the stacked sources."""
     ws = ws or Workspace()

@@ -1,22 +1,20 @@
-"""In-place sparsification of one task vector: magnitude trim (TIES), random drop (DARE),
-outlier + small-entry trim (Model Breadcrumbs). Thresholds come from `torch.kthvalue`
-(linear-time selection), not a full sort. Ties at a threshold are all kept."""
+"""Which entries of a task vector survive sparsification, as a band on |tau|: magnitude trim
+(TIES) keeps the largest, Model Breadcrumbs drops the largest outliers and the smallest.
+Thresholds are exact order statistics of |tau| (ties at a threshold are all kept); DARE's
+random drop is a seeded draw instead (see fused.py)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 
-from evomerge.ops.workspace import Workspace
-
-
-def _abs(d: torch.Tensor, ws: Workspace) -> torch.Tensor:
-    return torch.abs(d, out=ws.buf("abs", d.shape, d.device))
-
-
 SAMPLE = 1 << 16
+Kth = Callable[[int], float]  # k -> the k-th smallest |tau| (1-based)
 
 
-def _kth(a: torch.Tensor, k: int) -> torch.Tensor:
+def kth_smallest(a: torch.Tensor, k: int) -> float:
     """k-th smallest entry of a (1-based), exactly.
 
     Large tensors: a fixed-stride sample brackets the answer, then only the entries inside the
@@ -25,7 +23,7 @@ def _kth(a: torch.Tensor, k: int) -> torch.Tensor:
     flat = a.reshape(-1)
     n = flat.numel()
     if n <= 16 * SAMPLE:
-        return torch.kthvalue(flat, k).values
+        return torch.kthvalue(flat, k).values.item()
     sample = flat[:: n // SAMPLE]
     m = sample.numel()
     margin = 8 * m**0.5 / 2 + 16  # ~8 standard deviations of the sample's rank error
@@ -43,45 +41,30 @@ def _kth(a: torch.Tensor, k: int) -> torch.Tensor:
     else:
         band = flat[(flat >= lo) & (flat <= hi)]
     if below < k <= below + band.numel():
-        return torch.kthvalue(band, k - below).values
-    return torch.kthvalue(flat, k).values
+        return torch.kthvalue(band, k - below).values.item()
+    return torch.kthvalue(flat, k).values.item()
 
 
-def magnitude_(d: torch.Tensor, density: float, ws: Workspace) -> None:
+KEEP_ALL = (-math.inf, math.inf)
+KEEP_NONE = (math.inf, -math.inf)
+
+
+def magnitude_band(n: int, density: float, kth: Kth) -> tuple[float, float]:
     """Keep the max(1, int(density * n)) largest-magnitude entries (all when density >= 1)."""
-    n = d.numel()
     if density >= 1 or n == 0:
-        return
+        return KEEP_ALL
     if density <= 0:
-        d.zero_()
-        return
-    k = max(1, int(density * n))
-    a = _abs(d, ws)
-    d.mul_(torch.ge(a, _kth(a, n - k + 1), out=ws.buf("mask", d.shape, d.device, torch.bool)))
+        return KEEP_NONE
+    return kth(n - max(1, int(density * n)) + 1), math.inf
 
 
-def random_(d: torch.Tensor, density: float, generator: torch.Generator, ws: Workspace) -> None:
-    """Keep each entry independently with probability `density` (DARE's drop, p = 1 - density)."""
-    if density >= 1:
-        return
-    r = torch.rand(d.shape, generator=generator, device=d.device, out=ws.buf("abs", d.shape, d.device))
-    d.mul_(torch.lt(r, density, out=ws.buf("mask", d.shape, d.device, torch.bool)))
-
-
-def outliers_(d: torch.Tensor, density: float, gamma: float, ws: Workspace) -> None:
+def outlier_band(n: int, density: float, gamma: float, kth: Kth) -> tuple[float, float]:
     """Model Breadcrumbs: drop the int(gamma*n) largest entries, then the smallest, keeping
     int(density * n) in between (fewer outliers dropped when both do not fit)."""
-    n = d.numel()
     if density >= 1 or n == 0:
-        return
+        return KEEP_ALL
     target = int(density * n)
     if target == 0:
-        d.zero_()
-        return
+        return KEEP_NONE
     n_bot = max(0, n - target - int(gamma * n))
-    a = _abs(d, ws)
-    mask = ws.buf("mask", d.shape, d.device, torch.bool)
-    torch.gt(a, _kth(a, n_bot + target), out=mask)
-    if n_bot > 0:
-        mask.logical_or_(a < _kth(a, n_bot + 1))
-    d.masked_fill_(mask, 0)
+    return (kth(n_bot + 1) if n_bot > 0 else -math.inf), kth(n_bot + target)

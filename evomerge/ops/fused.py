@@ -1,0 +1,293 @@
+"""One pass per tensor for the sparsifying task-vector methods (TIES, DARE, Breadcrumbs).
+
+Written as separate torch ops, trim -> rescale -> weight -> elect sign -> disjoint sum -> add
+base walks every tensor some thirty times; a search worker that materializes hundreds of
+candidates in memory pays for each walk. Here the per-source decisions are resolved first
+(which entries survive: a magnitude band or a seeded draw; one scale per source), then a single
+kernel reads each input once and writes the result.
+
+On CPU the kernel is generated per (number of sources, rule, consensus, normalize), compiled
+by numba and run over fixed chunks on a thread pool; elsewhere (GPU) `combine_torch` runs the
+same arithmetic as torch ops. The two agree bit for bit (tested), so a recipe gives the same
+tensors on every path. The arithmetic, per entry, left to right in float32:
+
+    t_k = x_k * scale_k if kept_k else 0
+    sum:        out = (0 + t_1 + ... + t_K) + base
+    consensus:  s = 0 + t_1 + ... + t_K;  g = +1 if s >= 0 else -1;  p_k = t_k * g
+                a = 0 + sum(p_k if p_k > 0 else 0);   d = 0 + sum(w_k if p_k > 0 else 0)
+                out = (a * g) / (d if normalize and d != 0 else 1) * lam + base
+
+DARE's draws come from a counter-based hash of (source seed, entry index): no generator
+state, no stored random numbers, the same draws on any device and in any tensor order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+DRAW_BITS = 24  # a draw is a uniform integer in [0, 2**24); kept iff draw < round(density * 2**24)
+CHUNK = 1 << 18  # entries per thread-pool task
+_C1, _C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
+_M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which entries of every source's task vector survive, resolved for one tensor.
+
+    kind "dense": all. "band": entries with lo_k <= |x| <= hi_k (comparisons written so NaN
+    survives and poisons the result). "draw": entries with draw(key_k, i) < thr_k."""
+
+    kind: str
+    lo: tuple[float, ...] = ()
+    hi: tuple[float, ...] = ()
+    keys: tuple[int, ...] = ()  # 64-bit seeds, one per source
+    thr: tuple[int, ...] = ()
+
+
+def draw_threshold(density: float) -> int:
+    return int(round(min(max(density, 0.0), 1.0) * (1 << DRAW_BITS)))
+
+
+# ---- torch reference (and the path for non-CPU devices) ----------------------------------
+
+
+def _hash_t(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ (x >> 16)
+    x = (x * _C1) & _M32
+    x = x ^ (x >> 15)
+    x = (x * _C2) & _M32  # may wrap int64; the low 32 bits are still exact
+    return x ^ (x >> 16)
+
+
+def draws_torch(n: int, key: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The draws of source seed `key` for entries 0..n-1 (int64 tensor in [0, 2**24))."""
+    i = torch.arange(n, dtype=torch.int64, device=device)
+    h = _hash_t((i & _M32) ^ (key & _M32))
+    h = _hash_t(h ^ ((key >> 32) & _M32) ^ (i >> 32))
+    return h >> (32 - DRAW_BITS)
+
+
+def keep_mask(x: torch.Tensor, rule: Rule, k: int) -> torch.Tensor:
+    """Boolean mask of the entries of source k's task vector `x` that survive."""
+    if rule.kind == "dense":
+        return torch.ones_like(x, dtype=torch.bool)
+    if rule.kind == "band":
+        a = x.abs()
+        return ~((a < rule.lo[k]) | (a > rule.hi[k]))
+    return (draws_torch(x.numel(), rule.keys[k], x.device) < rule.thr[k]).view(x.shape)
+
+
+def combine_torch(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
+                  weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
+                  out: torch.Tensor) -> torch.Tensor:
+    f32 = lambda v: torch.tensor(v, dtype=torch.float32, device=base.device)  # noqa: E731
+    zero = torch.zeros((), dtype=torch.float32, device=base.device)
+    ts = [torch.where(keep_mask(x, rule, k), x * f32(scales[k]), zero) for k, x in enumerate(stack)]
+    s = torch.zeros_like(base)
+    for t in ts:
+        s = s + t
+    if not consensus:
+        return torch.add(s, base, out=out)
+    g = torch.where(s >= 0, f32(1.0), f32(-1.0))
+    acc, div = torch.zeros_like(base), torch.zeros_like(base)
+    for t, w in zip(ts, weights):
+        p = t * g
+        pos = p > 0
+        acc = acc + torch.where(pos, p, zero)
+        div = div + torch.where(pos, f32(w), zero)
+    r = acc * g
+    if normalize:
+        r = r / torch.where(div != 0, div, f32(1.0))
+    return torch.add(r * f32(lam), base, out=out)
+
+
+# ---- numba kernels ----------------------------------------------------------------------
+
+_kernels: dict[tuple, object] = {}
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+@functools.cache
+def _draw_intrinsic():
+    """draw(i, k_lo, k_hi) as 32-bit LLVM integer ops (numba would widen them to 64 bits)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def mix(b, x):
+        c = lambda v: ir.Constant(ir.IntType(32), v)  # noqa: E731
+        x = b.xor(x, b.lshr(x, c(16)))
+        x = b.mul(x, c(_C1))
+        x = b.xor(x, b.lshr(x, c(15)))
+        x = b.mul(x, c(_C2))
+        return b.xor(x, b.lshr(x, c(16)))
+
+    @intrinsic
+    def draw(typingctx, i, k_lo, k_hi):
+        sig = types.uint32(types.uint64, types.uint32, types.uint32)
+
+        def codegen(context, b, signature, args):
+            i, k_lo, k_hi = args
+            i32 = ir.IntType(32)
+            lo = b.trunc(i, i32)
+            hi = b.trunc(b.lshr(i, ir.Constant(ir.IntType(64), 32)), i32)
+            h = mix(b, b.xor(lo, k_lo))
+            h = mix(b, b.xor(b.xor(h, k_hi), hi))
+            return b.lshr(h, ir.Constant(i32, 32 - DRAW_BITS))
+
+        return sig, codegen
+
+    return draw
+
+
+def _source(K: int, kind: str, consensus: bool, normalize: bool) -> str:
+    """Python source of the kernel, unrolled over the K sources (so LLVM vectorizes it)."""
+    rows = ", ".join(f"r{k}" for k in range(K))  # separate arrays: row views of one 2-D array vectorize worse
+    L = [f"def kernel(base, {rows}, lo, hi, klo, khi, thr, scale, w, lam, out, start, stop):"]
+    for k in range(K):
+        L.append(f"    lo{k} = lo[{k}]; hi{k} = hi[{k}]; klo{k} = klo[{k}]; khi{k} = khi[{k}]")
+        L.append(f"    thr{k} = thr[{k}]; sc{k} = scale[{k}]; w{k} = w[{k}]")
+    L.append("    for j in range(U64(start), U64(stop)):")  # unsigned: no negative-index wraparound, so it vectorizes
+    for k in range(K):
+        L.append(f"        x{k} = r{k}[j]")
+        if kind == "dense":
+            L.append(f"        t{k} = x{k} * sc{k}")
+        elif kind == "band":
+            L.append(f"        a{k} = abs(x{k})")
+            L.append(f"        t{k} = F0 if (a{k} < lo{k}) | (a{k} > hi{k}) else x{k} * sc{k}")
+        else:
+            L.append(f"        t{k} = x{k} * sc{k} if draw(j, klo{k}, khi{k}) < thr{k} else F0")
+    L.append("        s = F0 + " + " + ".join(f"t{k}" for k in range(K)))
+    if not consensus:
+        L.append("        out[j] = s + base[j]")
+        return "\n".join(L)
+    L.append("        g = F1 if s >= F0 else -F1")
+    for k in range(K):
+        L.append(f"        p{k} = t{k} * g")
+    L.append("        a = F0 + " + " + ".join(f"(p{k} if p{k} > F0 else F0)" for k in range(K)))
+    if normalize:
+        L.append("        d = F0 + " + " + ".join(f"(w{k} if p{k} > F0 else F0)" for k in range(K)))
+        L.append("        out[j] = (a * g) / (d if d != F0 else F1) * lam + base[j]")
+    else:
+        L.append("        out[j] = a * g * lam + base[j]")
+    return "\n".join(L)
+
+
+def _kernel(K: int, kind: str, consensus: bool, normalize: bool):
+    """The compiled kernel, generated into a module file in the cache folder so that numba's
+    on-disk cache spares every later process (Ray workers, test runs) the ~1 s compile."""
+    key = (K, kind, consensus, normalize)
+    fn = _kernels.get(key)
+    if fn is None:
+        with _lock:
+            fn = _kernels.get(key)
+            if fn is None:
+                fn = _kernels[key] = _load(key)
+    return fn
+
+
+KERNEL_HEADER = """# generated by evomerge.ops.fused; safe to delete
+import numba
+import numpy as np
+from evomerge.ops.fused import _draw_intrinsic
+F0, F1, U64, draw = np.float32(0.0), np.float32(1.0), np.uint64, _draw_intrinsic()
+"""
+
+
+def _vllm_compat() -> None:
+    """vLLM's CPU platform (0.32) scans every module attribute at engine start and calls
+    vars() on it; llvmlite's `ffi.lib` (loaded with numba) answers any attribute, `__dict__`
+    included, with a function wrapper, and the scan crashes. Hand it an empty dict instead."""
+    from llvmlite.binding import ffi
+
+    fntab = getattr(ffi.lib, "_fntab", None)
+    if isinstance(fntab, dict):
+        fntab.setdefault("__dict__", {})
+
+
+def _load(key: tuple):
+    import hashlib
+    import importlib.util
+    import os
+    import tempfile
+
+    _vllm_compat()
+    src = KERNEL_HEADER + '@numba.njit(nogil=True, error_model="numpy", boundscheck=False, cache=True)\n' + _source(*key)
+    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
+    folder = kernel_cache_dir()
+    path = folder / f"fused_{digest}.py"
+    try:
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(src + "\n")
+            os.replace(tmp, path)  # atomic: concurrent workers never import half a file
+    except OSError:  # no writable cache: compile in memory, every process
+        ns: dict = {}
+        exec(compile(src.replace("cache=True", "cache=False"), str(path), "exec"), ns)
+        return ns["kernel"]
+    name = f"evomerge_fused_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # numba's cache finds the kernel's globals through it
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
+def kernel_cache_dir():
+    """$EVOMERGE_KERNEL_CACHE, else ~/.cache/evomerge/kernels (created on first use)."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("EVOMERGE_KERNEL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "evomerge" / "kernels"
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    n = max(1, torch.get_num_threads())
+    with _lock:
+        if _pool is None or _pool_size != n:
+            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="evomerge-fused"), n
+        return _pool
+
+
+def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
+            weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
+            out: torch.Tensor) -> torch.Tensor:
+    """Write the merged tensor into `out` (float32, contiguous, shaped like `base`).
+
+    `stack`: float32 task vectors [K, *shape]; `scales`: per-source factors applied to kept
+    entries (weight, rescale, and for the plain sum also lambda and normalization); `weights`:
+    what a kept entry adds to the TIES divisor."""
+    tensors = (base, stack, out)
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+        return combine_torch(base, stack, rule, scales, weights, consensus, normalize, lam, out)
+    import numpy as np
+
+    K, n = stack.shape[0], base.numel()
+    kernel = _kernel(K, rule.kind, consensus, normalize)
+    f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
+    u32 = lambda v: np.asarray(v, dtype=np.uint32)  # noqa: E731
+    keys = rule.keys or (0,) * K
+    args = (base.reshape(-1).numpy(), *stack.reshape(K, -1).numpy(),
+            f32(rule.lo or (0.0,) * K), f32(rule.hi or (math.inf,) * K),
+            u32([k & _M32 for k in keys]), u32([(k >> 32) & _M32 for k in keys]),
+            u32(rule.thr or (0,) * K), f32(scales), f32(weights), np.float32(lam), out.reshape(-1).numpy())
+    if n <= 2 * CHUNK or torch.get_num_threads() == 1:
+        kernel(*args, 0, n)
+    else:
+        list(_threads().map(lambda s: kernel(*args, s, min(n, s + CHUNK)), range(0, n, CHUNK)))
+    return out
