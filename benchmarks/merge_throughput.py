@@ -5,7 +5,9 @@
    both tools (`evomerge merge CFG` reads mergekit configs). Wall time and peak RSS of each
    process (measured in a fresh wrapper per run), and the floor: reading every input once.
 2. In memory: `materialize_into` of linear / task_arithmetic / ties / dare_ties into an
-   allocated model from resident sources, against one plain copy of the model's weights.
+   allocated model from resident sources, against one plain copy of the model's weights; and
+   the one-pass floor: reading base + 3 resident task vectors once and writing the result
+   (what any single-pass merge of 3 sources must move: 2.5x a copy's bytes).
 
     nice -n 10 .venv/bin/python benchmarks/merge_throughput.py            # ~9 GB in /tmp
     .venv/bin/python benchmarks/merge_throughput.py --quick --no-mergekit  # smoke run
@@ -252,6 +254,9 @@ def in_memory(shape: dict, repeats: int, device: str) -> dict:
                      "device": device, "sources": 3}}
     copy = statistics.median(timed(plain_copy))
     res["plain_copy_s"] = copy
+    floor = one_pass_floor(models, [(fake / n).resolve() for n in ("base", "e0", "e1", "e2")], params, timed)
+    res["one_pass_floor"] = {"median_s": floor, "ratio_to_plain_copy": floor / copy}
+    print("one_pass_floor", json.dumps(res["one_pass_floor"]), flush=True)
     src = [{"model": str(fake / f"e{i}"), "parameters": {"weight": w, "density": 0.5}}
            for i, w in enumerate([1.0, 0.8, 0.6])]
     recipes = {
@@ -271,6 +276,23 @@ def in_memory(shape: dict, repeats: int, device: str) -> dict:
         print(name, json.dumps(res[name]), flush=True)
     res["workspace_mb"] = sources.workspace.nbytes / 2**20
     return res
+
+
+def one_pass_floor(models: dict, paths: list, params: dict, timed) -> float:
+    """base + sum of 3 task vectors into the model, one pass (the fused kernel, no trimming)."""
+    from evomerge.ops.fused import Rule, combine
+    from evomerge.ops.task_vector import task_vectors
+    from evomerge.ops.workspace import Workspace
+
+    base, *srcs = (models[p].tensors for p in paths)
+    stacks = {n: task_vectors(base[n], [s[n] for s in srcs], Workspace()).clone() for n in params}
+
+    def run():
+        with torch.no_grad():
+            for n, p in params.items():
+                combine(base[n], stacks[n], Rule("dense"), [1.0, 0.8, 0.6], [1.0, 0.8, 0.6], False, False, 1.0, p)
+
+    return statistics.median(timed(run))
 
 
 def machine() -> dict:
