@@ -337,6 +337,11 @@ def main() -> None:
         if not args.skip_streaming:
             with_mk = not args.no_mergekit and MERGEKIT_YAML.exists()
             result["streaming"] = streaming(work, QUICK if args.quick else BIG, with_mk, args.keep)
+        elif Path(args.out).exists():  # keep the earlier streaming figures, marked with their run
+            old = json.loads(Path(args.out).read_text())
+            if "streaming" in old:
+                result["streaming"] = {**old["streaming"], "from_run": old.get("streaming", {}).get(
+                    "from_run", {"date": old.get("date"), "machine": old.get("machine")})}
         result["in_memory"] = in_memory(MEM_QUICK if args.quick else MEM, args.repeats, args.device)
     finally:
         if not args.keep:

@@ -17,8 +17,10 @@ tensors on every path. The arithmetic, per entry, left to right in float32:
                 a = 0 + sum(p_k if p_k > 0 else 0);   d = 0 + sum(w_k if p_k > 0 else 0)
                 out = (a * g) / (d if normalize and d != 0 else 1) * lam + base
 
-DARE's draws come from a counter-based hash of (source seed, entry index): no generator
-state, no stored random numbers, the same draws on any device and in any tensor order.
+DARE's draws come from a counter-based hash, draw_k(i) = mix(i ^ key_k) >> 8 (32-bit "lowbias32"
+mix; key_k from recipe seed, tensor name and source; the index's high 32 bits folded in for
+huge tensors). No generator state, no stored random numbers, the same draws on any device and
+in any tensor order.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from dataclasses import dataclass
 import torch
 
 DRAW_BITS = 24  # a draw is a uniform integer in [0, 2**24); kept iff draw < round(density * 2**24)
-CHUNK = 1 << 18  # entries per thread-pool task
+CHUNK = 1 << 18  # entries per thread-pool task; divides 2**32, so no task straddles a 2**32 boundary
 _C1, _C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
+_GOLDEN = 0x9E3779B9  # spreads the high 32 bits of an index (tensors past 2**32 entries)
 _M32 = 0xFFFFFFFF
 
 
@@ -49,8 +52,13 @@ class Rule:
     kind: str
     lo: tuple[float, ...] = ()
     hi: tuple[float, ...] = ()
-    keys: tuple[int, ...] = ()  # 64-bit seeds, one per source
+    keys: tuple[int, ...] = ()  # seeds, one per source (folded to 32 bits)
     thr: tuple[int, ...] = ()
+
+
+def fold_key(key: int) -> int:
+    """A source's 64-bit seed folded to the 32-bit key the draws use."""
+    return (key ^ (key >> 32)) & _M32
 
 
 def draw_threshold(density: float) -> int:
@@ -71,9 +79,7 @@ def _hash_t(x: torch.Tensor) -> torch.Tensor:
 def draws_torch(n: int, key: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The draws of source seed `key` for entries 0..n-1 (int64 tensor in [0, 2**24))."""
     i = torch.arange(n, dtype=torch.int64, device=device)
-    h = _hash_t((i & _M32) ^ (key & _M32))
-    h = _hash_t(h ^ ((key >> 32) & _M32) ^ (i >> 32))
-    return h >> (32 - DRAW_BITS)
+    return _hash_t((i & _M32) ^ (((i >> 32) * _GOLDEN) & _M32) ^ fold_key(key)) >> (32 - DRAW_BITS)
 
 
 def keep_mask(x: torch.Tensor, rule: Rule, k: int) -> torch.Tensor:
@@ -119,14 +125,17 @@ _pool_size = 0
 
 
 @functools.cache
-def _draw_intrinsic():
-    """draw(i, k_lo, k_hi) as 32-bit LLVM integer ops (numba would widen them to 64 bits)."""
+def _intrinsics():
+    """salt(i) and draw(i, key) as 32-bit LLVM integer ops (numba would widen them to 64 bits
+    and the vectorized loop would run at half width)."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
+    i32 = ir.IntType(32)
+    c = lambda v: ir.Constant(i32, v)  # noqa: E731
+
     def mix(b, x):
-        c = lambda v: ir.Constant(ir.IntType(32), v)  # noqa: E731
         x = b.xor(x, b.lshr(x, c(16)))
         x = b.mul(x, c(_C1))
         x = b.xor(x, b.lshr(x, c(15)))
@@ -134,29 +143,29 @@ def _draw_intrinsic():
         return b.xor(x, b.lshr(x, c(16)))
 
     @intrinsic
-    def draw(typingctx, i, k_lo, k_hi):
-        sig = types.uint32(types.uint64, types.uint32, types.uint32)
-
+    def salt(typingctx, i):
+        """(i >> 32) * GOLDEN: constant over a call (calls never straddle a 2**32 boundary)."""
         def codegen(context, b, signature, args):
-            i, k_lo, k_hi = args
-            i32 = ir.IntType(32)
-            lo = b.trunc(i, i32)
-            hi = b.trunc(b.lshr(i, ir.Constant(ir.IntType(64), 32)), i32)
-            h = mix(b, b.xor(lo, k_lo))
-            h = mix(b, b.xor(b.xor(h, k_hi), hi))
-            return b.lshr(h, ir.Constant(i32, 32 - DRAW_BITS))
+            return b.mul(b.trunc(b.lshr(args[0], ir.Constant(ir.IntType(64), 32)), i32), c(_GOLDEN))
 
-        return sig, codegen
+        return types.uint32(types.uint64), codegen
 
-    return draw
+    @intrinsic
+    def draw(typingctx, j, key):
+        def codegen(context, b, signature, args):
+            return b.lshr(mix(b, b.xor(b.trunc(args[0], i32), args[1])), c(32 - DRAW_BITS))
+
+        return types.uint32(types.uint64, types.uint32), codegen
+
+    return salt, draw
 
 
 def _source(K: int, kind: str, consensus: bool, normalize: bool) -> str:
     """Python source of the kernel, unrolled over the K sources (so LLVM vectorizes it)."""
     rows = ", ".join(f"r{k}" for k in range(K))  # separate arrays: row views of one 2-D array vectorize worse
-    L = [f"def kernel(base, {rows}, lo, hi, klo, khi, thr, scale, w, lam, out, start, stop):"]
+    L = [f"def kernel(base, {rows}, lo, hi, key, thr, scale, w, lam, out, start, stop):"]
     for k in range(K):
-        L.append(f"    lo{k} = lo[{k}]; hi{k} = hi[{k}]; klo{k} = klo[{k}]; khi{k} = khi[{k}]")
+        L.append(f"    lo{k} = lo[{k}]; hi{k} = hi[{k}]; key{k} = key[{k}] ^ salt(U64(start))")
         L.append(f"    thr{k} = thr[{k}]; sc{k} = scale[{k}]; w{k} = w[{k}]")
     L.append("    for j in range(U64(start), U64(stop)):")  # unsigned: no negative-index wraparound, so it vectorizes
     for k in range(K):
@@ -167,7 +176,7 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool) -> str:
             L.append(f"        a{k} = abs(x{k})")
             L.append(f"        t{k} = F0 if (a{k} < lo{k}) | (a{k} > hi{k}) else x{k} * sc{k}")
         else:
-            L.append(f"        t{k} = x{k} * sc{k} if draw(j, klo{k}, khi{k}) < thr{k} else F0")
+            L.append(f"        t{k} = x{k} * sc{k} if draw(j, key{k}) < thr{k} else F0")
     L.append("        s = F0 + " + " + ".join(f"t{k}" for k in range(K)))
     if not consensus:
         L.append("        out[j] = s + base[j]")
@@ -200,8 +209,8 @@ def _kernel(K: int, kind: str, consensus: bool, normalize: bool):
 KERNEL_HEADER = """# generated by evomerge.ops.fused; safe to delete
 import numba
 import numpy as np
-from evomerge.ops.fused import _draw_intrinsic
-F0, F1, U64, draw = np.float32(0.0), np.float32(1.0), np.uint64, _draw_intrinsic()
+from evomerge.ops.fused import _intrinsics
+F0, F1, U64, (salt, draw) = np.float32(0.0), np.float32(1.0), np.uint64, _intrinsics()
 """
 
 
@@ -284,9 +293,9 @@ def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequenc
     keys = rule.keys or (0,) * K
     args = (base.reshape(-1).numpy(), *stack.reshape(K, -1).numpy(),
             f32(rule.lo or (0.0,) * K), f32(rule.hi or (math.inf,) * K),
-            u32([k & _M32 for k in keys]), u32([(k >> 32) & _M32 for k in keys]),
+            u32([fold_key(k) for k in keys]),
             u32(rule.thr or (0,) * K), f32(scales), f32(weights), np.float32(lam), out.reshape(-1).numpy())
-    if n <= 2 * CHUNK or torch.get_num_threads() == 1:
+    if n <= 2 * CHUNK or torch.get_num_threads() == 1 and n < 1 << 32:
         kernel(*args, 0, n)
     else:
         list(_threads().map(lambda s: kernel(*args, s, min(n, s + CHUNK)), range(0, n, CHUNK)))
