@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evomerge.ops.fused import CHUNK, DRAW_BITS, Rule, combine, combine_torch, draw_threshold, draws_torch
+from evomerge.ops.fused import DRAW_BITS, MIN_SPLIT, SPAN, Rule, combine, combine_torch, draw_threshold, draws_torch
 
 
 def rules(K: int, stack: torch.Tensor) -> list[Rule]:
@@ -20,7 +20,7 @@ def rules(K: int, stack: torch.Tensor) -> list[Rule]:
     return [Rule("dense"), band, draw, Rule("band", lo=(math.inf,) * K, hi=(-math.inf,) * K)]
 
 
-@pytest.mark.parametrize("K,n", [(1, 1), (2, 1000), (3, 1000), (4, 999), (3, 2 * CHUNK + 12345)])  # last: thread pool
+@pytest.mark.parametrize("K,n", [(1, 1), (2, 1000), (3, 1000), (4, 999), (3, 4 * MIN_SPLIT + 12345)])  # last: threads
 def test_kernel_equals_the_torch_formulation_bit_for_bit(K, n):
     g = torch.Generator().manual_seed(K * 1000 + n)
     base = torch.randn(n, generator=g)
@@ -33,6 +33,17 @@ def test_kernel_equals_the_torch_formulation_bit_for_bit(K, n):
                 ours = combine(base, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
                 ref = combine_torch(base, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
                 assert torch.equal(ours, ref), (rule.kind, consensus, normalize)
+
+
+def test_ranges_cover_the_tensor_once_and_never_straddle_a_span():
+    from evomerge.ops.fused import _split
+
+    for n, threads in [(0, 2), (1, 2), (MIN_SPLIT, 4), (10 * MIN_SPLIT + 7, 3), (SPAN + 5, 1), (3 * SPAN - 1, 2)]:
+        ranges = _split(n, threads)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(lo // SPAN == (hi - 1) // SPAN for lo, hi in ranges if hi > lo)
+        assert len(ranges) <= max(threads, 1) + n // SPAN + 1
 
 
 def test_non_contiguous_or_non_float32_targets_take_the_torch_path_with_equal_results():

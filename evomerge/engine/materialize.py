@@ -26,8 +26,8 @@ def resident_plan(recipe: ParameterRecipe, sources: ResidentSources) -> tuple[Me
     return plan, [m for _, m in models]
 
 
-def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None):
-    plan, models = resident_plan(recipe, sources)
+def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planned=None):
+    plan, models = planned or resident_plan(recipe, sources)
     base = models[0] if recipe.base else None
     srcs = models[1:] if recipe.base else models
     stacks = None
@@ -63,7 +63,8 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
             for name, t in materialize_tensors(recipe, sources):
                 targets[name].copy_(t)
         return
-    plan, _ = resident_plan(recipe, sources)
+    planned = resident_plan(recipe, sources)
+    plan = planned[0]
     missing = [n for n in plan.names if n not in targets]
     if missing:
         raise CheckpointError(f"model has no parameter {missing[0]} (recipe's checkpoints do)")
@@ -79,7 +80,7 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
               and t.data_ptr() % 64 == 0)  # same alignment as workspace buffers: same rounding
         return t.data if ok else None
 
-    _, it = _merged(recipe, sources, outs=direct)
+    _, it = _merged(recipe, sources, outs=direct, planned=planned)
     with torch.no_grad():
         for name, result in it:
             target = targets[name]

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import torch
 
 DRAW_BITS = 24  # a draw is a uniform integer in [0, 2**24); kept iff draw < round(density * 2**24)
-CHUNK = 1 << 18  # entries per thread-pool task; divides 2**32, so no task straddles a 2**32 boundary
+MIN_SPLIT = 1 << 15  # entries below which a tensor is not worth splitting across threads
+SPAN = 1 << 32  # a kernel call never straddles a multiple of this (the draws' salt is per call)
 _C1, _C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
 _GOLDEN = 0x9E3779B9  # spreads the high 32 bits of an index (tensors past 2**32 entries)
 _M32 = 0xFFFFFFFF
@@ -273,6 +274,14 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
+def _split(n: int, threads: int) -> list[tuple[int, int]]:
+    """One contiguous range per thread (64-entry aligned), cut at multiples of SPAN."""
+    parts = max(1, min(threads, n // MIN_SPLIT))
+    step = ((n + parts - 1) // parts + 63) // 64 * 64 if parts > 1 else max(n, 1)
+    cuts = sorted({*range(0, n, step), *range(0, n, SPAN), n})
+    return list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+
+
 def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
             weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
             out: torch.Tensor) -> torch.Tensor:
@@ -295,8 +304,9 @@ def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequenc
             f32(rule.lo or (0.0,) * K), f32(rule.hi or (math.inf,) * K),
             u32([fold_key(k) for k in keys]),
             u32(rule.thr or (0,) * K), f32(scales), f32(weights), np.float32(lam), out.reshape(-1).numpy())
-    if n <= 2 * CHUNK or torch.get_num_threads() == 1 and n < 1 << 32:
-        kernel(*args, 0, n)
+    ranges = _split(n, torch.get_num_threads())
+    if len(ranges) == 1:
+        kernel(*args, *ranges[0])
     else:
-        list(_threads().map(lambda s: kernel(*args, s, min(n, s + CHUNK)), range(0, n, CHUNK)))
+        list(_threads().map(lambda r: kernel(*args, *r), ranges))
     return out

@@ -7,9 +7,8 @@
     mixed = sum_k t_k                        (divided by the weight that voted, if normalize)
     theta = theta_base + lambda * mixed
 
-Without sparsification or consensus this is one BLAS pass; otherwise the per-source decisions
-(thresholds, draws, scales) are resolved here and fused.combine makes one pass over the
-tensors. DARE draws from a hash keyed by (recipe seed, tensor name, source index), so results
+The per-source decisions (thresholds, draws, scales) are resolved here, then fused.combine
+makes one pass over base and task vectors. DARE draws from a hash keyed by (recipe seed, tensor name, source index), so results
 do not depend on tensor order.
 """
 
@@ -106,13 +105,6 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
     res = out if out is not None else ws.buf("acc", shape, dev)
     normalize, lam = p.globals["normalize"], float(p.globals["lambda"])
     rule = keep_rule(stack, spec, p, ws, aux)
-    if not spec.consensus and rule.kind == "dense":  # base + sum_k c_k tau_k in one BLAS pass
-        coef = torch.tensor(p.weights, dtype=torch.float32)
-        if normalize:
-            coef /= _total(p.weights)
-        coef = (coef * lam).to(dev)
-        torch.addmv(b32.reshape(-1), stack.reshape(len(p.weights), -1).t(), coef, out=res.view(-1))
-        return res
     scales = [w * f for w, f in zip(p.weights, _rescale(stack, rule, p))]
     if not spec.consensus:  # fold lambda and the normalization into each source's scale
         scales = [s * lam / (_total(p.weights) if normalize else 1.0) for s in scales]
