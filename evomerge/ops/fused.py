@@ -26,12 +26,17 @@ in any tensor order.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
 import math
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -122,7 +127,7 @@ def combine_torch(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: S
 _kernels: dict[tuple, object] = {}
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pool_key: tuple[int, int] = (0, 0)  # (threads, pid): a forked child builds its own pool
 
 
 @functools.cache
@@ -227,11 +232,6 @@ def _vllm_compat() -> None:
 
 
 def _load(key: tuple):
-    import hashlib
-    import importlib.util
-    import os
-    import tempfile
-
     _vllm_compat()
     src = KERNEL_HEADER + '@numba.njit(nogil=True, error_model="numpy", boundscheck=False, cache=True)\n' + _source(*key)
     digest = hashlib.sha256(src.encode()).hexdigest()[:16]
@@ -256,21 +256,18 @@ def _load(key: tuple):
     return module.kernel
 
 
-def kernel_cache_dir():
+def kernel_cache_dir() -> Path:
     """$EVOMERGE_KERNEL_CACHE, else ~/.cache/evomerge/kernels (created on first use)."""
-    import os
-    from pathlib import Path
-
     env = os.environ.get("EVOMERGE_KERNEL_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "evomerge" / "kernels"
 
 
 def _threads() -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    n = max(1, torch.get_num_threads())
+    global _pool, _pool_key
+    key = (max(1, torch.get_num_threads()), os.getpid())
     with _lock:
-        if _pool is None or _pool_size != n:
-            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="evomerge-fused"), n
+        if _pool is None or _pool_key != key:
+            _pool, _pool_key = ThreadPoolExecutor(key[0], thread_name_prefix="evomerge-fused"), key
         return _pool
 
 
