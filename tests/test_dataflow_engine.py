@@ -147,3 +147,18 @@ def test_resident_sources_give_the_same_model(tiny_family):
     recipe = dfs_recipe(tiny_family, [(1, 0, 1.0), (0, 1, 0.5), (1, 3, 1.4)])
     resident = ResidentSources.load([str(tiny_family["e0"]), str(tiny_family["e1"])])
     assert np.allclose(logits(build_model(recipe, resident)).numpy(), logits(build_model(recipe)).numpy(), atol=0)
+
+
+def test_export_honours_the_shard_size(tiny_family, tmp_path):
+    import json
+
+    from evomerge.engine import merge_to_disk
+
+    recipe = dfs_recipe(tiny_family, [(0, 0, 1.0), (1, 1, 0.5), (0, 2, 1.0), (0, 3, 1.0)])
+    whole = merge_to_disk(recipe, tmp_path / "one")
+    small = merge_to_disk(recipe, tmp_path / "many", max_shard_bytes=20_000)
+    assert len(list(whole.glob("*.safetensors"))) == 1
+    shards = sorted(small.glob("*.safetensors"))
+    index = json.loads((small / "model.safetensors.index.json").read_text())
+    assert len(shards) > 2 and set(index["weight_map"].values()) == {p.name for p in shards}
+    assert torch.allclose(logits(hf(small)), logits(hf(whole)), atol=0)

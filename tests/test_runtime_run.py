@@ -212,3 +212,24 @@ def test_initial_recipe_seeds_the_search(tmp_path):
         first = session.searcher.ask(1)[0]
         assert first.x.tolist() == [1.25, 0.75, 0.5, 0.25], name
         assert session.space.recipe_dict(first.x)["sources"][1]["parameters"] == {"weight": 0.5, "density": 0.25}
+
+
+def test_in_process_pool_fails_a_job_past_its_timeout_and_goes_on():
+    sys.path.insert(0, str(TESTS))
+    from analytic_backend import SphereEvaluator
+
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+    recipe = {"sources": [{"parameters": {"weight": 0.7}}]}
+    slow = EvaluatorSpec(sources=(), tasks=("t",), backend="analytic_backend:SphereEvaluator", options={"sleep": 5})
+    pool = InProcessPool(slow, SphereEvaluator(slow))
+    pool.submit(EvalJob(0, recipe, timeout_s=0.3))
+    start = time.perf_counter()
+    (late,) = pool.wait()
+    assert time.perf_counter() - start < 2 and late.error == "timeout after 0.3s" and late.candidate_id == 0
+    pool._evaluator.sleep = 0.0
+    pool.submit(EvalJob(1, recipe, timeout_s=0.3))
+    (ok,) = pool.wait()
+    assert ok.error is None and ok.scores == {"t": 0.0}
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)

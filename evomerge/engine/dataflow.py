@@ -68,7 +68,7 @@ class _Merged:
         return self._like.config()
 
 
-def _open_sources(recipe: DataflowRecipe, resident: Any | None) -> list[_Source]:
+def _open_sources(recipe: DataflowRecipe, resident: Any | None, allow_pickle: bool = False) -> list[_Source]:
     """Model sources from resident memory (or lazily from disk); parameter recipes merged now."""
     from evomerge.engine.materialize import materialize_tensors
     from evomerge.engine.reader import CheckpointReader
@@ -77,7 +77,7 @@ def _open_sources(recipe: DataflowRecipe, resident: Any | None) -> list[_Source]
 
     needed = [r for s in recipe.sources if s.recipe is not None for r in s.recipe.model_refs()]
     if resident is None and needed:
-        resident = ResidentSources.load(needed, dtype=torch.float32)
+        resident = ResidentSources.load(needed, dtype=torch.float32, allow_pickle=allow_pickle)
     out = []
     for src in recipe.sources:
         if src.recipe is not None:
@@ -90,7 +90,7 @@ def _open_sources(recipe: DataflowRecipe, resident: Any | None) -> list[_Source]
                 model = resident.model(src.model)
             except CheckpointError:
                 model = None
-        out.append(_Source(model or CheckpointReader(resolve_model_ref(src.model))))
+        out.append(_Source(model or CheckpointReader(resolve_model_ref(src.model), allow_pickle=allow_pickle)))
     return out
 
 
@@ -183,7 +183,7 @@ def build_model(recipe: DataflowRecipe, resident: Any | None = None, device: str
 
 
 def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = False,
-                  max_shard_bytes: int | None = None) -> Path:
+                  allow_pickle: bool = False, max_shard_bytes: int | None = None) -> Path:
     """Write the data-flow model as a complete HF checkpoint (atomically)."""
     from evomerge.engine.files import copy_side_files
     from evomerge.engine.merge import RECIPE_FILE
@@ -191,7 +191,7 @@ def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = 
 
     out = Path(out_dir)
     check_output_dir(out, force)
-    sources = _open_sources(recipe, None)
+    sources = _open_sources(recipe, None, allow_pickle)
     _check(recipe, sources)
     plan = _plan(recipe, sources)
     out_dtype = _DTYPES.get(recipe.dtype or "")

@@ -62,7 +62,8 @@ def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, a
     if isinstance(recipe, DataflowRecipe):
         from evomerge.engine import dataflow  # written with the data-flow genome
 
-        return dataflow.merge_to_disk(recipe, out, force=force)
+        return dataflow.merge_to_disk(recipe, out, force=force, allow_pickle=allow_pickle,
+                                      max_shard_bytes=max_shard_bytes)
     check_output_dir(out, force)
     models = open_models(recipe, allow_pickle)
     plan = build_plan(recipe, models)

@@ -7,12 +7,16 @@ class (how tests plug in cheap analytic evaluators); the others go to evomerge.e
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from evomerge.errors import ConfigError
@@ -33,11 +37,41 @@ def build_evaluator(spec: EvaluatorSpec) -> Any:
     return Evaluator(spec)
 
 
-def safe_evaluate(evaluator: Any, job: EvalJob, worker: str) -> EvalResult:
-    """Run one job; any exception becomes a failed result (failures are data), Ctrl-C propagates."""
+class _Deadline(Exception):
+    """Raised into the evaluation by SIGALRM when a job runs past its timeout."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after `seconds` with _Deadline (SIGALRM; main thread on POSIX only,
+    elsewhere a no-op). Python code stops at once; a long C call stops when it returns."""
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def fire(signum, frame):
+        raise _Deadline()
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def safe_evaluate(evaluator: Any, job: EvalJob, worker: str, timeout_s: float | None = None) -> EvalResult:
+    """Run one job; any exception becomes a failed result (failures are data), Ctrl-C propagates.
+    With `timeout_s`, a job still running then is interrupted and failed ("timeout after Ns")."""
     start = time.perf_counter()
     try:
-        result = evaluator.evaluate(job)
+        with deadline(timeout_s):
+            result = evaluator.evaluate(job)
+    except _Deadline:
+        result = EvalResult(candidate_id=job.candidate_id, error=f"timeout after {timeout_s:g}s")
     except MemoryError:
         result = EvalResult(candidate_id=job.candidate_id, error="out of memory")
     except Exception as err:  # noqa: BLE001 - a candidate's failure must not end the run
@@ -51,7 +85,8 @@ def safe_evaluate(evaluator: Any, job: EvalJob, worker: str) -> EvalResult:
 
 
 class InProcessPool:
-    """Capacity 1: ``submit`` queues, ``wait`` evaluates the next job in this process."""
+    """Capacity 1: ``submit`` queues, ``wait`` evaluates the next job in this process (a job's
+    ``timeout_s`` is enforced with SIGALRM when the loop runs in the main thread)."""
 
     def __init__(self, spec: EvaluatorSpec, evaluator: Any | None = None) -> None:
         self.spec = spec
@@ -69,7 +104,8 @@ class InProcessPool:
     def wait(self, timeout: float | None = None) -> list[EvalResult]:
         if not self._queue:
             return []
-        return [safe_evaluate(self._evaluator, self._queue.popleft(), self.worker)]
+        job = self._queue.popleft()
+        return [safe_evaluate(self._evaluator, job, self.worker, job.timeout_s)]
 
     def close(self) -> None:
         self._queue.clear()
