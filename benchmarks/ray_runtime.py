@@ -5,7 +5,8 @@
    - ``pool``: the pool fed directly (capacity jobs in flight, a new one per result);
    - ``loop/random``: the real search loop with its SQLite store and a steady-state searcher;
    - ``loop/cmaes``: the same with generational CMA-ES, population 10 and 16 (a multiple of the
-     workers): a generation's stragglers leave workers idle, which no scheduling can avoid.
+     workers): a generation's stragglers leave workers idle, which no scheduling can avoid; and
+     CMA-ES's default population, which the session rounds up to a multiple of the workers.
    Idle fraction = 1 - (time actors spent evaluating) / (time actors were up), over the run.
    Driver overhead per evaluation = driver time in submit/wait (not blocked) / evaluations, and
    the driver process's whole CPU time (loop, store, searcher, Ray client) / evaluations.
@@ -137,7 +138,8 @@ def simulated(tmp: Path, workers: int, sleep: float, rounds: int) -> dict[str, A
             out[f"pool+cmaes_pop{pop}"] = measured(
                 pool, lambda: feed_searcher(pool, "cmaes", {"population_size": pop}, n))
     cases = {"loop+store/random": {"name": "random"},
-             f"loop+store/cmaes_pop{pop_fit}": {"name": "cmaes", "options": {"population_size": pop_fit}}}
+             f"loop+store/cmaes_pop{pop_fit}": {"name": "cmaes", "options": {"population_size": pop_fit}},
+             "loop+store/cmaes_default_pop": {"name": "cmaes"}}  # rounded up to a multiple of the workers
     for label, searcher in cases.items():
         pool, go = run_search(sim_experiment(label.replace("/", "-").replace("+", "-"), searcher, budget,
                                              sleep, workers), tmp)

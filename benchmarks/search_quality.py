@@ -39,6 +39,7 @@ METHODS = {  # name -> (search space, searcher, options); random_X is the baseli
     "cmaes_ps": (PS_SPACE, "cmaes", {"population_size": 6, "sigma0": 0.3}),
     "random_blocks": (BLOCKS_SPACE, "random", {}),
     "cmaes_blocks": (BLOCKS_SPACE, "cmaes", {"population_size": 8, "sigma0": 0.4}),
+    "random_hybrid": (HYBRID_SPACE, "random", {}),
     "cmaes_hybrid": (HYBRID_SPACE, "cmaes", {"population_size": 8, "sigma0": 0.3}),
 }
 
@@ -134,8 +135,8 @@ def target_benchmark(args, test: TestScorer, workdir: Path) -> dict[str, Any]:
 
 
 def _baseline(name: str) -> str:
-    """Random search over the same space (the hybrid's parameter part is the ps space)."""
-    return "random_blocks" if name.endswith("blocks") else "random_ps"
+    """Random search over the same space."""
+    return "random_" + name.split("_", 1)[1]
 
 
 def map_benchmark(args, workdir: Path) -> dict[str, Any]:

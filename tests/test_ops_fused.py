@@ -89,3 +89,15 @@ def test_loaded_kernels_leave_every_module_attribute_readable_by_vllms_kernel_sc
         for value in list(getattr(module, "__dict__", {}).values()):
             if hasattr(value, "__dict__"):
                 vars(value).get("kernel")  # raises on a non-mapping
+
+
+def test_l1_sums_match_torch_for_every_rule():
+    from evomerge.ops.fused import abs_sums, keep_mask
+
+    g = torch.Generator().manual_seed(3)
+    row = torch.randn(50_001, generator=g)
+    for rule in (Rule("band", lo=(0.3,), hi=(2.0,)), Rule("draw", keys=(2**41 + 9,), thr=(draw_threshold(0.3),))):
+        total, kept = abs_sums(row, rule, 0)
+        a = row.double().abs()
+        assert math.isclose(total, a.sum().item(), rel_tol=1e-12)
+        assert math.isclose(kept, (a * keep_mask(row, rule, 0)).sum().item(), rel_tol=1e-12)

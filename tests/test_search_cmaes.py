@@ -75,3 +75,15 @@ def test_tampered_state_fails_loudly_instead_of_diverging():
     state["algo"]["segment"]["seed"] += 1
     with pytest.raises(EvomergeError, match="replay"):
         make_searcher("cmaes", SPACE, {"population_size": 4}, seed=0).load_state_dict(state)
+
+
+def test_default_population_is_a_multiple_of_the_workers_so_none_idles_at_a_generation_end():
+    def popsize(dim, workers, **opts):
+        space = SpaceInfo(lower=np.zeros(dim), upper=np.ones(dim), workers=workers)
+        s = make_searcher("cmaes", space, opts, seed=0)
+        return len(s.ask(64))  # one generation is handed out, then nothing until it is told
+
+    assert popsize(10, 1) == 10          # 4 + int(3 ln 10)
+    assert popsize(10, 8) == 16          # rounded up to two waves of 8
+    assert popsize(4, 8) == 8
+    assert popsize(10, 8, population_size=10) == 10  # an explicit size is kept

@@ -199,10 +199,29 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool) -> str:
     return "\n".join(L)
 
 
-def _kernel(K: int, kind: str, consensus: bool, normalize: bool):
-    """The compiled kernel, generated into a module file in the cache folder so that numba's
-    on-disk cache spares every later process (Ray workers, test runs) the ~1 s compile."""
-    key = (K, kind, consensus, normalize)
+def _l1_source(kind: str) -> str:
+    """(sum |x|, sum of the kept |x|) over one source's range, in float64, in entry order."""
+    L = ["def kernel(row, lo, hi, key, thr, start, stop):",
+         "    key = key ^ salt(U64(start))",
+         "    total = 0.0",
+         "    kept = 0.0",
+         "    for j in range(U64(start), U64(stop)):",
+         "        a = abs(row[j])",
+         "        total += np.float64(a)"]
+    if kind == "band":
+        L.append("        if not ((a < lo) | (a > hi)):")
+    elif kind == "draw":
+        L.append("        if draw(j, key) < thr:")
+    else:
+        L.append("        if True:")
+    L += ["            kept += np.float64(a)", "    return total, kept"]
+    return "\n".join(L)
+
+
+def _kernel(*key):
+    """The compiled kernel for `key` (("l1", kind) or (K, kind, consensus, normalize)),
+    generated into a module file in the cache folder so that numba's on-disk cache spares
+    every later process (Ray workers, test runs) the ~1 s compile."""
     fn = _kernels.get(key)
     if fn is None:
         with _lock:
@@ -233,7 +252,8 @@ def _vllm_compat() -> None:
 
 def _load(key: tuple):
     _vllm_compat()
-    src = KERNEL_HEADER + '@numba.njit(nogil=True, error_model="numpy", boundscheck=False, cache=True)\n' + _source(*key)
+    body = _l1_source(key[1]) if key[0] == "l1" else _source(*key)
+    src = KERNEL_HEADER + '@numba.njit(nogil=True, error_model="numpy", boundscheck=False, cache=True)\n' + body
     digest = hashlib.sha256(src.encode()).hexdigest()[:16]
     folder = kernel_cache_dir()
     path = folder / f"fused_{digest}.py"
@@ -277,6 +297,25 @@ def _split(n: int, threads: int) -> list[tuple[int, int]]:
     step = ((n + parts - 1) // parts + 63) // 64 * 64 if parts > 1 else max(n, 1)
     cuts = sorted({*range(0, n, step), *range(0, n, SPAN), n})
     return list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
+
+
+def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
+    """(sum |x|, sum of |x| over the entries source k keeps) of one task vector, in float64:
+    mergekit's L1 rescale. One pass on CPU; torch ops elsewhere (sums may differ in the last
+    bits there, being summed in another order)."""
+    if row.device.type != "cpu" or row.dtype != torch.float32 or not row.is_contiguous():
+        a = row.abs()
+        return a.sum(dtype=torch.float64).item(), (a * keep_mask(row, rule, k)).sum(dtype=torch.float64).item()
+    import numpy as np
+
+    kernel = _kernel("l1", rule.kind)
+    lo, hi = (rule.lo[k], rule.hi[k]) if rule.kind == "band" else (0.0, math.inf)
+    key, thr = (fold_key(rule.keys[k]), rule.thr[k]) if rule.kind == "draw" else (0, 0)
+    flat, total, kept = row.reshape(-1).numpy(), 0.0, 0.0
+    for start, stop in _split(row.numel(), 1):  # one thread: a fixed summation order
+        t, kk = kernel(flat, np.float32(lo), np.float32(hi), np.uint32(key), np.uint32(thr), start, stop)
+        total, kept = total + t, kept + kk
+    return total, kept
 
 
 def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequence[float],

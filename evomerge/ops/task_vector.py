@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import Rule, combine, draw_threshold, keep_mask
+from evomerge.ops.fused import Rule, abs_sums, combine, draw_threshold
 from evomerge.ops.sparsify import kth_smallest, magnitude_band, outlier_band
 from evomerge.ops.workspace import Workspace
 
@@ -64,9 +64,7 @@ def _rescale(stack: torch.Tensor, rule: Rule, p: TensorParams) -> list[float]:
         if d < 1 and rule.kind != "dense" and how == "inverse_density" and d > 0:
             f = 1.0 / d
         elif d < 1 and rule.kind != "dense" and how == "l1":
-            a = stack[k].abs()
-            before = a.sum(dtype=torch.float64).item()
-            after = (a * keep_mask(stack[k], rule, k)).sum(dtype=torch.float64).item()
+            before, after = abs_sums(stack[k], rule, k)
             if before >= 1e-7 and after >= 1e-7:
                 f = before / after
         out.append(f)

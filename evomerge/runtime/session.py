@@ -62,11 +62,12 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
     if exp.initial_recipe:
         x0 = space.from_recipe(_load_initial(exp.initial_recipe))
         initial = (x0,)
+    workers = workers or exp.workers
     info = SpaceInfo(lower=space.lower, upper=space.upper, x0=x0, initial=initial,
-                     n_objectives=len(exp.fitness.objectives))
+                     n_objectives=len(exp.fitness.objectives), workers=workers)
     searcher = make_searcher(exp.searcher.name, info, exp.searcher.options, exp.seed)
     refs = tuple(r for r in (exp.models.base, *exp.models.sources) if r)
-    options = {**exp.fitness.options, "seed": exp.seed, "workers": workers or exp.workers}
+    options = {**exp.fitness.options, "seed": exp.seed, "workers": workers}
     spec = EvaluatorSpec(sources=refs, tasks=tuple(exp.fitness.tasks), split=exp.fitness.split,
                          backend=exp.backend, options=options)
     scoring = Scoring(list(exp.fitness.objectives), [task_key(t) for t in exp.fitness.tasks])

@@ -59,6 +59,8 @@ class SpaceInfo:
     """What a searcher knows about the space: box bounds, a start point, objectives.
 
     ``initial`` optionally seeds a population (e.g. the source models' own genomes).
+    ``workers``: candidates evaluated at once; generational searchers round their default
+    population up to a multiple of it, so no worker idles at a generation's end.
     """
 
     lower: np.ndarray
@@ -66,6 +68,7 @@ class SpaceInfo:
     x0: np.ndarray | None = None
     initial: tuple[np.ndarray, ...] = ()
     n_objectives: int = 1
+    workers: int = 1
 
     def __post_init__(self) -> None:
         lo = np.asarray(self.lower, dtype=float).reshape(-1)

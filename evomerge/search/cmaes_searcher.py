@@ -8,8 +8,8 @@ in flight are checked against the replayed ones, so a mismatch (another cmaes/nu
 fails loudly instead of silently diverging.
 
 A whole generation is sampled when its first candidate is asked and handed out on demand; the
-next one starts only when every member is told, so ``ask`` returns nothing in between. Keep the
-population at least as large as the number of workers. A failed candidate counts as the worst
+next one starts only when every member is told, so ``ask`` returns nothing in between. The
+default population is a multiple of the workers; an explicit one should be too. A failed candidate counts as the worst
 value told in its generation (all failed: every member ties), so failures rank last.
 The search starts at x0; an initial population (SpaceInfo.initial) is not used. IPOP restarts
 begin at a uniformly random point with the population multiplied by ``inc_popsize``.
@@ -29,6 +29,13 @@ from evomerge.search.base import (Candidate, Outcome, Searcher, SpaceInfo, int_a
                                   positive_float)
 
 
+def default_population(dim: int, workers: int = 1) -> int:
+    """CMA-ES's 4 + 3 ln(dim), rounded up to a multiple of the workers."""
+    n = 4 + int(3 * math.log(dim))
+    w = max(1, workers)
+    return -(-n // w) * w
+
+
 class CMAESSearcher(Searcher):
     """Single-objective CMA-ES, maximizing (the cmaes package minimizes, so values are negated)."""
 
@@ -44,7 +51,7 @@ class CMAESSearcher(Searcher):
         width = space.upper - space.lower
         self.opts = opts = option(options, {
             "sigma0": (positive_float, float(np.mean(width)) / 6),
-            "population_size": (int_at_least(2), 4 + int(3 * math.log(space.dim))),
+            "population_size": (int_at_least(2), default_population(space.dim, space.workers)),
             "restarts": (int_at_least(0), 0),
             "inc_popsize": (int_at_least(1), 2),
             "max_generations": (int_at_least(1), None),
