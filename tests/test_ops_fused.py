@@ -101,3 +101,17 @@ def test_l1_sums_match_torch_for_every_rule():
         a = row.double().abs()
         assert math.isclose(total, a.sum().item(), rel_tol=1e-12)
         assert math.isclose(kept, (a * keep_mask(row, rule, 0)).sum().item(), rel_tol=1e-12)
+
+
+def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, monkeypatch):
+    import numpy as np
+
+    from evomerge.ops import fused
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("EVOMERGE_KERNEL_CACHE", str(blocker / "kernels"))
+    kernel = fused._load(("l1", "band"))
+    row = torch.tensor([0.5, -2.0, 1.0, 3.0])
+    total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.uint32(0), 0, 4)
+    assert (total, kept) == (6.5, 3.0) and not (blocker.parent / "kernels").exists()
