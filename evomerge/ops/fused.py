@@ -101,6 +101,7 @@ def keep_mask(x: torch.Tensor, rule: Rule, k: int) -> torch.Tensor:
 def combine_torch(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
                   weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
                   out: torch.Tensor) -> torch.Tensor:
+    """`combine` as torch ops, in the same order (float32 scalars, left-to-right sums)."""
     f32 = lambda v: torch.tensor(v, dtype=torch.float32, device=base.device)  # noqa: E731
     zero = torch.zeros((), dtype=torch.float32, device=base.device)
     ts = [torch.where(keep_mask(x, rule, k), x * f32(scales[k]), zero) for k, x in enumerate(stack)]
