@@ -7,7 +7,7 @@ candidates in memory pays for each walk. Here the per-source decisions are resol
 kernel reads each input once and writes the result.
 
 On CPU the kernel is generated per (number of sources, rule, consensus, normalize), compiled
-by numba and run over fixed chunks on a thread pool; elsewhere (GPU) `combine_torch` runs the
+by numba and run as one range per thread on a thread pool; elsewhere (GPU) `combine_torch` runs the
 same arithmetic as torch ops. The two agree bit for bit (tested), so a recipe gives the same
 tensors on every path. The arithmetic, per entry, left to right in float32:
 
@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 DRAW_BITS = 24  # a draw is a uniform integer in [0, 2**24); kept iff draw < round(density * 2**24)
@@ -300,6 +301,15 @@ def _split(n: int, threads: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:])) or [(0, 0)]
 
 
+def _rule_arrays(rule: Rule, K: int) -> tuple:
+    """The rule as the kernels' per-source arrays (lo, hi, key, thr); the fields a kind does
+    not use get neutral values."""
+    return (np.asarray(rule.lo or (0.0,) * K, dtype=np.float32),
+            np.asarray(rule.hi or (math.inf,) * K, dtype=np.float32),
+            np.asarray([fold_key(key) for key in rule.keys or (0,) * K], dtype=np.uint32),
+            np.asarray(rule.thr or (0,) * K, dtype=np.uint32))
+
+
 def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
     """(sum |x|, sum of |x| over the entries source k keeps) of one task vector, in float64:
     mergekit's L1 rescale. One pass on CPU; torch ops elsewhere (sums may differ in the last
@@ -307,14 +317,11 @@ def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
     if row.device.type != "cpu" or row.dtype != torch.float32 or not row.is_contiguous():
         a = row.abs()
         return a.sum(dtype=torch.float64).item(), (a * keep_mask(row, rule, k)).sum(dtype=torch.float64).item()
-    import numpy as np
-
     kernel = _kernel("l1", rule.kind)
-    lo, hi = (rule.lo[k], rule.hi[k]) if rule.kind == "band" else (0.0, math.inf)
-    key, thr = (fold_key(rule.keys[k]), rule.thr[k]) if rule.kind == "draw" else (0, 0)
+    lo, hi, key, thr = (a[k] for a in _rule_arrays(rule, k + 1))
     flat, total, kept = row.reshape(-1).numpy(), 0.0, 0.0
     for start, stop in _split(row.numel(), 1):  # one thread: a fixed summation order
-        t, kk = kernel(flat, np.float32(lo), np.float32(hi), np.uint32(key), np.uint32(thr), start, stop)
+        t, kk = kernel(flat, lo, hi, key, thr, start, stop)
         total, kept = total + t, kept + kk
     return total, kept
 
@@ -330,17 +337,11 @@ def combine(base: torch.Tensor, stack: torch.Tensor, rule: Rule, scales: Sequenc
     tensors = (base, stack, out)
     if any(t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
         return combine_torch(base, stack, rule, scales, weights, consensus, normalize, lam, out)
-    import numpy as np
-
     K, n = stack.shape[0], base.numel()
     kernel = _kernel(K, rule.kind, consensus, normalize)
-    f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
-    u32 = lambda v: np.asarray(v, dtype=np.uint32)  # noqa: E731
-    keys = rule.keys or (0,) * K
-    args = (base.reshape(-1).numpy(), *stack.reshape(K, -1).numpy(),
-            f32(rule.lo or (0.0,) * K), f32(rule.hi or (math.inf,) * K),
-            u32([fold_key(k) for k in keys]),
-            u32(rule.thr or (0,) * K), f32(scales), f32(weights), np.float32(lam), out.reshape(-1).numpy())
+    args = (base.reshape(-1).numpy(), *stack.reshape(K, -1).numpy(), *_rule_arrays(rule, K),
+            np.asarray(scales, dtype=np.float32), np.asarray(weights, dtype=np.float32), np.float32(lam),
+            out.reshape(-1).numpy())
     ranges = _split(n, torch.get_num_threads())
     if len(ranges) == 1:
         kernel(*args, *ranges[0])

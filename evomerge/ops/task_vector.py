@@ -8,8 +8,8 @@
     theta = theta_base + lambda * mixed
 
 The per-source decisions (thresholds, draws, scales) are resolved here, then fused.combine
-makes one pass over base and task vectors. DARE draws from a hash keyed by (recipe seed, tensor name, source index), so results
-do not depend on tensor order.
+makes one pass over base and task vectors. DARE draws from a hash keyed by (recipe seed,
+tensor name, source index), so results do not depend on tensor order.
 """
 
 from __future__ import annotations
@@ -61,9 +61,11 @@ def _rescale(stack: torch.Tensor, rule: Rule, p: TensorParams) -> list[float]:
     out = []
     for k, d in enumerate(p.densities or [1.0] * len(stack)):
         f = 1.0
-        if d < 1 and rule.kind != "dense" and how == "inverse_density" and d > 0:
+        if d >= 1 or rule.kind == "dense":
+            pass  # not sparsified
+        elif how == "inverse_density" and d > 0:
             f = 1.0 / d
-        elif d < 1 and rule.kind != "dense" and how == "l1":
+        elif how == "l1":
             before, after = abs_sums(stack[k], rule, k)
             if before >= 1e-7 and after >= 1e-7:
                 f = before / after
