@@ -30,20 +30,50 @@ def test_kernel_equals_the_torch_formulation_bit_for_bit(K, n):
     for rule in rules(K, stack):
         for consensus in (False, True):
             for normalize in (False, True):
-                ours = combine(base, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
-                ref = combine_torch(base, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
-                assert torch.equal(ours, ref), (rule.kind, consensus, normalize)
+                for b in (base, None):
+                    ours = combine(b, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
+                    ref = combine_torch(b, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
+                    assert torch.equal(ours, ref), (rule.kind, consensus, normalize, b is None)
 
 
-def test_ranges_cover_the_tensor_once_and_never_straddle_a_span():
-    from evomerge.ops.fused import _split
+def test_pieces_cover_every_tensor_once_split_across_threads_and_never_straddle_a_span():
+    from evomerge.ops.fused import _pieces
 
-    for n, threads in [(0, 2), (1, 2), (MIN_SPLIT, 4), (10 * MIN_SPLIT + 7, 3), (SPAN + 5, 1), (3 * SPAN - 1, 2)]:
-        ranges = _split(n, threads)
-        assert ranges[0][0] == 0 and ranges[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-        assert all(lo // SPAN == (hi - 1) // SPAN for lo, hi in ranges if hi > lo)
-        assert len(ranges) <= max(threads, 1) + n // SPAN + 1
+    cases = [([0], 2), ([1], 2), ([MIN_SPLIT], 4), ([10 * MIN_SPLIT + 7], 3), ([SPAN + 5], 1),
+             ([3 * SPAN - 1], 2), ([5, 0, MIN_SPLIT * 3, 17, MIN_SPLIT], 4), ([100] * 50, 2)]
+    for sizes, threads in cases:
+        pieces, bounds = _pieces(sizes, threads)
+        for t, n in enumerate(sizes):
+            mine = [(a, b) for tt, a, b in pieces.tolist() if tt == t]
+            assert [c for ab in mine for c in ab][1:-1:2] == [c for ab in mine for c in ab][2::2]  # contiguous
+            assert (mine[0][0], mine[-1][1]) == (0, n) if n else mine == []
+        assert all(a // SPAN == (b - 1) // SPAN for _, a, b in pieces.tolist())
+        assert [p for lo, hi in bounds for p in range(lo, hi)] == list(range(len(pieces)))  # each piece, one thread
+        assert len(bounds) <= max(1, min(threads, sum(sizes) // MIN_SPLIT))
+    pieces, bounds = _pieces([MIN_SPLIT * 3, 5, MIN_SPLIT], 2)
+    busy = [sum(b - a for _, a, b in pieces.tolist()[lo:hi]) for lo, hi in bounds]
+    assert len(busy) == 2 and abs(busy[0] - busy[1]) <= 128  # an even share per thread (cuts are 64-aligned)
+
+
+def test_a_batch_of_tensors_equals_one_call_per_tensor():
+    from evomerge.ops.fused import Batch
+
+    g = torch.Generator().manual_seed(3)
+    sizes = [7, MIN_SPLIT * 2 + 3, 64, 1, MIN_SPLIT - 1]
+    bases = [torch.randn(n, generator=g) for n in sizes]
+    stacks = [torch.randn(3, n, generator=g) * 0.01 for n in sizes]
+    rule = Rule("draw", keys=(1, 2, 3), thr=(draw_threshold(0.4),) * 3)
+    batch, outs = Batch(), []
+    for with_base in (True, False):
+        for b, st in zip(bases, stacks):
+            outs.append(torch.full_like(b, math.nan))
+            combine(b if with_base else None, st, rule, [1.0, 0.5, 2.0], [1.0, 0.5, 2.0], with_base, True, 0.9,
+                    outs[-1], batch)
+    assert all(o.isnan().all() for o in outs)  # nothing written before run()
+    batch.run()
+    want = [combine_torch(b if with_base else None, st, rule, [1.0, 0.5, 2.0], [1.0, 0.5, 2.0], with_base, True,
+                          0.9, torch.empty_like(b)) for with_base in (True, False) for b, st in zip(bases, stacks)]
+    assert all(torch.equal(o, w) for o, w in zip(outs, want))
 
 
 def test_non_contiguous_or_non_float32_targets_take_the_torch_path_with_equal_results():
@@ -57,24 +87,26 @@ def test_non_contiguous_or_non_float32_targets_take_the_torch_path_with_equal_re
 
 def test_draws_keep_the_density_and_are_independent_across_sources_and_seeds():
     n = 200_000
-    a, b = draws_torch(n, 1234), draws_torch(n, 1235)
-    assert int(a.min()) >= 0 and int(a.max()) < 2**DRAW_BITS
+    a, b, c = draws_torch(n, 1234), draws_torch(n, 1234, half=1), draws_torch(n, 1235)  # b shares a's hash
+    for x in (a, b, c):
+        assert int(x.min()) >= 0 and int(x.max()) < 2**DRAW_BITS
     for density in (0.1, 0.5, 0.9):
-        kept_a = (a < draw_threshold(density)).float()
-        kept_b = (b < draw_threshold(density)).float()
-        assert abs(kept_a.mean().item() - density) < 0.005
-        both = (kept_a * kept_b).mean().item()
-        assert abs(both - density**2) < 0.005  # independent sources
+        kept = [(x < draw_threshold(density)).float() for x in (a, b, c)]
+        assert all(abs(k.mean().item() - density) < 0.005 for k in kept)
+        for x, y in ((0, 1), (0, 2), (1, 2)):
+            assert abs((kept[x] * kept[y]).mean().item() - density**2) < 0.005  # independent sources
     # neighbouring entries are uncorrelated (a counter hash, not a slowly varying sequence)
     u = a.double() / 2**DRAW_BITS
     assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].item()) < 0.01
     # the high 32 bits of the key matter as much as the low ones
     assert not torch.equal(draws_torch(1000, 7), draws_torch(1000, 7 + 2**40))
+    assert abs(torch.corrcoef(torch.stack([u, b.double()]))[0, 1].item()) < 0.01  # the halves of one hash
 
 
 def test_draw_thresholds_cover_the_ends_exactly():
-    d = draws_torch(10_000, 99)
-    assert bool((d < draw_threshold(1.0)).all()) and not bool((d < draw_threshold(0.0)).any())
+    for half in (0, 1):
+        d = draws_torch(10_000, 99, half)
+        assert bool((d < draw_threshold(1.0)).all()) and not bool((d < draw_threshold(0.0)).any())
 
 
 def test_loaded_kernels_leave_every_module_attribute_readable_by_vllms_kernel_scan():
@@ -96,11 +128,14 @@ def test_l1_sums_match_torch_for_every_rule():
 
     g = torch.Generator().manual_seed(3)
     row = torch.randn(50_001, generator=g)
-    for rule in (Rule("band", lo=(0.3,), hi=(2.0,)), Rule("draw", keys=(2**41 + 9,), thr=(draw_threshold(0.3),))):
-        total, kept = abs_sums(row, rule, 0)
-        a = row.double().abs()
-        assert math.isclose(total, a.sum().item(), rel_tol=1e-12)
-        assert math.isclose(kept, (a * keep_mask(row, rule, 0)).sum().item(), rel_tol=1e-12)
+    band = Rule("band", lo=(0.3, 0.1), hi=(2.0, 1.0))
+    draw = Rule("draw", keys=(2**41 + 9,), thr=(draw_threshold(0.3), draw_threshold(0.6)))  # both halves of a hash
+    for rule in (band, draw):
+        for k in (0, 1):
+            total, kept = abs_sums(row, rule, k)
+            a = row.double().abs()
+            assert math.isclose(total, a.sum().item(), rel_tol=1e-12)
+            assert math.isclose(kept, (a * keep_mask(row, rule, k)).sum().item(), rel_tol=1e-12)
 
 
 def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, monkeypatch):
@@ -113,5 +148,5 @@ def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, 
     monkeypatch.setenv("EVOMERGE_KERNEL_CACHE", str(blocker / "kernels"))
     kernel = fused._load(("l1", "band"))
     row = torch.tensor([0.5, -2.0, 1.0, 3.0])
-    total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.uint32(0), 0, 4)
+    total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.uint32(0), False, 0, 4)
     assert (total, kept) == (6.5, 3.0) and not (blocker.parent / "kernels").exists()

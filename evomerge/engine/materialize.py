@@ -12,6 +12,7 @@ from evomerge.engine.merge import merged_tensors
 from evomerge.engine.plan import MergePlan, build_plan, check_compatible
 from evomerge.engine.resident import ResidentSources
 from evomerge.errors import CheckpointError
+from evomerge.ops.fused import Batch
 from evomerge.recipe import DataflowRecipe, ParameterRecipe, Recipe
 
 
@@ -26,7 +27,7 @@ def resident_plan(recipe: ParameterRecipe, sources: ResidentSources) -> tuple[Me
     return plan, [m for _, m in models]
 
 
-def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planned=None):
+def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planned=None, batch=None):
     plan, models = planned or resident_plan(recipe, sources)
     base = models[0] if recipe.base else None
     srcs = models[1:] if recipe.base else models
@@ -34,7 +35,7 @@ def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planne
     if plan.spec.stack and sources.cache_stacks:
         stacks = sources.stacks(plan.spec.stack, base, srcs)
     it = merged_tensors(plan, base.get if base else None, [m.get for m in srcs], sources.workspace,
-                        stacks=stacks, outs=outs)
+                        stacks=stacks, outs=outs, batch=batch)
     return plan, it
 
 
@@ -80,7 +81,8 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
               and t.data_ptr() % 64 == 0)  # same alignment as workspace buffers: same rounding
         return t.data if ok else None
 
-    _, it = _merged(recipe, sources, outs=direct, planned=planned)
+    batch = Batch()  # the tensors merged straight into parameters: one parallel pass at the end
+    _, it = _merged(recipe, sources, outs=direct, planned=planned, batch=batch)
     with torch.no_grad():
         for name, result in it:
             target = targets[name]
@@ -88,3 +90,4 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
                 continue
             out_dtype = plan.out_dtypes[name]
             target.copy_(result if out_dtype in (torch.float32, target.dtype) else result.to(out_dtype))
+        batch.run()

@@ -43,16 +43,18 @@ def tokenizer_folder(recipe: ParameterRecipe, models: list[tuple[str, Checkpoint
     return resolve_model_ref(ts)
 
 
-def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, outs=None):
+def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, outs=None, batch=None):
     """(name, float32 result) per tensor. `base`, `sources` and `outs` (float32 tensors to
-    write into) map a tensor name to a tensor or None; `stacks` to (stacked inputs, aux dict)."""
+    write into) map a tensor name to a tensor or None; `stacks` to (stacked inputs, aux dict).
+    With `batch` (fused.Batch), results written into `outs` may be queued there: they are
+    final only after batch.run()."""
     fn = plan.spec.fn()
     for name in plan.names:
         b = base(name) if base is not None else None
         stack, aux = stacks(name) if stacks is not None else (None, None)
         tensors = [s(name) for s in sources] if stack is None else []
         out = outs(name) if outs is not None else None
-        yield name, fn(b, tensors, plan.params[name], ws, stack=stack, out=out, aux=aux)
+        yield name, fn(b, tensors, plan.params[name], ws, stack=stack, out=out, aux=aux, batch=batch)
 
 
 def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, allow_pickle: bool = False,

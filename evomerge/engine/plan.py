@@ -5,7 +5,7 @@ streaming and the in-memory paths run from the same plan, so they compute the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -112,6 +112,12 @@ def build_plan(recipe: ParameterRecipe, models: list[tuple[str, TensorSource]],
         if not dt.is_floating_point:
             raise CheckpointError(f"{models[0][0]}: tensor {n} is {dt}, not floating point; cannot merge")
         out_dtypes[n] = out or dt
-    params = {n: tensor_params(recipe, spec, n, num_layers) for n in names}
+    by_place: dict[tuple[str, float], TensorParams] = {}  # parameters depend on group and depth only
+    params = {}
+    for n in names:
+        place = (tensor_group(n), depth_position(n, num_layers))
+        if place not in by_place:
+            by_place[place] = tensor_params(recipe, spec, n, num_layers)
+        params[n] = replace(by_place[place], name=n)
     return MergePlan(recipe, spec, names, {n: tuple(ref.shape(n)) for n in names}, out_dtypes,
                      params, num_layers)

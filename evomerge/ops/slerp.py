@@ -33,7 +33,7 @@ def slerp_(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
           ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None) -> torch.Tensor:
+          out: torch.Tensor | None = None, aux: dict | None = None, batch=None) -> torch.Tensor:
     """From `base` to the one source, or from the first source to the second without a base."""
     ws = ws or Workspace()
     x, y = (base, tensors[0]) if base is not None else (tensors[0], tensors[1])

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import Rule, abs_sums, combine, draw_threshold
+from evomerge.ops.fused import DRAW_BITS, Batch, Rule, abs_sums, combine, draw_threshold, hashes_for
 from evomerge.ops.sparsify import kth_smallest, magnitude_band, outlier_band
 from evomerge.ops.workspace import Workspace
 
@@ -38,31 +38,35 @@ def keep_rule(stack: torch.Tensor, spec: MethodSpec, p: TensorParams, ws: Worksp
     if how is None or all(d >= 1 for d in p.densities):
         return Rule("dense")
     if how == "random":
-        return Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, k) for k in range(len(stack))),
+        return Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(stack)))),
                     thr=tuple(draw_threshold(d) for d in p.densities))
-    if aux is not None and "sorted" not in aux:
-        aux["sorted"] = [torch.sort(row.abs().reshape(-1)).values for row in stack]
+    if aux is not None and "sorted" not in aux:  # numpy views: a scalar lookup costs 0.1 us, not 2
+        aux["sorted"] = [torch.sort(row.abs().reshape(-1)).values.numpy(force=True) for row in stack]
     bands = []
-    for k, row in enumerate(stack):
+    n = stack[0].numel()
+    for k in range(len(stack)):
         if aux is not None:
-            kth = lambda i, k=k: aux["sorted"][k][i - 1].item()  # noqa: E731
+            kth = lambda i, k=k: float(aux["sorted"][k][i - 1])  # noqa: E731
         else:
-            a = torch.abs(row, out=ws.buf("abs", row.shape, row.device))
+            a = torch.abs(stack[k], out=ws.buf("abs", stack.shape[1:], stack.device))
             kth = lambda i, a=a: kth_smallest(a, i)  # noqa: E731
-        n, d = row.numel(), p.densities[k]
+        d = p.densities[k]
         bands.append(magnitude_band(n, d, kth) if how == "magnitude" else outlier_band(n, d, p.gammas[k], kth))
     return Rule("band", lo=tuple(b[0] for b in bands), hi=tuple(b[1] for b in bands))
 
 
 def _rescale(stack: torch.Tensor, rule: Rule, p: TensorParams) -> list[float]:
-    """The factor restoring each sparsified task vector's size: 1/density, or mergekit's L1
-    rule (match the L1 norm before trimming), or 1."""
+    """The factor restoring each sparsified task vector's size: 1/density (for draws, the
+    density they keep: the 16-bit threshold over 2**16), or mergekit's L1 rule (match the L1
+    norm before trimming), or 1."""
     how = p.globals["rescale"]
     out = []
     for k, d in enumerate(p.densities or [1.0] * len(stack)):
         f = 1.0
         if d >= 1 or rule.kind == "dense":
             pass  # not sparsified
+        elif how == "inverse_density" and rule.kind == "draw":  # the density the draws keep
+            f = (1 << DRAW_BITS) / rule.thr[k] if rule.thr[k] else 1.0
         elif how == "inverse_density" and d > 0:
             f = 1.0 / d
         elif how == "l1":
@@ -81,25 +85,29 @@ def task_vectors(base32: torch.Tensor, tensors: Sequence[torch.Tensor], ws: Work
     return stack
 
 
-def _total(weights: Sequence[float]) -> float:
+def weight_total(weights: Sequence[float]) -> float:
+    """What `normalize` divides by: the sum of the weights (1 if it is zero)."""
     total = float(sum(weights))
     return total if abs(total) >= 1e-8 else 1.0
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
           ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None) -> torch.Tensor:
+          out: torch.Tensor | None = None, aux: dict | None = None, batch: Batch | None = None) -> torch.Tensor:
     """Float32 result, in `out` if given, else in a workspace buffer.
 
     `stack`: precomputed task vectors [K, *shape] (float32, as `task_vectors` makes them);
     never modified. Without it they are computed from `tensors`. `aux`: a dict kept with a
-    resident stack, for memoized thresholds (same results)."""
+    resident stack, for memoized thresholds (same results). `batch`: with a given stack and
+    `out`, the pass may be queued there (see fused.Batch); `out` is then written at its run()."""
     if base is None:
         raise ValueError(f"{p.method} needs a base tensor")
     ws = ws or Workspace()
     spec = get_method(p.method)
     shape, dev = base.shape, base.device
     b32 = base if base.dtype == torch.float32 and base.is_contiguous() else ws.buf("base", shape, dev).copy_(base)
+    if stack is None or out is None or b32 is not base:  # inputs in workspace buffers: run now
+        batch = None
     if stack is None:
         stack = task_vectors(b32, tensors, ws)
     res = out if out is not None else ws.buf("acc", shape, dev)
@@ -107,5 +115,5 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
     rule = keep_rule(stack, spec, p, ws, aux)
     scales = [w * f for w, f in zip(p.weights, _rescale(stack, rule, p))]
     if not spec.consensus:  # fold lambda and the normalization into each source's scale
-        scales = [s * lam / (_total(p.weights) if normalize else 1.0) for s in scales]
-    return combine(b32, stack, rule, scales, p.weights, spec.consensus, normalize, lam, res)
+        scales = [s * lam / (weight_total(p.weights) if normalize else 1.0) for s in scales]
+    return combine(b32, stack, rule, scales, p.weights, spec.consensus, normalize, lam, res, batch)
