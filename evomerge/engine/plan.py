@@ -5,7 +5,7 @@ streaming and the in-memory paths run from the same plan, so they compute the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -118,6 +118,7 @@ def build_plan(recipe: ParameterRecipe, models: list[tuple[str, TensorSource]],
         place = (tensor_group(n), depth_position(n, num_layers))
         if place not in by_place:
             by_place[place] = tensor_params(recipe, spec, n, num_layers)
-        params[n] = replace(by_place[place], name=n)
+        q = by_place[place]
+        params[n] = TensorParams(n, q.method, q.weights, q.densities, q.gammas, q.globals, q.seed)
     return MergePlan(recipe, spec, names, {n: tuple(ref.shape(n)) for n in names}, out_dtypes,
                      params, num_layers)

@@ -146,7 +146,8 @@ _pool_key: tuple[int, int] = (0, 0)  # (threads, pid): a forked child builds its
 @functools.cache
 def _intrinsics():
     """salt(i), mix(i, key) and its halves lo16(h) / hi16(h) as 32-bit LLVM integer ops (numba
-    would widen them to 64 bits and the vectorized loop would run at half width);
+    would widen them to 64 bits and the vectorized loop would run at half width; the halves
+    are signed, as AVX2 compares only signed integers in one instruction);
     f32p(address) as a float32 pointer."""
     from llvmlite import ir
     from numba import types
@@ -182,14 +183,14 @@ def _intrinsics():
         def codegen(context, b, signature, args):
             return b.and_(args[0], c((1 << DRAW_BITS) - 1))
 
-        return types.uint32(types.uint32), codegen
+        return types.int32(types.uint32), codegen
 
     @intrinsic
     def hi16(typingctx, h):
         def codegen(context, b, signature, args):
             return b.lshr(args[0], c(DRAW_BITS))
 
-        return types.uint32(types.uint32), codegen
+        return types.int32(types.uint32), codegen
 
     @intrinsic
     def f32p(typingctx, addr):
@@ -210,8 +211,8 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool)
     One call runs a list of pieces (tensor, start, stop): tensor t's inputs and output are
     found by address in row t of `addr` (base, sources..., out), its rule in row t of the
     per-source tables. A whole model is one call per thread, whatever its tensor count."""
-    L = ["def kernel(addr, lo, hi, key, thr, scale, w, lam, pieces, p0, p1):",
-         "    for p in range(p0, p1):",
+    L = ["def kernel(addr, lo, hi, key, thr, scale, w, lam, pieces, first, end):",
+         "    for p in range(first, end):",
          "        t, start, stop = pieces[p, 0], pieces[p, 1], pieces[p, 2]",
          f"        out = numba.carray(f32p(addr[t, {K + 1}]), stop)",
          "        lm = lam[t]"]
@@ -230,18 +231,23 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool)
         elif kind == "band":
             body.append(f"a{k} = abs(x{k})")
             body.append(f"t{k} = F0 if (a{k} < lo{k}) | (a{k} > hi{k}) else x{k} * sc{k}")
+        elif kind == "floor":  # a band with no upper end (TIES): one comparison fewer
+            body.append(f"t{k} = F0 if abs(x{k}) < lo{k} else x{k} * sc{k}")
         else:
             body.append(f"t{k} = x{k} * sc{k} if {('lo16', 'hi16')[k % 2]}(h{k // 2}) < thr{k} else F0")
-    body.append("s = F0 + " + " + ".join(f"t{k}" for k in range(K)))
+    # "F0 +" starts a sum only where the sign of a zero result can show (-0.0 + 0.0 is +0.0,
+    # as in the torch formulation); s's sign test, a (never -0) and d (tested != 0) skip it
+    terms = " + ".join(f"t{k}" for k in range(K))
     plus_base = " + base[j]" if has_base else ""
     if not consensus:
-        body.append(f"out[j] = s{plus_base}")
+        body.append(f"out[j] = F0 + {terms}{plus_base}")
     else:
+        body.append(f"s = {terms}")
         body.append("g = F1 if s >= F0 else -F1")
         body += [f"p{k} = t{k} * g" for k in range(K)]
-        body.append("a = F0 + " + " + ".join(f"(p{k} if p{k} > F0 else F0)" for k in range(K)))
+        body.append("a = " + " + ".join(f"(p{k} if p{k} > F0 else F0)" for k in range(K)))
         if normalize:
-            body.append("d = F0 + " + " + ".join(f"(w{k} if p{k} > F0 else F0)" for k in range(K)))
+            body.append("d = " + " + ".join(f"(w{k} if p{k} > F0 else F0)" for k in range(K)))
             body.append(f"out[j] = (a * g) / (d if d != F0 else F1) * lm{plus_base}")
         else:
             body.append(f"out[j] = a * g * lm{plus_base}")
@@ -374,7 +380,7 @@ def _rule_arrays(rules: Sequence[Rule], K: int) -> tuple[np.ndarray, ...]:
     key = [[fold_key(k) for k in r.keys] + [0] * (K - len(r.keys)) for r in rules]
     thr = [r.thr or (0,) * K for r in rules]
     return (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32),
-            np.array(key, dtype=np.uint32), np.array(thr, dtype=np.uint32))
+            np.array(key, dtype=np.uint32), np.array(thr, dtype=np.int32))
 
 
 def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
@@ -398,7 +404,8 @@ class Batch:
 
     Called per tensor, each pass pays ~0.3 ms of dispatch and thread hand-off: a third of a
     30M-parameter model's merge. Gathered, a model is one kernel call per thread (per kernel
-    variant, usually one). Whoever adds a job promises its tensors stay put until run()."""
+    variant, usually one). Whoever adds a job promises its tensors stay put until run().
+    (Starting chunks early, to overlap the caller's per-tensor Python, measured no faster.)"""
 
     def __init__(self) -> None:
         self._jobs: dict[tuple, list[_Job]] = {}
@@ -433,14 +440,17 @@ def _run(variant: tuple, jobs: Sequence[_Job]) -> None:
     scale = np.array([j.scales for j in jobs], dtype=np.float32).reshape(-1, K)
     w = np.array([j.weights for j in jobs], dtype=np.float32).reshape(-1, K)
     lam = np.array([j.lam for j in jobs], dtype=np.float32)
-    sizes = [j.out.numel() for j in jobs]
-    pieces, bounds = _pieces(sizes, torch.get_num_threads())
+    pieces, bounds = _pieces([j.out.numel() for j in jobs], torch.get_num_threads())
     kernel = _kernel(*variant)
     tables = (addr, lo, hi, key, thr, scale, w, lam, pieces)
     if len(bounds) == 1:
         kernel(*tables, *bounds[0])
     elif bounds:
         list(_threads().map(lambda b: kernel(*tables, *b), bounds))
+
+
+def _kernel_ready(t: torch.Tensor) -> bool:
+    return t.is_cpu and t.dtype is torch.float32 and t.is_contiguous()
 
 
 def combine(base: torch.Tensor | None, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
@@ -452,10 +462,10 @@ def combine(base: torch.Tensor | None, stack: torch.Tensor, rule: Rule, scales: 
     [K, *shape]; `scales`: per-source factors applied to kept entries (weight, rescale, and
     for the plain sum also lambda and normalization); `weights`: what a kept entry adds to the
     TIES divisor. With `batch`, a CPU pass is queued there and `out` is written at batch.run()."""
-    tensors = (stack, out) if base is None else (base, stack, out)
-    if any(t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+    if not (_kernel_ready(stack) and _kernel_ready(out) and (base is None or _kernel_ready(base))):
         return combine_torch(base, stack, rule, scales, weights, consensus, normalize, lam, out)
-    variant = (stack.shape[0], rule.kind, consensus, normalize, base is not None)
+    kind = "floor" if rule.kind == "band" and all(h == math.inf for h in rule.hi) else rule.kind
+    variant = (stack.shape[0], kind, consensus, normalize, base is not None)
     job = _Job(base, stack, rule, scales, weights, lam, out)
     if batch is not None:
         batch.add(variant, job)

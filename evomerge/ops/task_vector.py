@@ -15,6 +15,7 @@ tensor name, source index), so results do not depend on tensor order.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -37,14 +38,14 @@ def keep_rule(stack: torch.Tensor, spec: MethodSpec, p: TensorParams, ws: Worksp
     how = spec.sparsify
     if how is None or all(d >= 1 for d in p.densities):
         return Rule("dense")
+    K, n = stack.shape[0], math.prod(stack.shape[1:])
     if how == "random":
-        return Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(stack)))),
+        return Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(K))),
                     thr=tuple(draw_threshold(d) for d in p.densities))
     if aux is not None and "sorted" not in aux:  # numpy views: a scalar lookup costs 0.1 us, not 2
         aux["sorted"] = [torch.sort(row.abs().reshape(-1)).values.numpy(force=True) for row in stack]
     bands = []
-    n = stack[0].numel()
-    for k in range(len(stack)):
+    for k in range(K):
         if aux is not None:
             kth = lambda i, k=k: float(aux["sorted"][k][i - 1])  # noqa: E731
         else:
