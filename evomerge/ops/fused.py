@@ -1,4 +1,5 @@
-"""One pass per tensor for the sparsifying task-vector methods (TIES, DARE, Breadcrumbs).
+"""One pass over base + task vectors for the task-vector methods (TIES, DARE, Breadcrumbs,
+task arithmetic) and linear.
 
 Written as separate torch ops, trim -> rescale -> weight -> elect sign -> disjoint sum -> add
 base walks every tensor some thirty times; a search worker that materializes hundreds of
@@ -6,13 +7,14 @@ candidates in memory pays for each walk. Here the per-source decisions are resol
 (which entries survive: a magnitude band or a seeded draw; one scale per source), then a single
 kernel reads each input once and writes the result.
 
-On CPU the kernel is generated per (number of sources, rule, consensus, normalize), compiled
-by numba and run as one range per thread on a thread pool; elsewhere (GPU) `combine_torch` runs the
-same arithmetic as torch ops. The two agree bit for bit (tested; NaN payloads aside), so a
-recipe gives the same tensors on every path. The arithmetic, per entry, left to right in float32:
+On CPU the kernel is generated per (number of sources, rule, consensus, normalize, base or
+not), compiled by numba, and takes a table of tensors by address: a `Batch` runs a whole
+model as one call per thread. Elsewhere (GPU) `combine_torch` runs the same arithmetic as
+torch ops. The two agree bit for bit (tested; NaN payloads aside), so a recipe gives the same
+tensors on every path. The arithmetic, per entry, left to right in float32:
 
     t_k = x_k * scale_k if kept_k else 0
-    sum:        out = (0 + t_1 + ... + t_K) + base
+    sum:        out = (0 + t_1 + ... + t_K) + base          (linear: no base term)
     consensus:  s = 0 + t_1 + ... + t_K;  g = -1 if s < 0 else +1;  p_k = t_k * g
                 a = 0 + sum(p_k if p_k > 0 else 0);   d = 0 + sum(w_k if p_k > 0 else 0)
                 out = (a * g) / (d if normalize and d != 0 else 1) * lam + base
@@ -44,8 +46,8 @@ import numpy as np
 import torch
 
 DRAW_BITS = 16  # a draw is a uniform integer in [0, 2**16); kept iff draw < round(density * 2**16)
-MIN_SPLIT = 1 << 15  # entries below which a tensor is not worth splitting across threads
-SPAN = 1 << 32  # a kernel call never straddles a multiple of this (the draws' salt is per call)
+MIN_SPLIT = 1 << 15  # entries per thread below which a batch is not worth splitting further
+SPAN = 1 << 32  # a piece never straddles a multiple of this (the draws' salt is per piece)
 _C1, _C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
 _GOLDEN = 0x9E3779B9  # spreads the high 32 bits of an index (tensors past 2**32 entries)
 _M32 = 0xFFFFFFFF
