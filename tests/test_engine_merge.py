@@ -90,6 +90,32 @@ def test_in_place_materialization_equals_merge_to_disk(tiny_family, tmp_path, me
     assert all(torch.equal(yielded[n], disk[n]) for n in disk)
 
 
+def test_tied_parameters_get_the_last_tensor_written_even_across_many_threads(tiny_family, tmp_path, monkeypatch):
+    """A tied model (head = embeddings) fed untied checkpoints: the parameter ends as the last
+    tensor in plan order, as with one write per tensor; queued together, the two would race."""
+    from transformers import LlamaForCausalLM
+
+    from evomerge.ops import fused
+    from helpers_engine import tiny_config
+
+    monkeypatch.setattr(fused, "MIN_SPLIT", 64)  # a tiny model, split over many threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(32)
+    try:
+        r = recipe(tiny_family, "ties")
+        disk = load_tensors(merge_to_disk(r, tmp_path / "ties"))
+        model = LlamaForCausalLM(tiny_config(tie=True))
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+        sources = ResidentSources.load([str(p) for p in tiny_family.values()])
+        assert not torch.equal(disk["lm_head.weight"], disk["model.embed_tokens.weight"])
+        for _ in range(8):  # a race shows in some runs, not all
+            materialize_into(r, sources, model)
+            assert torch.equal(model.lm_head.weight, disk["model.embed_tokens.weight"])  # natural order: embed last
+            assert torch.equal(model.model.layers[1].mlp.up_proj.weight, disk["model.layers.1.mlp.up_proj.weight"])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_output_dtype_is_applied_identically_on_both_paths(tiny_family, tmp_path):
     from transformers import AutoModelForCausalLM
 

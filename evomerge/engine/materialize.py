@@ -4,6 +4,7 @@ Uses the same plan and tensor functions as `merge_to_disk`, so the tensors are i
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import torch
@@ -74,9 +75,14 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
     if uncovered:
         raise CheckpointError(f"checkpoints lack the model's parameter {uncovered[0]}")
 
+    shared = Counter(targets[n].data_ptr() for n in plan.names)  # tied parameters (e.g. embeddings and head)
+
     def direct(name: str) -> torch.Tensor | None:
+        """The parameter itself, if the merge may write its result there: float32, in place, and
+        not tied to another name (tied ones are written in plan order, the last one winning, as
+        before batching; queued, they would race)."""
         t = targets[name]
-        ok = (t.dtype == torch.float32 and plan.out_dtypes[name] == torch.float32 and t.is_contiguous()
+        ok = (shared[t.data_ptr()] == 1 and t.dtype == torch.float32 and plan.out_dtypes[name] == torch.float32 and t.is_contiguous()
               and t.device == sources.device and tuple(t.shape) == plan.shapes[name]
               and t.data_ptr() % 64 == 0)  # same alignment as workspace buffers: same rounding
         return t.data if ok else None
