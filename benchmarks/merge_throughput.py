@@ -357,7 +357,7 @@ def main() -> None:
         elif Path(args.out).exists():  # keep the earlier streaming figures, marked with their run
             old = json.loads(Path(args.out).read_text())
             if "streaming" in old:
-                result["streaming"] = {**old["streaming"], "from_run": old.get("streaming", {}).get(
+                result["streaming"] = {**old["streaming"], "from_run": old["streaming"].get(
                     "from_run", {"date": old.get("date"), "machine": old.get("machine")})}
         result["in_memory"] = in_memory(MEM_QUICK if args.quick else MEM, args.repeats, args.device)
     finally:

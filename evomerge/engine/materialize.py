@@ -82,8 +82,8 @@ def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.M
         not tied to another name (tied ones are written in plan order, the last one winning, as
         before batching; queued, they would race)."""
         t = targets[name]
-        ok = (shared[t.data_ptr()] == 1 and t.dtype == torch.float32 and plan.out_dtypes[name] == torch.float32 and t.is_contiguous()
-              and t.device == sources.device and tuple(t.shape) == plan.shapes[name]
+        ok = (shared[t.data_ptr()] == 1 and t.dtype == torch.float32 and plan.out_dtypes[name] == torch.float32
+              and t.is_contiguous() and t.device == sources.device and tuple(t.shape) == plan.shapes[name]
               and t.data_ptr() % 64 == 0)  # same alignment as workspace buffers: same rounding
         return t.data if ok else None
 

@@ -167,7 +167,7 @@ def _intrinsics():
 
     @intrinsic
     def salt(typingctx, i):
-        """(i >> 32) * GOLDEN: constant over a call (calls never straddle a 2**32 boundary)."""
+        """(i >> 32) * GOLDEN: constant over a piece (pieces never straddle a 2**32 boundary)."""
         def codegen(context, b, signature, args):
             return b.mul(b.trunc(b.lshr(args[0], ir.Constant(ir.IntType(64), 32)), i32), c(_GOLDEN))
 
@@ -400,7 +400,7 @@ def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
     """(sum |x|, sum of |x| over the entries source k keeps) of one task vector, in float64:
     mergekit's L1 rescale. One pass on CPU; torch ops elsewhere (sums may differ in the last
     bits there, being summed in another order)."""
-    if row.device.type != "cpu" or row.dtype != torch.float32 or not row.is_contiguous():
+    if not _kernel_ready(row):
         a = row.abs()
         return a.sum(dtype=torch.float64).item(), (a * keep_mask(row, rule, k)).sum(dtype=torch.float64).item()
     kernel = _kernel("l1", rule.kind)

@@ -8,8 +8,8 @@
     theta = theta_base + lambda * mixed
 
 The per-source decisions (thresholds, draws, scales) are resolved here, then fused.combine
-makes one pass over base and task vectors. DARE draws from a hash keyed by (recipe seed,
-tensor name, source index), so results do not depend on tensor order.
+makes one pass over base and task vectors. DARE draws from hashes keyed by (recipe seed,
+tensor name, pair of sources), so results do not depend on tensor order.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from evomerge.ops.workspace import Workspace
 
 
 def tensor_seed(seed: int, name: str, k: int) -> int:
-    """A stable 63-bit seed for source k of tensor `name` (independent of merge order)."""
+    """A stable 63-bit seed for hash k of tensor `name` (DARE: one per pair of sources;
+    independent of merge order)."""
     digest = hashlib.blake2b(f"{seed}:{name}:{k}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
