@@ -43,18 +43,18 @@ def tokenizer_folder(recipe: ParameterRecipe, models: list[tuple[str, Checkpoint
     return resolve_model_ref(ts)
 
 
-def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, outs=None, batch=None):
-    """(name, float32 result) per tensor. `base`, `sources` and `outs` (float32 tensors to
-    write into) map a tensor name to a tensor or None; `stacks` to (stacked inputs, aux dict).
-    With `batch` (fused.Batch), results written into `outs` may be queued there: they are
-    final only after batch.run()."""
+def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, outs=None, memo=None, batch=None):
+    """(name, result) per tensor: in `outs(name)` when it gives a tensor (any float dtype),
+    else float32 in a workspace buffer. `base`, `sources` map a tensor name to the input tensor
+    (any dtype) or None; `memo(name)` to the tensor's kept threshold histograms. With `batch`
+    (fused.Batch), results written into `outs` may be queued there: they are final only
+    after batch.run()."""
     fn = plan.spec.fn()
     for name in plan.names:
         b = base(name) if base is not None else None
-        stack, aux = stacks(name) if stacks is not None else (None, None)
-        tensors = [s(name) for s in sources] if stack is None else []
+        tensors = [s(name) for s in sources]
         out = outs(name) if outs is not None else None
-        yield name, fn(b, tensors, plan.params[name], ws, stack=stack, out=out, aux=aux, batch=batch)
+        yield name, fn(b, tensors, plan.params[name], ws, out=out, memo=memo(name) if memo else None, batch=batch)
 
 
 def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, allow_pickle: bool = False,
@@ -76,9 +76,10 @@ def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, a
     with atomic_output_dir(out, force) as tmp:
         writer = ShardedWriter(tmp, plan.layout(), max_shard_bytes)
         try:
+            outs = lambda name: ws.buf("out", plan.shapes[name], "cpu", plan.out_dtypes[name])  # noqa: E731
             with torch.inference_mode():
-                for name, result in merged_tensors(plan, base, sources, ws):
-                    writer.write(name, result.to(plan.out_dtypes[name]))
+                for name, result in merged_tensors(plan, base, sources, ws, outs=outs):
+                    writer.write(name, result)
             writer.close()
         finally:
             writer.abort()
