@@ -81,13 +81,13 @@ def write_tokenizer(folder: Path) -> None:
     fast.save_pretrained(str(folder))
 
 
-def build_family(shape: str, device: str) -> dict[str, Path]:
+def build_family(shape: str, device: str, cache: Path = CACHE) -> dict[str, Path]:
     """base + 3 experts (bf16 safetensors, ~2 GB shards), cached by shape."""
     import torch
     from safetensors.torch import save_file
 
     names = ["base", "e0", "e1", "e2"]
-    root = CACHE / shape
+    root = cache / shape
     paths = {n: root / n for n in names}
     if all((p / "done").exists() for p in paths.values()):
         return paths
