@@ -276,7 +276,7 @@ def evomerge_run(shape: str, family: dict, work: Path, method: str, backend: str
     return res
 
 
-def inplace_child(shape: str, device: str) -> dict:
+def inplace_child(shape: str, device: str, placement: str = "device") -> dict:
     """Runs in a child process: read floor and in-place materialization timings."""
     import torch
 
@@ -287,7 +287,7 @@ def inplace_child(shape: str, device: str) -> dict:
     family = build_family(shape, device)
     refs = [str(family[n]) for n in ("base", "e0", "e1", "e2")]
     t0 = time.perf_counter()
-    loader = InPlaceLoader(refs, {"device": device})
+    loader = InPlaceLoader(refs, {"device": device, "placement": placement})
     load_s = time.perf_counter() - t0
     sources, model = loader.sources, loader.model
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -315,7 +315,7 @@ def inplace_child(shape: str, device: str) -> dict:
     read_floor()  # pages in
     floors = [read_floor() for _ in range(3)]
     out = {"load_s": round(load_s, 2), "read_floor_s": round(statistics.median(floors), 3),
-           "threads": torch.get_num_threads()}
+           "threads": torch.get_num_threads(), "placement": placement}
     first = timed("ties", 0.5)
     later = [timed("ties", d) for d in (0.3, 0.45, 0.6, 0.7)]
     out["ties_first_s"], out["ties_steady_s"] = round(first, 3), round(statistics.median(later), 3)
@@ -368,8 +368,8 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def child_measured(shape: str, device: str) -> dict:
-    res = run_measured([PY, __file__, "--child-inplace", shape, "--device", device])
+def child_measured(shape: str, device: str, placement: str) -> dict:
+    res = run_measured([PY, __file__, "--child-inplace", shape, "--device", device, "--placement", placement])
     out = {"peak_pss": res["peak_pss"], "peak_rss": res["peak_rss"], "swap_grew": res["swap_grew"], "rc": res["rc"]}
     try:
         out.update(json.loads(res["tail"].strip().splitlines()[-1]))
@@ -384,11 +384,13 @@ def main() -> None:
     ap.add_argument("--step", action="append", choices=["inplace", "hf", "vllm", "workers2", "export"],
                     help="repeatable (default: all)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--placement", default="device", choices=["device", "host"],
+                    help="where the in-place step keeps the sources (host: streamed to the device per tensor)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     ap.add_argument("--child-inplace", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_inplace:
-        print(json.dumps(inplace_child(args.child_inplace, args.device)))
+        print(json.dumps(inplace_child(args.child_inplace, args.device, args.placement)))
         return
     shapes = args.shape or ["246m", "1.1b"]
     steps = args.step or ["inplace", "hf", "vllm", "workers2", "export"]
@@ -409,7 +411,8 @@ def main() -> None:
         work = work_root / shape
         work.mkdir()
         if "inplace" in steps:
-            rec["inplace"] = child_measured(shape, args.device)
+            rec["inplace" if args.placement == "device" else "inplace_host"] = child_measured(shape, args.device,
+                                                                                               args.placement)
         for method in ("ties", "dare_ties", "task_arithmetic"):
             if "hf" in steps:
                 rec[f"hf_{method}"] = evomerge_run(shape, family, work, method, "hf", args.device)

@@ -1,6 +1,7 @@
-"""The in-memory path: a recipe's tensors from resident sources, yielded or written in place.
+"""The parameter path in memory: a parameter recipe's tensors from resident sources, yielded or
+written in place.
 
-Uses the same plan and tensor functions as `merge_to_disk`, so the tensors are identical. The
+Uses the same plan and tensor functions as the path to disk, so the tensors are identical. The
 only memory a merge adds to the sources and the model is one tensor's scratch."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from evomerge.engine.resident import ResidentModel, ResidentSources
 from evomerge.errors import CheckpointError
 from evomerge.ops.fused import Batch
 from evomerge.ops.thresholds import TensorMemo
-from evomerge.recipe import DataflowRecipe, ParameterRecipe, Recipe
+from evomerge.recipe import ParameterRecipe
 
 
 def resident_plan(recipe: ParameterRecipe, sources: ResidentSources) -> tuple[MergePlan, list[ResidentModel]]:
@@ -44,15 +45,10 @@ def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planne
     return plan, merged_tensors(plan, base, srcs, sources.workspace, outs=outs, memo=memo, batch=batch)
 
 
-def materialize_tensors(recipe: Recipe, sources: ResidentSources, *, clone: bool = False
-                        ) -> Iterator[tuple[str, torch.Tensor]]:
+def parameter_tensors(recipe: ParameterRecipe, sources: ResidentSources, *, clone: bool = False
+                      ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name, merged tensor in the output dtype). Unless `clone`, a yielded tensor may be
     a reused buffer, valid until the next one is requested: consume it immediately."""
-    if isinstance(recipe, DataflowRecipe):
-        from evomerge.engine import dataflow  # written with the data-flow genome
-
-        yield from dataflow.materialize_tensors(recipe, sources)
-        return
     plan, _ = resident_plan(recipe, sources)
     ws = sources.workspace
 
@@ -65,15 +61,10 @@ def materialize_tensors(recipe: Recipe, sources: ResidentSources, *, clone: bool
             yield name, result.clone() if clone else result
 
 
-def materialize_into(recipe: Recipe, sources: ResidentSources, model: torch.nn.Module) -> None:
+def parameters_into(recipe: ParameterRecipe, sources: ResidentSources, model: torch.nn.Module) -> None:
     """Write the recipe's tensors into `model`'s existing parameters (no disk, no new model),
-    in the parameters' own dtype (rounded as merge_to_disk rounds to the recipe's dtype)."""
+    in the parameters' own dtype (rounded as the path to disk rounds to the recipe's dtype)."""
     targets = dict(model.state_dict(keep_vars=True))
-    if isinstance(recipe, DataflowRecipe):
-        with torch.no_grad():
-            for name, t in materialize_tensors(recipe, sources):
-                targets[name].copy_(t)
-        return
     planned = resident_plan(recipe, sources)
     plan = planned[0]
     missing = [n for n in plan.names if n not in targets]
