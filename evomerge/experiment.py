@@ -15,8 +15,8 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from evomerge.errors import ConfigError
+from evomerge.evaluate.backend import BACKENDS
 
-BACKENDS = ("hf", "vllm", "torch")
 
 
 class _Strict(BaseModel):
