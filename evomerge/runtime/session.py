@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from evomerge.evaluate.result import EvalResult
-from evomerge.experiment import Experiment, Objective, task_key
+from evomerge.evaluate.task_refs import task_key
+from evomerge.experiment import Experiment, Objective
 from evomerge.runtime.pool import EvaluatorSpec
 
 
