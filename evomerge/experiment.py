@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from evomerge.errors import ConfigError
 from evomerge.evaluate.task_refs import LmEvalRef, task_key
@@ -54,8 +55,17 @@ class Objective(_Strict):
         return sum(w * scores[t] for t, w in self.tasks.items()) / sum(self.tasks.values())
 
 
+def _task_kind(v: Any) -> str:
+    return "lm_eval_task" if isinstance(v, (dict, LmEvalRef)) else "native_task"
+
+
+# A mapping is an lm-eval reference, anything else a native name (errors then name one kind only).
+TaskRefField = Annotated[Union[Annotated[str, Tag("native_task")], Annotated[LmEvalRef, Tag("lm_eval_task")]],
+                         Discriminator(_task_kind)]
+
+
 class FitnessSpec(_Strict):
-    tasks: list[Union[str, LmEvalRef]] = Field(min_length=1)   # native names/paths, or {lm_eval: ...}
+    tasks: list[TaskRefField] = Field(min_length=1)   # native names/paths, or {lm_eval: ...}
     split: str = "validation"
     objectives: list[Objective] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)    # evaluator options (max_items, batch size...)

@@ -1,0 +1,205 @@
+"""lm-evaluation-harness tasks as fitness: references next to native tasks, one-line errors for
+bad input, and the same scores as the native task through evomerge's own backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evomerge.errors import ConfigError
+
+pytest.importorskip("lm_eval")
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+LM_MATH_WORDS = {"lm_eval": "math_words", "include_path": str(ROOT / "fitness" / "lm_eval"),
+                 "metric": "exact_match", "splits": {"validation": "validation", "test": "test"}}
+RECIPE = ROOT / "experiments" / "recipes" / "zoo_math_words.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)   # the task's data_files resolve against the current folder, as in lm_eval
+
+
+def _experiment(tasks, split="validation"):
+    from evomerge.experiment import parse_experiment
+
+    data = {"name": "x", "models": {"sources": ["zoo:math"]}, "search_space": {"kind": "parameter", "method": "linear"},
+            "fitness": {"tasks": tasks, "split": split}, "searcher": {"name": "random"}, "budget": 1}
+    return parse_experiment(data, "exp.yaml", ROOT / "experiments")
+
+
+def test_an_experiment_names_lm_eval_tasks_next_to_native_ones_and_stores_the_split_mapping():
+    from evomerge.experiment import resolved
+
+    ref = {**LM_MATH_WORDS, "include_path": "../fitness/lm_eval"}
+    exp = _experiment(["math", ref])
+    stored = resolved(exp)["fitness"]
+    assert stored["tasks"][1]["include_path"] == str(ROOT / "fitness" / "lm_eval")   # against the file's folder
+    assert stored["tasks"][1]["splits"] == {"validation": "validation", "test": "test"}
+    assert stored["objectives"][0]["tasks"] == {"math": 1.0, "lm_eval:math_words": 1.0}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"splits": {"validation": "validation"}}, "fitness.tasks[0].splits: map test"),
+    ({"splits": {"validation": "test", "test": "test"}}, "the held-out split must differ"),
+    ({"metric": None}, "fitness.tasks[0].metric"),
+    ({"num_fewshots": 2}, "fitness.tasks[0].num_fewshots: unknown field"),
+])
+def test_a_malformed_reference_is_one_line_naming_the_field(change, message):
+    ref = {k: v for k, v in {**LM_MATH_WORDS, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match="^exp.yaml: .*") as err:
+        _experiment([ref])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_search_split_must_be_mapped():
+    with pytest.raises(ConfigError, match="map the search split 'train'"):
+        _experiment([LM_MATH_WORDS], split="train")
+
+
+def test_naming_only_native_tasks_never_imports_lm_eval():
+    code = ("import sys; from evomerge.experiment import load_experiment; "
+            "from evomerge.evaluate.task_refs import load_task_ref; "
+            "load_experiment('experiments/demo.yaml'); load_task_ref('math_words'); "
+            "print('lm_eval' in sys.modules)")
+    out = subprocess.run([PY, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def _write_task(folder: Path, **fields) -> Path:
+    base = yaml.safe_load((ROOT / "fitness" / "lm_eval" / "math_words.yaml").read_text())
+    base.update(fields)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{base['task']}.yaml").write_text(yaml.safe_dump(base))
+    return folder
+
+
+def _load(**ref):
+    from evomerge.evaluate.task_refs import load_task_ref
+
+    return load_task_ref({**LM_MATH_WORDS, **ref}, "fitness.tasks[1]")
+
+
+def test_bad_lm_eval_tasks_fail_before_anything_runs_with_one_line(tmp_path):
+    cases = [
+        (dict(lm_eval="no_such_task"), "lm_eval: 'no_such_task': unknown task in include_path"),
+        (dict(include_path=str(tmp_path / "missing")), "include_path: " + str(tmp_path / "missing") + " is not a folder"),
+        (dict(include_path=str(_write_task(tmp_path / "hub", task="gsm8k_like", dataset_path="openai/gsm8k")),
+              lm_eval="gsm8k_like"),
+         "dataset 'openai/gsm8k' lives on a hub and nothing is downloaded here; point it at local files: "
+         "dataset_path: json and dataset_kwargs: {data_files:"),
+        (dict(metric="bleu"), "metric: 'bleu' is not produced by lm-eval task 'math_words' (it gives exact_match)"),
+        (dict(metric="exact_match,flexible"), "filter 'flexible' is not one of task 'math_words''s (strip)"),
+        (dict(splits={"validation": "validation", "test": "heldout"}), "splits.test: 'heldout' is not a split"),
+        (dict(include_path=str(_write_task(tmp_path / "sampled", task="sampled",
+                                           generation_kwargs={"until": ["."], "do_sample": True})), lm_eval="sampled"),
+         "evomerge scores greedily"),
+    ]
+    for ref, message in cases:
+        with pytest.raises(ConfigError) as err:
+            _load(**ref)
+        line = str(err.value)
+        assert line.startswith("fitness.tasks[1]: ") and message in line and "\n" not in line, (ref, line)
+
+
+def test_a_missing_data_file_names_the_file_and_where_it_was_looked_for(tmp_path):
+    folder = _write_task(tmp_path / "t", task="gone", dataset_kwargs={"data_files": {"validation": "nope/v.jsonl",
+                                                                                      "test": "nope/t.jsonl"}})
+    with pytest.raises(ConfigError, match=r"data_files.test: nope/t.jsonl not found \(relative paths resolve "
+                                          r"against the current folder"):
+        _load(include_path=str(folder), lm_eval="gone")
+
+
+def test_without_the_extra_the_reference_says_how_to_install_it():
+    code = ("import sys; sys.modules['lm_eval'] = None\n"
+            "from evomerge.evaluate.task_refs import load_task_ref\n"
+            "try:\n    load_task_ref({'lm_eval': 'math_words', 'metric': 'exact_match',"
+            " 'splits': {'validation': 'validation', 'test': 'test'}}, 'fitness.tasks[0]')\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([PY, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == ("ConfigError fitness.tasks[0]: lm-eval task 'math_words' needs "
+                                  "lm-evaluation-harness, which is not installed: pip install \"evomerge[lm-eval]\""), out.stderr
+
+
+class _Counting:
+    """A backend wrapper counting loads and scoring batches (the weights stay where they are)."""
+
+    def __init__(self, backend):
+        self.backend, self.loads, self.batches = backend, 0, 0
+
+    def load(self, recipe):
+        self.loads += 1
+        return self.backend.load(recipe)
+
+    def __getattr__(self, name):
+        if name not in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+            return getattr(self.backend, name)
+
+        def batch(requests):
+            self.batches += 1
+            return getattr(self.backend, name)(requests)
+        return batch
+
+
+def _same_items(backend_name, zoo_dir, split, limit, extra=None):
+    """Native math_words and lm-eval math_words on the zoo's merged model, through one Evaluator."""
+    from evomerge.evaluate.evaluator import Evaluator
+    from evomerge.recipe import load_any_recipe
+    from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+    spec = EvaluatorSpec(("zoo:base", "zoo:math", "zoo:words"), ("math_words", LM_MATH_WORDS), split, backend_name,
+                         {"limit": limit, **(extra or {})})
+    ev = Evaluator(spec)
+    try:
+        ev.backend = counting = _Counting(ev.backend)
+        result = ev.evaluate(EvalJob(0, load_any_recipe(RECIPE).to_dict()))
+    finally:
+        close = getattr(ev.backend.backend, "close", None)
+        if close:
+            close()
+    assert result.error is None, result.error
+    assert counting.loads == 1 and counting.batches == 2   # one materialization, one batch per task
+    return result
+
+
+def test_lm_eval_math_words_scores_every_item_as_the_native_task_on_hf(zoo_dir):
+    result = _same_items("hf", zoo_dir, "test", 300)
+    native, lm = result.item_scores["math_words"], result.item_scores["lm_eval:math_words"]
+    assert len(native) == len(lm) == 300 and native == lm
+    assert 0.2 < result.scores["math_words"] == result.scores["lm_eval:math_words"] < 1.0
+
+
+@pytest.mark.vllm
+def test_lm_eval_math_words_scores_every_item_as_the_native_task_on_vllm(zoo_dir):
+    pytest.importorskip("vllm")
+    result = _same_items("vllm", zoo_dir, "test", 300, {"kv_cache_gib": 1})
+    native, lm = result.item_scores["math_words"], result.item_scores["lm_eval:math_words"]
+    assert len(native) == len(lm) == 300 and native == lm
+    assert 0.2 < result.scores["lm_eval:math_words"] < 1.0
+
+
+def test_evomerge_eval_takes_the_same_reference(zoo_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    ref = yaml.safe_dump(LM_MATH_WORDS, default_flow_style=True, width=10_000).strip()
+    out = tmp_path / "scores.json"
+    res = CliRunner().invoke(app, ["eval", "zoo:words", "--task", ref, "--task", "math_words", "--split", "validation",
+                                   "--limit", "60", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())["tasks"]
+    assert report["lm_eval:math_words"]["item_scores"] == report["math_words"]["item_scores"]
+    bad = CliRunner().invoke(app, ["eval", "zoo:words", "--task", ref.replace("exact_match", "bleu")])
+    assert bad.exit_code == 2 and "metric: 'bleu' is not produced" in bad.output
