@@ -203,3 +203,66 @@ def test_evomerge_eval_takes_the_same_reference(zoo_dir, tmp_path):
     assert report["lm_eval:math_words"]["item_scores"] == report["math_words"]["item_scores"]
     bad = CliRunner().invoke(app, ["eval", "zoo:words", "--task", ref.replace("exact_match", "bleu")])
     assert bad.exit_code == 2 and "metric: 'bleu' is not produced" in bad.output
+
+
+def _finished(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("select count(*) from trials where state in ('COMPLETE', 'FAIL')").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_card_score(zoo_dir, tmp_path):
+    """experiments/mixed_lm_eval.yaml, shortened: killed mid-run, resumed to the end, the winner
+    exported, and `lm_eval --model hf` on the export reproduces the card's held-out score."""
+    import json
+    import signal
+    import time
+
+    from evomerge.runtime.store import RunStore
+
+    exp = yaml.safe_load((ROOT / "experiments" / "mixed_lm_eval.yaml").read_text())
+    exp["search_space"] = str(ROOT / "search_spaces" / "ps_dare_ties.yaml")
+    exp["fitness"]["tasks"][1]["include_path"] = str(ROOT / "fitness" / "lm_eval")
+    exp["budget"], exp["fitness"]["options"]["limit"], limit = 6, 60, 60
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "EVOMERGE_ZOO": str(zoo_dir)}
+    evomerge = [PY, "-m", "evomerge.cli"]
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(evomerge + ["run", str(path), "--runs-dir", str(runs), "--no-progress"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db, deadline = runs / "mixed-lm-eval" / "store.db", time.time() + 300
+    while time.time() < deadline and _finished(db) < 2 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert 2 <= _finished(db) < 6
+    res = subprocess.run(evomerge + ["run", "--resume", str(runs / "mixed-lm-eval"), "--no-progress"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "6/6 evaluations (0 failed)" in res.stdout, res.stderr
+    trials = RunStore.open(runs / "mixed-lm-eval").trials()
+    assert [len(t.item_scores.get(k, [])) for t in trials for k in ("math", "lm_eval:math_words")] == [limit] * 12
+
+    out = tmp_path / "winner"
+    res = subprocess.run(evomerge + ["export", str(runs / "mixed-lm-eval"), "--out", str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    card = (out / "README.md").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| task `lm_eval:math_words`"))
+    card_test = float(row.strip("| ").split("|")[-1])
+    assert "lm_eval --model hf --model_args pretrained=THIS_FOLDER" in card
+    res = subprocess.run([PY, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={out}",
+                          "--include_path", "fitness/lm_eval", "--tasks", "math_words", "--limit", str(limit),
+                          "--output_path", str(tmp_path / "lm_eval_out")],
+                         cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (result_file,) = (tmp_path / "lm_eval_out").rglob("results_*.json")
+    plain = json.loads(result_file.read_text())["results"]["math_words"]["exact_match,strip"]
+    assert round(plain, 4) == card_test, (plain, card_test)

@@ -88,6 +88,19 @@ def task_key(ref: TaskRef | dict) -> str:
     return Path(ref).stem if ref.endswith((".yaml", ".yml")) else ref
 
 
+def lm_eval_card_note(ref: LmEvalRef | dict, limit: int | None = None) -> str:
+    """What an exported model card says about an lm-eval task: the split mapping, and the plain
+    ``lm_eval`` command that reproduces the held-out score."""
+    ref = parse_task_ref(ref) if isinstance(ref, dict) else ref
+    mapping = ", ".join(f"{ours} = dataset split `{theirs}`" for ours, theirs in ref.splits.items())
+    include = f" --include_path {ref.include_path}" if ref.include_path else ""
+    cap = f" --limit {limit}" if limit else ""
+    return (f"`{ref.key}` is lm-eval task `{ref.lm_eval}` ({mapping}; metric `{ref.metric}`, "
+            f"{ref.num_fewshot}-shot). Where its YAML's test_split is `{ref.splits['test']}`, `lm_eval --model hf "
+            f"--model_args pretrained=THIS_FOLDER{include} --tasks {ref.lm_eval} --num_fewshot {ref.num_fewshot}{cap}` "
+            f"gives the test score above.")
+
+
 def load_task_ref(ref: TaskRef | dict, where: str = "task") -> Any:
     """The task object (``name``, ``items(split)``, ``evaluate(backend, split, limit)``)."""
     ref = parse_task_ref(ref, where)
