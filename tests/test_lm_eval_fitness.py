@@ -95,7 +95,7 @@ def test_bad_lm_eval_tasks_fail_before_anything_runs_with_one_line(tmp_path):
         (dict(include_path=str(_write_task(tmp_path / "hub", task="gsm8k_like", dataset_path="openai/gsm8k")),
               lm_eval="gsm8k_like"),
          "dataset 'openai/gsm8k' lives on a hub and nothing is downloaded here; point it at local files: "
-         "dataset_path: json and dataset_kwargs: {data_files:"),
+         "in a copy of the task YAML under include_path, set dataset_path: json and dataset_kwargs: {data_files:"),
         (dict(metric="bleu"), "metric: 'bleu' is not produced by lm-eval task 'math_words' (it gives exact_match)"),
         (dict(metric="exact_match,flexible"), "filter 'flexible' is not one of task 'math_words''s (strip)"),
         (dict(splits={"validation": "validation", "test": "heldout"}), "splits.test: 'heldout' is not a split"),

@@ -23,7 +23,8 @@ from evomerge.evaluate.tasks import TaskResult
 
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
 FEWSHOT_SEED = 1234   # lm-eval's default fewshot_random_seed, so `lm_eval` picks the same shots
-POINT_AT_LOCAL = "point it at local files: dataset_path: json and dataset_kwargs: {data_files: {SPLIT: FILE.jsonl, ...}}"
+POINT_AT_LOCAL = ("point it at local files: in a copy of the task YAML under include_path, set dataset_path: json "
+                  "and dataset_kwargs: {data_files: {SPLIT: FILE.jsonl, ...}}")
 
 
 def _offline_and_quiet() -> None:
@@ -64,7 +65,8 @@ class LmEvalTask:
         entry = manager.task_index.get(ref.lm_eval)
         if entry is None or entry.kind not in (Kind.TASK, Kind.PY_TASK):
             what = "unknown task" if entry is None else f"a {entry.kind.name.lower()}, not a task"
-            place = f"in include_path {include}" if include else "(no include_path given; lm-eval's built-in tasks searched)"
+            place = (f"in include_path {include}" if include else
+                     "among lm-eval's built-in tasks (no include_path: give the folder of your task YAMLs)")
             raise ConfigError(f"{where}: lm_eval: {ref.lm_eval!r}: {what} {place}")
         task = cls(ref, entry, manager.task_index, where)
         task._check_config(dict(entry.cfg or {}))
