@@ -12,6 +12,8 @@ per-sample values of the metric, in document order.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -152,8 +154,10 @@ class LmEvalTask:
         from evomerge.evaluate.lm_eval_adapter import BackendLM
 
         task = self._task(split)
-        out = evaluate(BackendLM(backend), {"tasks": {task.task_name: task}, "groups": {}},
-                       limit=limit, bootstrap_iters=0, log_samples=True)
+        # lm-eval draws a tqdm bar per call into stderr (a line per candidate in the run's display)
+        with contextlib.redirect_stderr(io.StringIO()):
+            out = evaluate(BackendLM(backend), {"tasks": {task.task_name: task}, "groups": {}},
+                           limit=limit, bootstrap_iters=0, log_samples=True)
         samples = sorted((s for s in out["samples"][task.task_name] if s["filter"] == self.filter),
                          key=lambda s: s["doc_id"])
         items = []
