@@ -266,3 +266,19 @@ def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_
     (result_file,) = (tmp_path / "lm_eval_out").rglob("results_*.json")
     plain = json.loads(result_file.read_text())["results"]["math_words"]["exact_match,strip"]
     assert 0 < round(plain, 4) == card_test, (plain, card_test)
+
+
+def test_a_run_naming_a_bad_lm_eval_task_stops_with_one_line_and_writes_nothing(zoo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    exp = yaml.safe_load((ROOT / "experiments" / "mixed_lm_eval.yaml").read_text())
+    exp["search_space"] = str(ROOT / "search_spaces" / "ps_dare_ties.yaml")
+    exp["fitness"]["tasks"][1].update(include_path=str(ROOT / "fitness" / "lm_eval"), lm_eval="math_wordz")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    res = CliRunner().invoke(app, ["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].startswith("error: fitness.tasks[1]: lm_eval: 'math_wordz': unknown task")
+    assert not (tmp_path / "runs").exists()
