@@ -87,7 +87,8 @@ def main() -> None:
     close = getattr(ev.backend, "close", None)
     if close:
         close()
-    med = {key: statistics.median(r[key] for r in rows) for key in ("materialize_s", "native_score_s", "lm_eval_score_s")}
+    keys = ("materialize_s", "native_score_s", "lm_eval_score_s")
+    med = {key: statistics.median(r[key] for r in rows) for key in keys}
     per_native = statistics.median(r["materialize_s"] + r["native_score_s"] for r in rows)
     per_lm = statistics.median(r["materialize_s"] + r["lm_eval_score_s"] for r in rows)
     out = {"benchmark": "lm_eval_throughput", "backend": args.backend, "task": "math_words (validation)",

@@ -91,7 +91,7 @@ def _load(**ref):
 def test_bad_lm_eval_tasks_fail_before_anything_runs_with_one_line(tmp_path):
     cases = [
         (dict(lm_eval="no_such_task"), "lm_eval: 'no_such_task': unknown task in include_path"),
-        (dict(include_path=str(tmp_path / "missing")), "include_path: " + str(tmp_path / "missing") + " is not a folder"),
+        (dict(include_path=str(tmp_path / "missing")), f"include_path: {tmp_path / 'missing'} is not a folder"),
         (dict(include_path=str(_write_task(tmp_path / "hub", task="gsm8k_like", dataset_path="openai/gsm8k")),
               lm_eval="gsm8k_like"),
          "dataset 'openai/gsm8k' lives on a hub and nothing is downloaded here; point it at local files: "
@@ -127,7 +127,8 @@ def test_without_the_extra_the_reference_says_how_to_install_it():
     out = subprocess.run([PY, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == ("ConfigError fitness.tasks[0]: lm-eval task 'math_words' needs "
-                                  "lm-evaluation-harness, which is not installed: pip install \"evomerge[lm-eval]\""), out.stderr
+                                  "lm-evaluation-harness, which is not installed: "
+                                  "pip install \"evomerge[lm-eval]\""), out.stderr
 
 
 class _Counting:
@@ -280,5 +281,6 @@ def test_a_run_naming_a_bad_lm_eval_task_stops_with_one_line_and_writes_nothing(
     path.write_text(yaml.safe_dump(exp))
     res = CliRunner().invoke(app, ["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
     assert res.exit_code == 2, res.output
-    assert res.output.strip().splitlines()[-1].startswith("error: fitness.tasks[1]: lm_eval: 'math_wordz': unknown task")
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: fitness.tasks[1]: lm_eval: 'math_wordz': unknown task"), last
     assert not (tmp_path / "runs").exists()

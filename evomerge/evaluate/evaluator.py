@@ -62,6 +62,7 @@ class Evaluator:
         return result
 
 
-def evaluate_model(backend: Any, tasks: list[Any], split: str = "test", limit: int | None = None) -> dict[str, TaskResult]:
+def evaluate_model(backend: Any, tasks: list[Any], split: str = "test",
+                   limit: int | None = None) -> dict[str, TaskResult]:
     """Score one already-loaded backend on task references (native names or lm-eval mappings)."""
     return {t.name: t.evaluate(backend, split, limit) for t in (load_task_ref(r) for r in tasks)}

@@ -165,7 +165,8 @@ class LmEvalTask:
             value = s.get(self.metric)
             if not isinstance(value, (int, float)):
                 raise EvomergeError(f"{self.where}: metric {self.metric!r} of lm-eval task {self.ref.lm_eval!r} "
-                                    f"has no per-item number (item {s['doc_id']}: {value!r}); pick one averaged over items")
+                                    f"has no per-item number (item {s['doc_id']}: {value!r}); "
+                                    "pick one averaged over items")
             items.append(float(value))
         score = float(out["results"][task.task_name][f"{self.metric},{self.filter}"])
         return TaskResult(self.name, score, items, higher_is_better=self.higher_is_better, metric=self.metric)
