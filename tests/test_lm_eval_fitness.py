@@ -284,3 +284,18 @@ def test_a_run_naming_a_bad_lm_eval_task_stops_with_one_line_and_writes_nothing(
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("error: fitness.tasks[1]: lm_eval: 'math_wordz': unknown task"), last
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name, metric", [("count", "acc"), ("story_ppl", "word_perplexity")])
+def test_multiple_choice_and_rolling_lm_eval_tasks_score_like_the_native_ones(zoo_dir, name, metric):
+    """The adapter's loglikelihood and loglikelihood_rolling paths: fitness/lm_eval/count.yaml
+    (multiple choice) and story_ppl.yaml (word perplexity; the zoo's words are its tokens)."""
+    from evomerge.evaluate.hf_backend import HFBackend
+    from evomerge.evaluate.task_refs import load_task_ref
+
+    backend = HFBackend.from_pretrained("zoo:count")
+    native = load_task_ref(name).evaluate(backend, "validation", 60)
+    lm = _load(lm_eval=name, metric=metric).evaluate(backend, "validation", 60)
+    assert lm.item_scores == pytest.approx(native.item_scores, abs=1e-9) and len(lm.item_scores) == 60
+    assert lm.score == pytest.approx(native.score, rel=1e-9)
+    assert lm.higher_is_better == native.higher_is_better

@@ -160,13 +160,18 @@ class LmEvalTask:
                            limit=limit, bootstrap_iters=0, log_samples=True)
         samples = sorted((s for s in out["samples"][task.task_name] if s["filter"] == self.filter),
                          key=lambda s: s["doc_id"])
-        items = []
-        for s in samples:
-            value = s.get(self.metric)
-            if not isinstance(value, (int, float)):
-                raise EvomergeError(f"{self.where}: metric {self.metric!r} of lm-eval task {self.ref.lm_eval!r} "
-                                    f"has no per-item number (item {s['doc_id']}: {value!r}); "
-                                    "pick one averaged over items")
-            items.append(float(value))
+        items = [self._item_score(s) for s in samples]
         score = float(out["results"][task.task_name][f"{self.metric},{self.filter}"])
         return TaskResult(self.name, score, items, higher_is_better=self.higher_is_better, metric=self.metric)
+
+    def _item_score(self, sample: dict[str, Any]) -> float:
+        """A number per item: the metric's value, or for lm-eval's perplexity items
+        (log-likelihood, words or bytes) the log-likelihood per word or byte, as native
+        perplexity tasks store the mean log-prob per token."""
+        value = sample.get(self.metric)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return float(value[0]) / max(float(value[1]), 1.0)
+        raise EvomergeError(f"{self.where}: metric {self.metric!r} of lm-eval task {self.ref.lm_eval!r} has no "
+                            f"per-item number (item {sample['doc_id']}: {value!r}); pick one averaged over items")
