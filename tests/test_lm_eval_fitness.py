@@ -244,16 +244,18 @@ def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert 2 <= _finished(db) < 6
-    res = subprocess.run(evomerge + ["run", "--resume", str(runs / "mixed-lm-eval"), "--no-progress"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and "6/6 evaluations (0 failed)" in res.stdout, res.stderr
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--resume", str(runs / "mixed-lm-eval"), "--no-progress"])
+    assert res.exit_code == 0 and "6/6 evaluations (0 failed)" in res.stdout, res.output
     trials = RunStore.open(runs / "mixed-lm-eval").trials()
     assert [len(t.item_scores.get(k, [])) for t in trials for k in ("math", "lm_eval:math_words")] == [limit] * 12
 
     out = tmp_path / "winner"
-    res = subprocess.run(evomerge + ["export", str(runs / "mixed-lm-eval"), "--out", str(out)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
+    res = CliRunner().invoke(app, ["export", str(runs / "mixed-lm-eval"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
     card = (out / "README.md").read_text()
     row = next(line for line in card.splitlines() if line.startswith("| task `lm_eval:math_words`"))
     card_test = float(row.strip("| ").split("|")[-1])
