@@ -10,7 +10,8 @@ import numpy as np
 
 from evomerge.evaluate.backend import BACKENDS, check_scores_candidates
 from evomerge.evaluate.result import EvalResult
-from evomerge.experiment import Experiment, Objective, task_key
+from evomerge.evaluate.task_refs import task_key
+from evomerge.experiment import Experiment, Objective
 from evomerge.runtime.pool import EvaluatorSpec
 
 
