@@ -287,7 +287,7 @@ def inplace_child(shape: str, device: str, placement: str = "device") -> dict:
     family = build_family(shape, device)
     refs = [str(family[n]) for n in ("base", "e0", "e1", "e2")]
     t0 = time.perf_counter()
-    loader = InPlaceLoader(refs, {"device": device, "placement": placement})
+    loader = InPlaceLoader(refs, {"device": device, "placement": placement, "base": refs[0]})
     load_s = time.perf_counter() - t0
     sources, model = loader.sources, loader.model
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -314,7 +314,7 @@ def inplace_child(shape: str, device: str, placement: str = "device") -> dict:
 
     read_floor()  # pages in
     floors = [read_floor() for _ in range(3)]
-    out = {"load_s": round(load_s, 2), "read_floor_s": round(statistics.median(floors), 3),
+    out = {"load_s": round(load_s, 2), "index_magnitudes_s": round(loader.index_seconds, 2), "read_floor_s": round(statistics.median(floors), 3),
            "threads": torch.get_num_threads(), "placement": placement}
     first = timed("ties", 0.5)
     later = [timed("ties", d) for d in (0.3, 0.45, 0.6, 0.7)]

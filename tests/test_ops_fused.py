@@ -194,4 +194,4 @@ def test_histogram_thresholds_are_the_exact_order_statistics(dtype):
         got = kth_magnitudes(base, sources, requests, TensorMemo(cache, ["a", "b", "c"]))
         for k, r in requests:
             assert got[(k, r)] == torch.kthvalue(mags[k], r).values.item(), (k, r)
-    assert cache.nbytes == 3 * 4 * (1 << 16)
+    assert cache.nbytes == 3 * 2 * 4 * (1 << 16)

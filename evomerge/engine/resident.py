@@ -24,7 +24,7 @@ import torch
 
 from evomerge.engine.reader import CheckpointReader
 from evomerge.errors import CheckpointError, ConfigError
-from evomerge.ops.thresholds import HistogramCache
+from evomerge.ops.thresholds import HistogramCache, TensorMemo, index_magnitudes
 from evomerge.ops.workspace import Workspace
 from evomerge.recipe import resolve_model_ref
 
@@ -121,6 +121,23 @@ class ResidentSources:
         if m is None:
             raise CheckpointError(f"{ref}: not among the resident sources ({', '.join(map(str, self.models))})")
         return m
+
+    def index_magnitudes(self, base_ref: str) -> float:
+        """Build the magnitude histograms of every other resident model against `base_ref`
+        (exact TIES / Breadcrumbs thresholds need them; built now, no candidate waits for
+        them). Returns the seconds it took."""
+        import time
+
+        start = time.perf_counter()
+        base = self.model(base_ref)
+        others = [m for m in self.models.values() if m is not base]
+        if others and self.placement == "device":
+            with torch.no_grad():
+                for name in base.names:
+                    if all(name in m.tensors and m.tensors[name].shape == base.tensors[name].shape for m in others):
+                        memo = TensorMemo(self.histograms, [(name, base.path, m.path) for m in others])
+                        index_magnitudes(base.tensors[name], [m.tensors[name] for m in others], memo)
+        return time.perf_counter() - start
 
     def getters(self, models: Sequence[ResidentModel], names: Sequence[str]) -> list[Callable[[str], torch.Tensor]]:
         """Per model, name -> the tensor on the merge's device: the resident tensor itself, or

@@ -32,7 +32,7 @@ def check_checkpoint(ref: str | Path) -> Path:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LOADER_OPTIONS = ("device", "placement", "resident_dtype", "model_dtype", "memory_budget_gb")
+LOADER_OPTIONS = ("device", "placement", "resident_dtype", "model_dtype", "memory_budget_gb", "base")
 
 
 def _dtype_option(opts: dict, key: str) -> torch.dtype | None:
@@ -82,7 +82,8 @@ class InPlaceLoader:
 
     Options: `device`; `placement` (device | host: sources stream to the device per tensor);
     `resident_dtype` (auto: as stored; float32 converts on load, at twice a bf16 source's
-    memory); `model_dtype` (auto: the sources' stored dtype); `memory_budget_gb`."""
+    memory); `model_dtype` (auto: the sources' stored dtype); `memory_budget_gb`; `base` (the
+    experiment's base model: its magnitude histograms are built at start-up)."""
 
     def __init__(self, sources: Sequence[str], options: dict | None = None) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -106,6 +107,7 @@ class InPlaceLoader:
             for name, param in self.model.state_dict(keep_vars=True).items():
                 if name in resident.tensors:
                     param.copy_(resident.get(name))
+        self.index_seconds = self.sources.index_magnitudes(opts["base"]) if opts.get("base") else 0.0
 
     def load(self, recipe: Any) -> Any:
         """The model holding the recipe's weights (the same object for parameter recipes)."""
@@ -130,10 +132,21 @@ def _no_init():
     return no_init_weights()
 
 
+_EXPONENT = {torch.float32: (torch.int32, 0x7F800000), torch.bfloat16: (torch.int16, 0x7F80),
+             torch.float16: (torch.int16, 0x7C00)}
+
+
 def nonfinite_parameter(model: Any) -> str | None:
-    """The name of the first parameter holding NaN or inf, or None."""
+    """The name of the first parameter holding NaN or inf, or None. Tested on the bit patterns
+    (all exponent bits set): one integer pass, fast in every dtype (isfinite on bf16 is not)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if not torch.isfinite(p).all():
+            view = _EXPONENT.get(p.dtype)
+            if view is None:
+                bad = not bool(torch.isfinite(p).all())
+            else:
+                bits = p.view(view[0])
+                bad = bool(((bits & view[1]) == view[1]).any())
+            if bad:
                 return name
     return None

@@ -28,7 +28,8 @@ from evomerge.evaluate.token_lm import TokenLM, cut_at_stop
 WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
               "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
-OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement")
+OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement",
+           "base")
 
 
 
@@ -70,18 +71,19 @@ class VLLMBackend(TokenLM):
     def __init__(self, model_dir: str | Path, *, sources: tuple[str, ...] = (), max_layers: int | None = None,
                  dtype: str | None = None, max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
                  multiprocessing: bool = False, engine_args: dict[str, Any] | None = None,
-                 placement: str = "device") -> None:
+                 placement: str = "device", base: str | None = None) -> None:
         """Start an engine on ``model_dir``. With ``sources``, the engine starts without weights
         (``model_dir`` gives config and tokenizer) and every candidate comes in via ``load``.
         ``dtype`` None runs the engine in the checkpoint's stored dtype (bf16 sources: a bf16
         engine, 2 bytes per parameter; vLLM's own "auto" would run float32 checkpoints in 16 bits); ``placement`` is where the worker keeps the sources (device, or
-        host memory streamed to the device per tensor)."""
+        host memory streamed to the device per tensor); ``base`` (the experiment's base model:
+        the worker builds its magnitude histograms at start-up)."""
         from transformers import AutoTokenizer
 
         _set_env(multiprocessing, kv_cache_gib)
         self.model_dir = Path(model_dir)
         self.sources = tuple(sources)
-        self.placement = placement
+        self.placement, self.base = placement, base
         if dtype is None:
             from evomerge.evaluate.loading import stored_dtype
 
@@ -112,7 +114,7 @@ class VLLMBackend(TokenLM):
         self.llm = LLM(model=str(path), tokenizer=str(path), **kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         if self.sources:
-            self.llm.collective_rpc("evomerge_init", args=(list(self.sources), self.depth, self.placement))
+            self.llm.collective_rpc("evomerge_init", args=(list(self.sources), self.depth, self.placement, self.base))
             self.loaded = False
 
     @classmethod

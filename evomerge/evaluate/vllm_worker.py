@@ -91,7 +91,8 @@ class _QuietRope(logging.Filter):
 class EvomergeWorkerExtension:
     """Methods vLLM adds to its worker; called from the driver via ``LLM.collective_rpc``."""
 
-    def evomerge_init(self, source_refs: list[str], depth: int, placement: str = "device") -> int:
+    def evomerge_init(self, source_refs: list[str], depth: int, placement: str = "device",
+                      base: str | None = None) -> int:
         """Map the sources once, in their stored dtype (shared with every process on the node
         that maps them), for the worker's device; returns how many models."""
         from evomerge.engine import ResidentSources
@@ -102,6 +103,8 @@ class EvomergeWorkerExtension:
         device = next(self.model_runner.get_model().parameters()).device
         self._evomerge_sources = ResidentSources.load(source_refs, device=device, placement=placement)
         self._evomerge_depth = depth
+        if base:
+            self._evomerge_sources.index_magnitudes(base)
         return len(self._evomerge_sources.models)
 
     def evomerge_swap(self, recipe: dict[str, Any]) -> dict[str, Any]:

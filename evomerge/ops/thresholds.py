@@ -4,9 +4,12 @@ A threshold is the r-th smallest |x_k| of a task vector (an exact order statisti
 set must be exactly the one a full sort gives). Non-negative float32 values sort like their
 bit patterns read as integers, so the r-th smallest value's pattern is found in two counting
 passes: the top 16 bits' histogram narrows it to one bin, the low 16 bits' histogram of that
-bin's entries gives it exactly. The first histogram depends only on the models, not on the
-recipe, so resident sources keep it (256 KB per tensor and source); each candidate then costs
-one refining pass over the inputs, fused for all sources and both ends of a band.
+bin's entries gives it exactly. The first histogram (with each bin's count of entries whose low
+bits are zero: the bin's smallest value) depends only on the models, not on the recipe, so
+resident sources keep it (512 KB per tensor and source). A rank that falls on a bin's smallest
+value is then known at once; the task vectors of bf16 sources are differences of 8-bit
+significands, so they almost always fit in the top 16 bits and need no second pass. Otherwise
+each candidate costs one refining pass, fused for all sources.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ SMALL = 1 << 16  # below this many entries a direct selection is cheaper than tw
 
 
 class HistogramCache:
-    """Cumulative top-16-bit histograms of |x| per (tensor, base, source), kept by resident
-    sources for the whole run: a recipe's thresholds then cost one pass, not two."""
+    """Per (tensor, base, source), the top-16-bit histogram of |x| (cumulative, with each bin's
+    count of zero-low-bit entries), kept by resident sources for the whole run: a recipe's
+    thresholds then cost at most one pass, and none when they fall on a bin's smallest value
+    (as they almost always do for bf16 sources, whose task vectors fit in 16 bits)."""
 
     def __init__(self) -> None:
         self._cum: dict[tuple, np.ndarray] = {}
@@ -53,9 +58,25 @@ class TensorMemo:
         self.cache.put(self.keys[k], cum)
 
 
-def _cumulative(counts: np.ndarray, n: int) -> np.ndarray:
-    cum = np.cumsum(counts, axis=-1)
-    return cum.astype(np.uint32) if n < (1 << 32) else cum
+def _summary(counts: np.ndarray, n: int) -> np.ndarray:
+    """[2, 2**16]: the cumulative count of entries by top 16 bits, and each bin's count of
+    entries whose low 16 bits are zero (its smallest value, exactly)."""
+    dtype = np.uint32 if n < (1 << 32) else np.int64
+    return np.stack([np.cumsum(counts[0]), counts[1]]).astype(dtype)
+
+
+def index_magnitudes(base: torch.Tensor, sources: Sequence[torch.Tensor], memo: TensorMemo) -> None:
+    """Build and keep the first histograms of one tensor now (worker start-up), so that no
+    candidate pays for them."""
+    n = sources[0].numel()
+    if n > SMALL and kernel_dtype(base, sources) is not None and any(memo.get(k) is None for k in range(len(sources))):
+        counts = magnitude_histograms(base, sources)
+        for k in range(len(sources)):
+            memo.put(k, _summary(counts[k], n))
+
+
+def _float(bits: int) -> float:
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
 
 def kth_magnitudes(base: torch.Tensor | None, sources: Sequence[torch.Tensor], requests: Sequence[tuple[int, int]],
@@ -72,33 +93,33 @@ def kth_magnitudes(base: torch.Tensor | None, sources: Sequence[torch.Tensor], r
             out.update({(kk, r): kth_smallest(a, r) for kk, r in requests if kk == k})
         return out
     K = len(sources)
-    cums = [memo.get(k) if memo is not None else None for k in range(K)]
-    if any(c is None for c in cums):
+    summaries = [memo.get(k) if memo is not None else None for k in range(K)]
+    if any(x is None for x in summaries):
         counts = magnitude_histograms(base, sources)
         for k in range(K):
-            if cums[k] is None:
-                cums[k] = _cumulative(counts[k], n)
+            if summaries[k] is None:
+                summaries[k] = _summary(counts[k], n)
                 if memo is not None:
-                    memo.put(k, cums[k])
-    located = {}  # request -> (top 16 bits, rank within that bin)
-    for k, r in requests:
-        top = int(np.searchsorted(cums[k], r, side="left"))
-        located[(k, r)] = (top, r - (int(cums[k][top - 1]) if top > 0 else 0))
+                    memo.put(k, summaries[k])
     out: dict[tuple[int, int], float] = {}
-    pending = dict(located)
-    while pending:  # one pass refines up to two bins per source (both ends of a band)
-        bins = np.full((K, 2), -1, dtype=np.int64)
+    pending: dict[tuple[int, int], tuple[int, int]] = {}  # request -> (top bits, rank among the bin's nonzero-low entries)
+    for k, r in requests:
+        cum, zeros = summaries[k]
+        top = int(np.searchsorted(cum, r, side="left"))
+        rank = r - (int(cum[top - 1]) if top > 0 else 0)
+        if rank <= int(zeros[top]):  # the bin's smallest value: its low bits are zero
+            out[(k, r)] = _float(top << 16)
+        else:
+            pending[(k, r)] = (top, rank - int(zeros[top]))
+    while pending:  # one refining pass per distinct bin of each source
+        bins = np.full(K, -1, dtype=np.int64)
         for (k, _), (top, _) in pending.items():
-            if top not in bins[k]:
-                free = np.flatnonzero(bins[k] < 0)
-                if free.size:
-                    bins[k, free[0]] = top
+            if bins[k] < 0:
+                bins[k] = top
         low = np.cumsum(refine_histograms(base, sources, bins), axis=-1)
         for (k, r), (top, rank) in list(pending.items()):
-            slot = np.flatnonzero(bins[k] == top)
-            if slot.size:
-                bits = (top << 16) | int(np.searchsorted(low[k, slot[0]], rank, side="left"))
-                out[(k, r)] = float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+            if bins[k] == top:
+                out[(k, r)] = _float((top << 16) | int(np.searchsorted(low[k], rank, side="left")))
                 del pending[(k, r)]
     return out
 

@@ -69,7 +69,7 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
                      n_objectives=len(exp.fitness.objectives), workers=workers)
     searcher = make_searcher(exp.searcher.name, info, exp.searcher.options, exp.seed)
     refs = tuple(r for r in (exp.models.base, *exp.models.sources) if r)
-    options = {**exp.fitness.options, "seed": exp.seed, "workers": workers}
+    options = {**exp.fitness.options, "seed": exp.seed, "workers": workers, "base": exp.models.base}
     spec = EvaluatorSpec(sources=refs, tasks=tuple(exp.fitness.tasks), split=exp.fitness.split,
                          backend=exp.backend, options=options)
     if exp.backend in BACKENDS:  # the backend, models, device and memory, before anything is written
