@@ -126,7 +126,7 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
     from evomerge.report.card import CardFacts, model_card
     from evomerge.runtime.store import RunStore
 
-    store = RunStore.open(run)
+    store = RunStore.open(run, read_only=True)
     info, trials = store.info(), store.trials()
     trial, chosen_by = pick_trial(info, trials, which, objective)
     recipe = parse_recipe(trial.recipe, f"trial {trial.number} recipe")

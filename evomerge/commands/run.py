@@ -33,7 +33,12 @@ def run(
             raise ConfigError("give an EXPERIMENT.yaml, or --resume RUN to continue a run")
         from evomerge.runtime.driver import open_run
 
-        store, session, pool = open_run(experiment, resume, workers, runs_dir, address)
+        try:
+            store, session, pool = open_run(experiment, resume, workers, runs_dir, address)
+        except KeyboardInterrupt:
+            typer.echo("\ninterrupted while starting: no evaluation had begun; nothing half made is left "
+                       "(run the same command again)", err=True)
+            raise typer.Exit(INTERRUPTED) from None
         _search(store, session, pool, progress)
 
 

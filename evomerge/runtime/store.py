@@ -21,6 +21,7 @@ deterministic, so replayed asks reproduce the stored candidates). Readers get pl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -75,15 +76,42 @@ def write_run_file(run_dir: Path, url: str, name: str) -> None:
     tmp.replace(run_dir / RUN_FILE)
 
 
-def _storage(url: str):
+def sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL, else None."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") and "?" not in url else None
+
+
+def _probe_sqlite(url: str, path: Path) -> None:
+    """Refuse, without writing anything, a file that is not an Optuna store: a missing path (a
+    typo must not create a database), an empty file, another program's SQLite file, a corrupted one."""
+    import sqlite3
+
+    if not path.is_file():
+        raise StoreError(f"store {url}: no such file")
+    if path.stat().st_size == 0:
+        raise StoreError(f"store {url}: empty file, not a run store")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:
+        raise StoreError(f"store {url}: unreadable ({err})") from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        raise StoreError(f"store {url}: an SQLite file without Optuna's tables, not a run store")
+
+
+def _storage(url: str, read_only: bool = False):
+    """Optuna's RDB storage on ``url``; ``read_only`` creates and changes nothing (SQLite files are
+    opened in SQLite's read-only mode)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = sqlite_path(url)
+    open_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true" if read_only and path is not None else url
     try:
-        storage = optuna.storages.RDBStorage(url)
+        storage = optuna.storages.RDBStorage(open_url, skip_table_creation=read_only)
     except Exception as err:  # sqlalchemy / driver errors: one line naming the URL
         raise StoreError(f"store {url}: cannot open ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite") and not read_only:
         _sqlite_wal(storage.engine)
     return storage
 
@@ -124,12 +152,17 @@ class RunStore:
     @classmethod
     def create(cls, url: str, name: str, experiment: dict[str, Any], searcher: str,
                objectives: dict[str, str], budget: int | None, extra: dict[str, Any] | None = None) -> "RunStore":
-        """A new run; StoreError when the store already holds a run of that name."""
+        """A new run; StoreError when the store already holds a run of that name. A study of that
+        name without the run's description and without trials is what a creation killed half-way
+        leaves (the description is its last write): it is replaced."""
         import optuna
 
         storage = _storage(url)
-        if any(s.study_name == name for s in storage.get_all_studies()):
-            raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
+        old = next((s for s in storage.get_all_studies() if s.study_name == name), None)
+        if old is not None:
+            if "evomerge" in old.user_attrs or storage.get_n_trials(old._study_id) > 0:
+                raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
+            storage.delete_study(old._study_id)
         directions = [objectives[k] for k in objectives]
         study = optuna.create_study(storage=storage, study_name=name, directions=directions)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, still the way to name values
@@ -141,11 +174,18 @@ class RunStore:
         return cls(storage, name, url)
 
     @classmethod
-    def open(cls, run: str | Path, runs_dir: str | Path = "runs") -> "RunStore":
-        """Open an existing run by directory, name (under ``runs_dir``), .db file or URL[#name]."""
+    def open(cls, run: str | Path, runs_dir: str | Path = "runs", read_only: bool = False) -> "RunStore":
+        """Open an existing run by directory, name (under ``runs_dir``), .db file or URL[#name].
+        ``read_only`` (status, pareto, export): nothing is created or changed, whatever the URL."""
         url, name = locate_run(run, runs_dir)
-        storage = _storage(url)
-        names = [s.study_name for s in storage.get_all_studies()]
+        path = sqlite_path(url)
+        if path is not None:   # an existing run is never created by opening it
+            _probe_sqlite(url, path)
+        storage = _storage(url, read_only)
+        try:
+            names = [s.study_name for s in storage.get_all_studies()]
+        except Exception as err:  # e.g. a database without Optuna's tables behind a server URL
+            raise StoreError(f"store {url}: cannot read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         if name is None:
             if len(names) != 1:
                 raise StoreError(f"store {url}: holds {len(names)} runs; name one as URL#NAME ({', '.join(names)})")
@@ -160,6 +200,11 @@ class RunStore:
         started = datetime.fromisoformat(m["started"]) if m.get("started") else None
         return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
                        objectives=dict(m["objectives"]), budget=m.get("budget"), started=started)
+
+    @property
+    def storage(self) -> Any:
+        """The Optuna storage (read-only when opened so), e.g. for optuna-dashboard."""
+        return self._storage
 
     @property
     def meta(self) -> dict[str, Any]:
