@@ -26,7 +26,7 @@ for _name in COMMAND_MODULES:
 
 def main(args: list[str] | None = None) -> None:
     """The `evomerge` command: usage errors (unknown option, missing argument, bad value) are one
-    line on stderr and exit 2, like every other error; Ctrl-C exits 130."""
+    line on stderr and exit 2, like every other error."""
     try:  # typer 0.2x carries its own copy of click
         from typer._click import exceptions as click
     except ImportError:  # pragma: no cover - older typer uses click itself
@@ -41,9 +41,9 @@ def main(args: list[str] | None = None) -> None:
         message = " ".join(err.format_message().split())
         typer.echo(f"error: {where}{message} (see --help)", err=True)
         code = 2
-    except click.Abort:
-        typer.echo("interrupted", err=True)
-        code = 130
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("aborted", err=True)
+        code = 1
     except click.ClickException as err:
         typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
         code = err.exit_code

@@ -12,13 +12,19 @@ import typer
 from evomerge.errors import EvomergeError
 
 
-def _database_error(err: BaseException) -> bool:
-    """An error of the store's database (a corrupted page, a lost server), not a bug of ours."""
+def _database_error(err: BaseException | None) -> BaseException | None:
+    """The database error (a corrupted page, a lost server) behind ``err``, if any: Optuna wraps
+    them in its own errors."""
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    return isinstance(err, sqlite3.DatabaseError) or (sa_exc is not None and isinstance(err, sa_exc.DatabaseError))
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, sqlite3.DatabaseError) or (sa_exc is not None and isinstance(err, sa_exc.DatabaseError)):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
-def first_line(err: BaseException) -> str:
+def _first_line(err: BaseException) -> str:
     text = str(getattr(err, "orig", None) or err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -33,7 +39,8 @@ def user_errors() -> Iterator[None]:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(err.exit_code) from None
     except Exception as err:
-        if not _database_error(err):
+        db_err = _database_error(err)
+        if db_err is None:
             raise
-        typer.echo(f"error: run store: database error ({first_line(err)}); the file may be damaged", err=True)
+        typer.echo(f"error: run store: database error ({_first_line(db_err)}); the store may be damaged", err=True)
         raise typer.Exit(2) from None

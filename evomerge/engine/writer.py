@@ -7,6 +7,7 @@ buffered beyond one tensor."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -106,6 +107,28 @@ def check_output_dir(out: Path, force: bool) -> None:
         raise CheckpointError(f"{out}: output exists and is not empty (pass --force to replace it)")
 
 
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Delete the temporary folders of earlier writes of ``out`` whose process is gone (a kill
+    leaves them: nothing else would remove them); those of live processes stay."""
+    removed = []
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*-*"):
+        pid = tmp.name[len(out.name) + 6:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `out`; on success it replaces `out` in one rename,
@@ -113,6 +136,7 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     check_output_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
