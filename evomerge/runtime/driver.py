@@ -1,7 +1,8 @@
 """Open a run for `evomerge run`: validate everything first, then (and only then) write.
 
 A new run gets runs/NAME/ with run.json (where its store is), experiment.yaml (the resolved
-experiment) and, by default, store.db. ``--resume`` rebuilds the session from the experiment
+experiment) and, by default, store.db. Start-up (checks, Ray, engines, loading the sources) is
+timed and stored with the run (``startup_s``, one entry per session), and counted in its time. ``--resume`` rebuilds the session from the experiment
 stored in the run; an experiment file given beside it must match except for budget and workers.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
             address: str | None = None) -> tuple[RunStore, Session, Any]:
     """A new run. Written in this order: experiment.yaml, run.json, the store. A run killed
     before its store is complete is found by run.json and created again (by `run` or `--resume`)."""
+    began, t0 = datetime.now(), time.perf_counter()
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
     preflight(session)
@@ -59,6 +63,7 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
             raise ConfigError(f"{source}: name: run {exp.name!r} exists in {run_dir}; continue it with "
                               f"`evomerge run --resume {run_dir}` or choose another name")
     pool = make_pool(session, n_workers, address)   # loads sources: may fail, nothing written yet
+    startup = round(time.perf_counter() - t0, 2)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +75,8 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
         store = RunStore.create(url, exp.name, resolved(exp), exp.searcher.name,
                                 exp.objective_directions(), exp.budget,
                                 extra={"run_dir": str(run_dir), "space_kind": session.space.kind,
-                                       "dim": session.space.dim, "experiment_file": _abs(source)})
+                                       "dim": session.space.dim, "experiment_file": _abs(source),
+                                       "started": began.isoformat(timespec="seconds"), "startup_s": [startup]})
     except BaseException:  # Ctrl-C included: nothing half made stays behind
         pool.close()
         if created:
@@ -117,10 +123,13 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
             store.update_meta(budget=given.budget)
     else:
         _note_edited(store, stored)
+    t0 = time.perf_counter()
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
     preflight(session)
-    return store, session, make_pool(session, n_workers, address)
+    pool = make_pool(session, n_workers, address)
+    store.update_meta(startup_s=[*store.meta.get("startup_s", []), round(time.perf_counter() - t0, 2)])
+    return store, session, pool
 
 
 def _unfinished_run(resume: str, runs_dir: Path) -> Path | None:

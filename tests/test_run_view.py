@@ -1,0 +1,62 @@
+"""What a user sees of a run: status lines when the output is not a terminal, start-up time
+(printed, stored, counted by `status`), and the Pareto front's summary at the end."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from evomerge.runtime.store import RunStore
+from test_runtime_run import TESTS, experiment, write
+
+
+def _invoke(args: list, env: dict | None = None):
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def test_a_run_without_a_terminal_prints_status_lines_and_its_start_up(tmp_path):
+    sys.path.insert(0, str(TESTS))
+    exp = write(tmp_path, experiment("logged", budget=6, fitness={"tasks": ["sphere"], "options": {"fail_every": 4}}))
+    res = _invoke(["run", exp, "--runs-dir", tmp_path / "runs"], env={"EVOMERGE_STATUS_EVERY": "0"})
+    assert res.exit_code == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert re.fullmatch(r"logged: started in \d+\.\d s \(checks, workers, sources loaded\); .*runs/logged", lines[0])
+    status = [ln for ln in lines if re.match(r"\d\d:\d\d:\d\d logged: ", ln)]
+    assert len(status) == 6, lines
+    assert re.fullmatch(r"\d\d:\d\d:\d\d logged: 4/6 evaluations, 1 failed, best -?\d\.\d+(e-\d+)?, "
+                        r"\d+\.\d/min, ETA \d+m\d\ds", status[3]), status[3]
+    info = RunStore.open(tmp_path / "runs" / "logged").info()
+    assert len(info.startup_s) == 1 and 0 < info.startup_s[0] < 60
+    shown = _invoke(["status", tmp_path / "runs" / "logged"])
+    assert re.search(r"start-up\s+│ \d+\.\d s: checks, workers, sources", shown.stdout), shown.stdout
+    assert "(start-up included)" in shown.stdout
+
+
+def test_quiet_with_no_progress_and_status_lines_spaced_by_the_interval(tmp_path):
+    sys.path.insert(0, str(TESTS))
+    exp = write(tmp_path, experiment("quiet", budget=4))
+    res = _invoke(["run", exp, "--runs-dir", tmp_path / "runs", "--no-progress"], env={"EVOMERGE_STATUS_EVERY": "0"})
+    assert res.exit_code == 0 and not re.search(r"\d\d:\d\d:\d\d quiet:", res.stderr)
+    res = _invoke(["run", "--resume", tmp_path / "runs" / "quiet", write(tmp_path, experiment("quiet", budget=8))],
+                  env={"EVOMERGE_STATUS_EVERY": "3600"})
+    status = [ln for ln in res.stderr.splitlines() if re.match(r"\d\d:\d\d:\d\d quiet: ", ln)]
+    assert res.exit_code == 0 and [s.split(": ", 1)[1].split(",")[0] for s in status] == ["8/8 evaluations"]
+    assert len(RunStore.open(tmp_path / "runs" / "quiet").info().startup_s) == 2
+
+
+def test_multi_objective_run_ends_with_the_front_and_how_to_pick(tmp_path):
+    sys.path.insert(0, str(TESTS))
+    fitness = {"tasks": ["up", "down"], "objectives": [{"name": "up", "tasks": ["up"]},
+                                                       {"name": "down", "tasks": ["down"], "direction": "minimize"}]}
+    exp = write(tmp_path, experiment("two", budget=6, searcher="random", fitness=fitness))
+    res = _invoke(["run", exp, "--runs-dir", tmp_path / "runs", "--no-progress"])
+    assert res.exit_code == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    # "down" is minimized but scores the same as "up" (maximized): every candidate is on the front
+    assert last.startswith("Pareto front: 6 candidates (0, 1, 2, 3, 4, 5) trading off up, down; ")
+    assert "best" not in last.split(";")[0] and "export" in last and "--objective NAME" in last
+    assert re.search(r"candidate \d with up = .*; candidate \d with down = ", last)
