@@ -60,3 +60,39 @@ def test_multi_objective_run_ends_with_the_front_and_how_to_pick(tmp_path):
     assert last.startswith("Pareto front: 6 candidates (0, 1, 2, 3, 4, 5) trading off up, down; ")
     assert "best" not in last.split(";")[0] and "export" in last and "--objective NAME" in last
     assert re.search(r"candidate \d with up = .*; candidate \d with down = ", last)
+
+
+def test_genes_are_optuna_parameters_with_their_ranges(tmp_path):
+    """Plain Optuna (and optuna-dashboard) sees each gene as a parameter named from the space."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    sys.path.insert(0, str(TESTS))
+    exp = write(tmp_path, experiment("genes", budget=4))
+    assert _invoke(["run", exp, "--runs-dir", tmp_path / "runs", "--no-progress"]).exit_code == 0
+    store = RunStore.open(tmp_path / "runs" / "genes")
+    study = optuna.load_study(study_name="genes", storage=store.url)
+    assert len(study.trials) == 4
+    for trial, rec in zip(study.trials, store.trials()):
+        assert list(trial.params) == ["weight_a", "density_a", "weight_b", "density_b"]
+        assert list(trial.params.values()) == [min(max(v, lo), hi) for v, lo, hi in
+                                               zip(rec.genome, [0, 0.1, 0, 0.1], [2, 1, 2, 1])]
+        assert trial.distributions["weight_a"] == FloatDistribution(0.0, 2.0)
+        assert trial.distributions["density_b"] == FloatDistribution(0.1, 1.0)
+
+
+def test_gene_labels_of_every_space_are_unique_and_readable():
+    import numpy as np
+
+    from evomerge.genome import Models
+    from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
+    from evomerge.genome.parameter import ParameterSpace, ParameterSpec
+
+    dfs = DataflowSpace(DataflowSpec.model_validate({"repetitions": 2}), [{"model": "zoo:math"}, {"model": "/x/words"}], [2, 3])
+    labels = dfs.gene_labels()
+    assert len(labels) == dfs.dim == len(set(labels)) == 2 * (2 + 3) + 4
+    assert labels[:3] == ["slot0_math_L0", "slot1_math_L1", "slot2_words_L0"]
+    assert labels[-4:] == ["scale_math_to_math", "scale_math_to_words", "scale_words_to_math", "scale_words_to_words"]
+    ps = ParameterSpace(ParameterSpec.model_validate({"method": "ties"}), Models(sources=("zoo:a", "zoo:a"), base="zoo:base"))
+    assert ps.gene_labels() == ["weight_s0", "density_s0", "weight_s1", "density_s1"]
+    assert np.asarray(ps.lower).size == len(ps.gene_labels())

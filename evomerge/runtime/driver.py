@@ -21,7 +21,9 @@ from evomerge.errors import ConfigError, EvomergeError
 from evomerge.experiment import Experiment, load_experiment, resolved
 from evomerge.runtime.preflight import preflight
 from evomerge.runtime.session import Session, build_session
-from evomerge.runtime.store import DB_FILE, RUN_FILE, RunStore, StoreError, sqlite_url, write_run_file
+from evomerge.runtime.store import (
+    DB_FILE, RUN_FILE, RunStore, StoreError, gene_meta, sqlite_url, write_run_file,
+)
 
 MAY_CHANGE_ON_RESUME = ("budget", "workers", "resources")
 
@@ -76,7 +78,9 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
                                 exp.objective_directions(), exp.budget,
                                 extra={"run_dir": str(run_dir), "space_kind": session.space.kind,
                                        "dim": session.space.dim, "experiment_file": _abs(source),
-                                       "started": began.isoformat(timespec="seconds"), "startup_s": [startup]})
+                                       "started": began.isoformat(timespec="seconds"), "startup_s": [startup],
+                                       "genes": gene_meta(session.space.gene_labels(), session.space.lower,
+                                                          session.space.upper)})
     except BaseException:  # Ctrl-C included: nothing half made stays behind
         pool.close()
         if created:

@@ -68,6 +68,16 @@ def locate_run(run: str | Path, runs_dir: str | Path = "runs") -> tuple[str, str
     raise StoreError(f"{text}: no such run (looked for a run directory, {Path(runs_dir) / text}, a .db file or a URL)")
 
 
+MAX_GENE_PARAMS = 2048   # larger genomes (raw network weights) stay in the genome attribute only
+
+
+def gene_meta(names: list[str], lower: Any, upper: Any) -> dict[str, Any] | None:
+    """The ``genes`` entry of a run's meta: Optuna parameter names and ranges (None when too many)."""
+    if len(names) > MAX_GENE_PARAMS or len(set(names)) != len(names):
+        return None
+    return {"names": list(names), "low": [float(v) for v in lower], "high": [float(v) for v in upper]}
+
+
 def write_run_file(run_dir: Path, url: str, name: str) -> None:
     """runs/NAME/run.json: where the run's store lives (atomic write)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,10 +255,26 @@ class RunStore:
             raise StoreError(f"store {self.url}: candidate {cid} exists already")
         attrs = {"candidate_id": int(cid), "genome": [float(v) for v in genome], "recipe": recipe,
                  "ask_seq": int(seq), "seed": seed, "meta": meta or {}}
+        params, distributions = self._gene_params(genome)
         template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
-                               datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
+                               datetime_complete=None, params=params, distributions=distributions, user_attrs=attrs,
                                system_attrs={}, intermediate_values={}, trial_id=-1)
         self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+
+    def _gene_params(self, genome: list[float]) -> tuple[dict[str, float], dict[str, Any]]:
+        """Each gene as an Optuna parameter with its range, so plain Optuna tools
+        (optuna-dashboard, ``trial.params``) see the search; values clipped into the box, as the
+        recipe uses them. Only for runs whose meta names the genes (see ``gene_meta``)."""
+        genes = self._meta.get("genes")
+        if not genes or len(genes["names"]) != len(genome):
+            return {}, {}
+        from optuna.distributions import FloatDistribution
+
+        params, dists = {}, {}
+        for name, lo, hi, v in zip(genes["names"], genes["low"], genes["high"], genome):
+            params[name] = min(max(float(v), lo), hi)
+            dists[name] = FloatDistribution(lo, hi)
+        return params, dists
 
     def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int) -> None:
         """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL."""
