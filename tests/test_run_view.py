@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 from evomerge.runtime.store import RunStore
 from test_runtime_run import TESTS, experiment, write
@@ -96,3 +97,37 @@ def test_gene_labels_of_every_space_are_unique_and_readable():
     ps = ParameterSpace(ParameterSpec.model_validate({"method": "ties"}), Models(sources=("zoo:a", "zoo:a"), base="zoo:base"))
     assert ps.gene_labels() == ["weight_s0", "density_s0", "weight_s1", "density_s1"]
     assert np.asarray(ps.lower).size == len(ps.gene_labels())
+
+
+def test_vllm_log_lines_go_to_the_run_folder(tmp_path, monkeypatch, capsys):
+    """The logging config vLLM reads (VLLM_LOGGING_CONFIG_PATH) at import and at each engine
+    start: everything into the log, warnings also on stderr; the log moves into the run folder."""
+    import json
+    import logging
+    import logging.config
+    import os
+
+    from evomerge.runtime.engine_logs import CONFIG_ENV, EngineLogs
+
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.delenv("VLLM_CONFIGURE_LOGGING", raising=False)
+    logs = EngineLogs.start(None)
+    try:
+        logging.config.dictConfig(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))  # what vLLM does
+        log = logging.getLogger("vllm.engine.core")
+        log.info("engine started")
+        log.warning("a warning")
+        run_dir = tmp_path / "runs" / "r"
+        run_dir.mkdir(parents=True)
+        moved = logs.move_into(run_dir)
+        log.info("candidate swapped")
+        text = moved.read_text()
+        assert moved == run_dir / "vllm.log"
+        assert [ln.split(": ", 1)[1] for ln in text.splitlines()] == ["engine started", "a warning", "candidate swapped"]
+        err = capsys.readouterr()
+        assert "engine started" not in err.out + err.err and err.err.count("a warning") == 1
+    finally:
+        logs.close()
+    assert CONFIG_ENV not in os.environ
+    monkeypatch.setenv("VLLM_CONFIGURE_LOGGING", "0")
+    assert EngineLogs.start(None) is None

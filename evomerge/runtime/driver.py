@@ -64,7 +64,13 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
         if run_is_stored(run_dir):
             raise ConfigError(f"{source}: name: run {exp.name!r} exists in {run_dir}; continue it with "
                               f"`evomerge run --resume {run_dir}` or choose another name")
-    pool = make_pool(session, n_workers, address)   # loads sources: may fail, nothing written yet
+    logs = _engine_logs(session, n_workers, address, None)
+    try:
+        pool = make_pool(session, n_workers, address)   # loads sources: may fail, nothing written yet
+    except BaseException:
+        if logs:
+            logs.close()
+        raise
     startup = round(time.perf_counter() - t0, 2)
     created = not run_dir.exists()
     try:
@@ -81,12 +87,26 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
                                        "started": began.isoformat(timespec="seconds"), "startup_s": [startup],
                                        "genes": gene_meta(session.space.gene_labels(), session.space.lower,
                                                           session.space.upper)})
+        if logs:
+            logs.move_into(run_dir)
     except BaseException:  # Ctrl-C included: nothing half made stays behind
         pool.close()
+        if logs:
+            logs.close()
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return store, session, pool
+
+
+def _engine_logs(session: Session, workers: int, address: str | None, run_dir: Path | None) -> Any:
+    """vLLM's log lines into the run folder when its engine runs in this process (Ray workers'
+    output stays in Ray's own log files)."""
+    if session.spec.backend != "vllm" or workers > 1 or address or session.experiment.resources.address:
+        return None
+    from evomerge.runtime.engine_logs import EngineLogs
+
+    return EngineLogs.start(run_dir)
 
 
 def _abs(source: str) -> str | None:
@@ -131,6 +151,7 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
     preflight(session)
+    _engine_logs(session, n_workers, address, Path(store.meta.get("run_dir") or "."))
     pool = make_pool(session, n_workers, address)
     store.update_meta(startup_s=[*store.meta.get("startup_s", []), round(time.perf_counter() - t0, 2)])
     return store, session, pool
