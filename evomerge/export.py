@@ -4,7 +4,8 @@ The folder holds an HF checkpoint (sharded safetensors, config, tokenizer, gener
 written by the merge engine, ``recipe.yaml`` (``evomerge merge recipe.yaml`` rebuilds the same
 tensors bit for bit), ``mergekit.yaml`` for parameter-space recipes mergekit can express, and a
 model card (README.md) with lineage and scores on the validation and test splits, re-scored
-by the run's own Evaluator at export time. Data-flow and hybrid winners become plain
+by the run's own Evaluator at export time (the held-out test split in full; each column says
+how many items it scored). Data-flow and hybrid winners become plain
 checkpoints with the evolved number of layers, path scales folded into the weights.
 
 Everything is written into a temporary folder beside the target and renamed into place at the
@@ -65,9 +66,13 @@ def pick_trial(info: RunInfo, trials: list[TrialRecord], which: str, objective: 
     return best, f"the best trial by `{name}` ({direction}) among {len(scored)} completed"
 
 
-def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tuple[dict, dict]:
-    """Task scores and objective values of ``recipe`` per split, from the run's own evaluator
-    settings (backend, tasks, options) with only the split changed."""
+def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,
+                    test_limit: int | None = None) -> tuple[dict, dict, dict]:
+    """Task scores, objective values and item counts of ``recipe`` per split, from the run's own
+    evaluator settings (backend, tasks, options) with only the split changed, except that the
+    held-out test split is scored in full (or on its first ``test_limit`` items), not on the
+    run's ``limit``: the search split reproduces what the run stored, the test split is the
+    honest estimate."""
     from evomerge.experiment import parse_experiment
     from evomerge.runtime.inprocess import build_evaluator
     from evomerge.runtime.pool import EvalJob
@@ -75,19 +80,25 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tup
 
     exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
     session = build_session(exp)
-    scores, objectives = {}, {}
+    scores, objectives, items = {}, {}, {}
     for split in splits:
-        evaluator = build_evaluator(replace(session.spec, split=split))
+        options = dict(session.spec.options)
+        if split == "test":
+            options.pop("limit", None)
+            if test_limit:
+                options["limit"] = test_limit
+        evaluator = build_evaluator(replace(session.spec, split=split, options=options))
         result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
         if result.error:
             raise EvomergeError(f"export: scoring on the {split} split failed: {result.error}")
         scores[split] = dict(result.scores)
+        items[split] = {t: len(v) for t, v in result.item_scores.items()}
         values = session.scoring.values(result.scores) or []
         objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
         close = getattr(evaluator, "close", None)
         if close:
             close()
-    return scores, objectives
+    return scores, objectives, items
 
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
@@ -115,7 +126,8 @@ def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
 
 
 def export_trial(run: str, out: str | Path, which: str = "best", objective: str | None = None,
-                 force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None) -> Exported:
+                 force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None,
+                 test_limit: int | None = None) -> Exported:
     """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
     from evomerge.engine import merge_to_disk
     from evomerge.engine.merge import RECIPE_FILE
@@ -150,10 +162,13 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
             facts.notes.append("No mergekit.yaml: mergekit's passthrough cannot express scaled or hybrid "
                                "layer paths; recipe.yaml is the exact description.")
         if evaluate:
-            facts.split_scores, facts.split_objectives = score_on_splits(info, trial.recipe)
+            facts.split_scores, facts.split_objectives, facts.split_items = score_on_splits(
+                info, trial.recipe, test_limit=test_limit)
             limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
             if limit:
-                facts.notes.append(f"Scores use the run's fitness settings: the first {limit} items of each split.")
+                facts.notes.append(f"The stored and validation scores use the run's fitness settings (the first "
+                                   f"{limit} items); the test split is scored "
+                                   + (f"on its first {test_limit} items." if test_limit else "in full."))
         facts.files = sorted(p.name for p in tmp.iterdir()) + ["README.md"]
         (tmp / "README.md").write_text(model_card(facts))
     return Exported(Path(out), trial, chosen_by, facts.split_scores)
