@@ -2,7 +2,8 @@
 
 The folder holds an HF checkpoint (sharded safetensors, config, tokenizer, generation config)
 written by the merge engine, ``recipe.yaml`` (``evomerge merge recipe.yaml`` rebuilds the same
-tensors bit for bit), ``mergekit.yaml`` for parameter-space recipes mergekit can express, and a
+tensors bit for bit), ``mergekit.yaml`` whenever mergekit can express the merge (see
+evomerge/mergekit_export.py; the card says in one line what it holds or why it is absent), and a
 model card (README.md) with lineage and scores on the validation and test splits, re-scored
 by the run's own Evaluator at export time (the held-out test split in full; each column says
 how many items it scored). Data-flow and hybrid winners become plain
@@ -132,8 +133,7 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
     from evomerge.engine import merge_to_disk
     from evomerge.engine.merge import RECIPE_FILE
     from evomerge.engine.writer import atomic_output_dir
-    from evomerge.errors import ConfigError
-    from evomerge.mergekit_config import to_mergekit
+    from evomerge.mergekit_export import HEADER, export_config
     from evomerge.recipe import parse_recipe
     from evomerge.report.card import CardFacts, model_card
     from evomerge.runtime.store import RunStore
@@ -150,17 +150,11 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
         merge_to_disk(recipe, tmp, force=True, **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
         (tmp / RECIPE_FILE).unlink(missing_ok=True)  # the engine's copy; recipe.yaml is the export's
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())
-        if recipe.kind == "parameter":
-            try:
-                config = to_mergekit(recipe)
-                (tmp / "mergekit.yaml").write_text(
-                    "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
-                    + yaml.safe_dump(config, sort_keys=False))
-            except ConfigError as err:
-                facts.notes.append(f"No mergekit.yaml: {str(err).split(': ', 1)[-1]}")
-        else:
-            facts.notes.append("No mergekit.yaml: mergekit's passthrough cannot express scaled or hybrid "
-                               "layer paths; recipe.yaml is the exact description.")
+        config, note = export_config(recipe)
+        if config is not None:
+            (tmp / "mergekit.yaml").write_text(HEADER + f"# {note.split(': ', 1)[1]}\n"
+                                               + yaml.safe_dump(config, sort_keys=False))
+        facts.notes.append(note if config is not None else f"{note} recipe.yaml is the exact description.")
         if evaluate:
             facts.split_scores, facts.split_objectives, facts.split_items = score_on_splits(
                 info, trial.recipe, test_limit=test_limit)
