@@ -61,6 +61,24 @@ def test_multi_objective_run_ends_with_the_front_and_how_to_pick(tmp_path):
     assert last.startswith("Pareto front: 6 candidates (0, 1, 2, 3, 4, 5) trading off up, down; ")
     assert "best" not in last.split(";")[0] and "export" in last and "--objective NAME" in last
     assert re.search(r"candidate \d with up = .*; candidate \d with down = ", last)
+    # the untuned merge (the space's start point) was scored once as a baseline for the plot
+    assert "baselines for the Pareto plot: untuned merge up " in res.stderr
+    baselines = RunStore.open(tmp_path / "runs" / "two").info().baselines
+    assert list(baselines) == ["untuned merge"] and set(baselines["untuned merge"]["objectives"]) == {"up", "down"}
+    assert len(RunStore.open(tmp_path / "runs" / "two").trials()) == 6      # baselines use no budget
+
+
+def test_baselines_are_the_parents_and_the_untuned_merge():
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.baselines import baseline_recipes
+    from evomerge.runtime.session import build_session
+
+    session = build_session(Experiment.model_validate(experiment("b", backend="hf")))
+    recipes = baseline_recipes(session)
+    assert list(recipes) == ["parent base", "parent a", "parent b", "untuned merge"]
+    assert recipes["parent a"] == {"kind": "parameter", "method": "linear",
+                                   "sources": [{"model": "zoo:a", "parameters": {"weight": 1.0}}]}
+    assert recipes["untuned merge"] == session.space.recipe_dict(session.space.x0)
 
 
 def test_genes_are_optuna_parameters_with_their_ranges(tmp_path):

@@ -55,7 +55,7 @@ def pareto(
                 raise EvomergeError(f"--reference: {reference!r} is not a comma-separated list of numbers") from None
             if len(ref) != len(objs):
                 raise EvomergeError(f"--reference: {len(ref)} values for {len(objs)} objectives")
-        data = front_data(trials, objs, ref)
+        data = front_data(trials, objs, ref, info.baselines)
         console = Console()
         if not data.trials:
             console.print(f"run {info.name}: no completed trials with {', '.join(o.name for o in objs)} yet")

@@ -210,7 +210,8 @@ class RunStore:
         started = datetime.fromisoformat(m["started"]) if m.get("started") else None
         return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
                        objectives=dict(m["objectives"]), budget=m.get("budget"), started=started,
-                       startup_s=[float(x) for x in m.get("startup_s") or []])
+                       startup_s=[float(x) for x in m.get("startup_s") or []],
+                       baselines=dict(m.get("baselines") or {}))
 
     @property
     def storage(self) -> Any:
