@@ -119,7 +119,7 @@ def test_gene_labels_of_every_space_are_unique_and_readable():
 
 def test_vllm_log_lines_go_to_the_run_folder(tmp_path, monkeypatch, capsys):
     """The logging config vLLM reads (VLLM_LOGGING_CONFIG_PATH) at import and at each engine
-    start: everything into the log, warnings also on stderr; the log moves into the run folder."""
+    start: everything into the log, errors also on stderr; the log moves into the run folder."""
     import json
     import logging
     import logging.config
@@ -135,15 +135,18 @@ def test_vllm_log_lines_go_to_the_run_folder(tmp_path, monkeypatch, capsys):
         log = logging.getLogger("vllm.engine.core")
         log.info("engine started")
         log.warning("a warning")
+        log.error("an error")
         run_dir = tmp_path / "runs" / "r"
         run_dir.mkdir(parents=True)
         moved = logs.move_into(run_dir)
         log.info("candidate swapped")
         text = moved.read_text()
         assert moved == run_dir / "vllm.log"
-        assert [ln.split(": ", 1)[1] for ln in text.splitlines()] == ["engine started", "a warning", "candidate swapped"]
+        assert [ln.split(": ", 1)[1] for ln in text.splitlines()] == ["engine started", "a warning", "an error",
+                                                                            "candidate swapped"]
         err = capsys.readouterr()
-        assert "engine started" not in err.out + err.err and err.err.count("a warning") == 1
+        assert "engine started" not in err.out + err.err and "a warning" not in err.err
+        assert err.err.count("an error") == 1
     finally:
         logs.close()
     assert CONFIG_ENV not in os.environ

@@ -2,7 +2,8 @@
 
 vLLM configures its ``vllm`` logger itself, at import and again whenever an engine starts, from
 the file named by ``VLLM_LOGGING_CONFIG_PATH`` when set. So the redirection is such a file: every
-record into the log file, warnings and errors also to stderr (one line each). The engine starts
+record into the log file, errors also to stderr (one line each; its warnings on CPU are about the
+environment: tcmalloc, thread binding, Triton). The engine starts
 before a new run's folder exists (a failed start must leave nothing behind), so the log begins
 in a temporary file and moves into the folder once the run is created. A user's own
 ``VLLM_LOGGING_CONFIG_PATH`` or ``VLLM_CONFIGURE_LOGGING=0`` is left alone.
@@ -30,7 +31,7 @@ def _config(log_path: Path) -> dict[str, Any]:
         "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log_path), "mode": "a",
                               "formatter": "line", "encoding": "utf-8"},
                      "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                "level": "WARNING", "formatter": "line"}},
+                                "level": "ERROR", "formatter": "line"}},
         "loggers": {"vllm": {"handlers": ["file", "stderr"], "level": os.environ.get("VLLM_LOGGING_LEVEL", "INFO"),
                              "propagate": False}},
     }
