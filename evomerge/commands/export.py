@@ -17,7 +17,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="replace OUT if it exists"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip re-scoring on the validation and test splits"),
     shard_size_mb: int = typer.Option(2048, "--shard-size-mb", min=1, help="maximum safetensors shard size"),
-    test_limit: int = typer.Option(None, "--test-limit", min=1, help="score only the first N test items (default: the whole test split)"),
+    test_limit: int = typer.Option(None, "--test-limit", min=1,
+                                   help="score only the first N test items (default: the whole test split)"),
 ) -> None:
     """HF checkpoint, recipe.yaml (rebuilds bit for bit), mergekit.yaml (parameter recipes), README model card."""
     with user_errors():

@@ -125,12 +125,15 @@ def run_is_stored(run_dir: Path) -> bool:
 
 def _resume(experiment: Path | None, resume: str, workers: int | None,
             runs_dir: Path, address: str | None = None) -> tuple[RunStore, Session, Any]:
-    restart = _unfinished_run(resume, runs_dir)
-    if restart is not None:
+    try:
+        store = RunStore.open(resume, runs_dir)
+    except StoreError:
+        restart = _unfinished_run(resume, runs_dir)
+        if restart is None:
+            raise
         _note(f"note: run {restart.name} was cut short while being created; creating it again")
         exp = load_experiment(restart / "experiment.yaml")
         return _create(exp, str(restart / "experiment.yaml"), workers, restart.parent, address)
-    store = RunStore.open(resume, runs_dir)
     stored = Experiment.model_validate(store.info().experiment)
     stored._space_where = f"run {store.name}: search_space"
     exp = stored

@@ -68,7 +68,8 @@ def locate_run(run: str | Path, runs_dir: str | Path = "runs") -> tuple[str, str
     raise StoreError(f"{text}: no such run (looked for a run directory, {Path(runs_dir) / text}, a .db file or a URL)")
 
 
-MAX_GENE_PARAMS = 2048   # larger genomes (raw network weights) stay in the genome attribute only
+MAX_GENE_PARAMS = 64   # larger genomes (layer paths, raw weights) stay in the genome attribute only:
+                       # every reader of the run parses each parameter row
 
 
 def gene_meta(names: list[str], lower: Any, upper: Any) -> dict[str, Any] | None:
@@ -154,6 +155,7 @@ class RunStore:
         if not isinstance(self._meta, dict) or self._meta.get("schema") != SCHEMA:
             raise StoreError(f"store {url}: study {name!r} is not an evomerge run (schema {SCHEMA})")
         self._trial_of: dict[int, int] = {}   # candidate id -> Optuna trial id
+        self._params_table: Any = None
         for t in self.study.get_trials(deepcopy=False):
             if "candidate_id" in t.user_attrs:
                 self._trial_of[int(t.user_attrs["candidate_id"])] = t._trial_id
@@ -163,14 +165,14 @@ class RunStore:
     def create(cls, url: str, name: str, experiment: dict[str, Any], searcher: str,
                objectives: dict[str, str], budget: int | None, extra: dict[str, Any] | None = None) -> "RunStore":
         """A new run; StoreError when the store already holds a run of that name. A study of that
-        name without the run's description and without trials is what a creation killed half-way
-        leaves (the description is its last write): it is replaced."""
+        name without user attributes (the run's description is its last write) and without
+        trials is what a creation killed half-way leaves: it is replaced."""
         import optuna
 
         storage = _storage(url)
         old = next((s for s in storage.get_all_studies() if s.study_name == name), None)
         if old is not None:
-            if "evomerge" in old.user_attrs or storage.get_n_trials(old._study_id) > 0:
+            if old.user_attrs or storage.get_n_trials(old._study_id) > 0:
                 raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
             storage.delete_study(old._study_id)
         directions = [objectives[k] for k in objectives]
@@ -256,26 +258,32 @@ class RunStore:
             raise StoreError(f"store {self.url}: candidate {cid} exists already")
         attrs = {"candidate_id": int(cid), "genome": [float(v) for v in genome], "recipe": recipe,
                  "ask_seq": int(seq), "seed": seed, "meta": meta or {}}
-        params, distributions = self._gene_params(genome)
         template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
-                               datetime_complete=None, params=params, distributions=distributions, user_attrs=attrs,
+                               datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
                                system_attrs={}, intermediate_values={}, trial_id=-1)
-        self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        tid = self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        self._write_gene_params(tid, genome)
 
-    def _gene_params(self, genome: list[float]) -> tuple[dict[str, float], dict[str, Any]]:
-        """Each gene as an Optuna parameter with its range, so plain Optuna tools
-        (optuna-dashboard, ``trial.params``) see the search; values clipped into the box, as the
-        recipe uses them. Only for runs whose meta names the genes (see ``gene_meta``)."""
+    def _write_gene_params(self, tid: int, genome: list[float]) -> None:
+        """Each gene as an Optuna parameter with its range (a copy of the genome, for plain Optuna
+        tools: optuna-dashboard, ``trial.params``), values clipped into the box as the recipe
+        uses them. One bulk insert into Optuna's ``trial_params`` table after the trial exists:
+        Optuna's own per-parameter path re-checks every earlier trial (quadratic in the run). A
+        kill between the two writes leaves a trial without this copy, nothing else."""
         genes = self._meta.get("genes")
-        if not genes or len(genes["names"]) != len(genome):
-            return {}, {}
-        from optuna.distributions import FloatDistribution
+        if not genes or len(genes["names"]) != len(genome) or not hasattr(self._storage, "engine"):
+            return
+        import sqlalchemy
+        from optuna.distributions import FloatDistribution, distribution_to_json
 
-        params, dists = {}, {}
-        for name, lo, hi, v in zip(genes["names"], genes["low"], genes["high"], genome):
-            params[name] = min(max(float(v), lo), hi)
-            dists[name] = FloatDistribution(lo, hi)
-        return params, dists
+        if self._params_table is None:
+            self._params_table = sqlalchemy.Table("trial_params", sqlalchemy.MetaData(),
+                                                  autoload_with=self._storage.engine)
+        rows = [{"trial_id": tid, "param_name": name, "param_value": min(max(float(v), lo), hi),
+                 "distribution_json": distribution_to_json(FloatDistribution(lo, hi))}
+                for name, lo, hi, v in zip(genes["names"], genes["low"], genes["high"], genome)]
+        with self._storage.engine.begin() as conn:
+            conn.execute(self._params_table.insert(), rows)
 
     def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int) -> None:
         """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL."""
