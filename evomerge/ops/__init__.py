@@ -44,7 +44,6 @@ class MethodSpec:
     consensus: bool = False  # TIES sign election
     min_sources: int = 1
     max_sources: int | None = None
-    stack: str | None = "deltas"  # what resident sources may cache for it: deltas | sources | None
     doc: str = ""
     _fn: list = field(default_factory=list, compare=False, repr=False)
 
@@ -93,7 +92,7 @@ def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bo
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
-        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False, stack="sources",
+        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False,
                    doc="weighted average of the sources (model soup)"),
         _task_vector("task_arithmetic", None, False, False, "none", doc="base + lambda * sum w_k tau_k"),
         _task_vector("ties", "magnitude", True, True, "none", doc="trim, elect sign, disjoint merge"),
@@ -105,7 +104,7 @@ METHODS: dict[str, MethodSpec] = {
                      doc="breadcrumbs + TIES sign election"),
         MethodSpec("slerp", "evomerge.ops.slerp:merge",
                    (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
-                   needs_base=False, min_sources=1, max_sources=2, stack=None,
+                   needs_base=False, min_sources=1, max_sources=2,
                    doc="spherical interpolation from base (t=0) to the other model (t=1)"),
     )
 }
