@@ -179,7 +179,7 @@ def test_task_files_non_utf8_malformed_or_bad_jsonl_are_one_line(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "validation.jsonl").write_bytes(b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xff"}\n')
     (tmp_path / "jl.yaml").write_text("name: jl\nkind: generate\ndata: d\n")
-    exp = experiment("jl", backend="hf", fitness={"tasks": [str(tmp_path / "jl.yaml")]})
+    exp = experiment("jl", backend="torch", fitness={"tasks": [str(tmp_path / "jl.yaml")]})
     _one_line(cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"]),
               "validation.jsonl:2: not UTF-8 text (byte 0xff)")
     assert not (tmp_path / "runs").exists()

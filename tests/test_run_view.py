@@ -73,7 +73,10 @@ def test_baselines_are_the_parents_and_the_untuned_merge():
     from evomerge.runtime.baselines import baseline_recipes
     from evomerge.runtime.session import build_session
 
-    session = build_session(Experiment.model_validate(experiment("b", backend="hf")))
+    from dataclasses import replace
+
+    session = build_session(Experiment.model_validate(experiment("b", backend="torch")))
+    session.spec = replace(session.spec, backend="hf")   # as an hf run's (without loading the models)
     recipes = baseline_recipes(session)
     assert list(recipes) == ["parent base", "parent a", "parent b", "untuned merge"]
     assert recipes["parent a"] == {"kind": "parameter", "method": "linear",
