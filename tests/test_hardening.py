@@ -250,11 +250,12 @@ def test_export_removes_temporaries_left_by_a_killed_export(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = tmp_path / f".model.tmp-{dead.pid}-0123abcd"
-    live = tmp_path / f".model.tmp-{os.getpid()}-4567cdef"
-    other = tmp_path / f".modelx.tmp-{dead.pid}-89abcdef"
-    for d in (stale, live, other):
+    other = tmp_path / f".earlier.tmp-{dead.pid}-89abcdef"        # an export elsewhere in the folder
+    live = tmp_path / f".model.tmp-{os.getpid()}-4567cdef"      # a write in progress
+    mine = tmp_path / f".notes.tmp-{dead.pid}-draft"              # not ours
+    for d in (stale, live, other, mine):
         (d / "sub").mkdir(parents=True)
     with atomic_output_dir(tmp_path / "model") as tmp:
         (tmp / "x").write_text("x")
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and not other.exists() and live.exists() and mine.exists()
     assert (tmp_path / "model" / "x").read_text() == "x"

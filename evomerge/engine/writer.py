@@ -7,10 +7,10 @@ buffered beyond one tensor."""
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -108,13 +108,16 @@ def check_output_dir(out: Path, force: bool) -> None:
         raise CheckpointError(f"{out}: output exists and is not empty (pass --force to replace it)")
 
 
+STALE_TEMP = re.compile(r"\..+\.tmp-(\d+)-[0-9a-f]{8}")   # what atomic_output_dir names them
+
+
 def remove_stale_temps(out: Path) -> list[Path]:
-    """Delete the temporary folders of earlier writes of ``out`` whose process is gone (a kill
-    leaves them: nothing else would remove them); those of live processes stay."""
+    """Delete the temporary folders that earlier writes into ``out``'s folder left when they were
+    killed (nothing else would remove them: gigabytes at real size); those of live processes stay."""
     removed = []
-    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*-*"):
-        pid = tmp.name[len(out.name) + 6:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and tmp.is_dir():
+    for tmp in out.parent.glob(".*.tmp-*-*"):
+        match = STALE_TEMP.fullmatch(tmp.name)
+        if match and tmp.is_dir() and not _alive(int(match.group(1))):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     return removed
