@@ -64,11 +64,31 @@ TaskRefField = Annotated[Union[Annotated[str, Tag("native_task")], Annotated[LmE
                          Discriminator(_task_kind)]
 
 
+# Evaluator options read by the built-in backends, with the type each must have (checked before
+# the search: a wrong type would fail every evaluation). Other keys pass to custom backends.
+POSITIVE_INT_OPTIONS = ("limit", "batch_size", "max_layers", "max_model_len", "kv_cache_gib")
+OPTION_TYPES: dict[str, tuple[type, ...]] = {"device": (str,), "dtype": (str,), "multiprocessing": (bool,),
+                                             "placement": (str,), "resident_dtype": (str,), "model_dtype": (str,),
+                                             "memory_budget_gb": (int, float),
+                                             "engine_args": (dict,), "seed": (int,)}
+
+
 class FitnessSpec(_Strict):
     tasks: list[TaskRefField] = Field(min_length=1)   # native names/paths, or {lm_eval: ...}
     split: str = "validation"
     objectives: list[Objective] = Field(default_factory=list)
-    options: dict[str, Any] = Field(default_factory=dict)    # evaluator options (max_items, batch size...)
+    options: dict[str, Any] = Field(default_factory=dict)    # evaluator options (limit, batch_size, ...)
+
+    @field_validator("options")
+    @classmethod
+    def _option_types(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, val in v.items():
+            if key in POSITIVE_INT_OPTIONS and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise ValueError(f"{key}: {val!r} is not a positive integer")
+            want = OPTION_TYPES.get(key)
+            if want and (not isinstance(val, want) or (bool not in want and isinstance(val, bool))):
+                raise ValueError(f"{key}: {val!r} is not a {'/'.join(t.__name__ for t in want)}")
+        return v
 
     @model_validator(mode="after")
     def _objectives(self) -> "FitnessSpec":

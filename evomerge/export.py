@@ -2,9 +2,11 @@
 
 The folder holds an HF checkpoint (sharded safetensors, config, tokenizer, generation config)
 written by the merge engine, ``recipe.yaml`` (``evomerge merge recipe.yaml`` rebuilds the same
-tensors bit for bit), ``mergekit.yaml`` for parameter-space recipes mergekit can express, and a
+tensors bit for bit), ``mergekit.yaml`` whenever mergekit can express the merge (see
+evomerge/mergekit_export.py; the card says in one line what it holds or why it is absent), and a
 model card (README.md) with lineage and scores on the validation and test splits, re-scored
-by the run's own Evaluator at export time. Data-flow and hybrid winners become plain
+by the run's own Evaluator at export time (the held-out test split in full; each column says
+how many items it scored). Data-flow and hybrid winners become plain
 checkpoints with the evolved number of layers, path scales folded into the weights.
 
 Everything is written into a temporary folder beside the target and renamed into place at the
@@ -65,9 +67,13 @@ def pick_trial(info: RunInfo, trials: list[TrialRecord], which: str, objective: 
     return best, f"the best trial by `{name}` ({direction}) among {len(scored)} completed"
 
 
-def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tuple[dict, dict]:
-    """Task scores and objective values of ``recipe`` per split, from the run's own evaluator
-    settings (backend, tasks, options) with only the split changed."""
+def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,
+                    test_limit: int | None = None) -> tuple[dict, dict, dict]:
+    """Task scores, objective values and item counts of ``recipe`` per split, from the run's own
+    evaluator settings (backend, tasks, options) with only the split changed, except that the
+    held-out test split is scored in full (or on its first ``test_limit`` items), not on the
+    run's ``limit``: the search split reproduces what the run stored, the test split is the
+    honest estimate."""
     from evomerge.experiment import parse_experiment
     from evomerge.runtime.inprocess import build_evaluator
     from evomerge.runtime.pool import EvalJob
@@ -75,19 +81,25 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tup
 
     exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
     session = build_session(exp)
-    scores, objectives = {}, {}
+    scores, objectives, items = {}, {}, {}
     for split in splits:
-        evaluator = build_evaluator(replace(session.spec, split=split))
+        options = dict(session.spec.options)
+        if split == "test":
+            options.pop("limit", None)
+            if test_limit:
+                options["limit"] = test_limit
+        evaluator = build_evaluator(replace(session.spec, split=split, options=options))
         result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
         if result.error:
             raise EvomergeError(f"export: scoring on the {split} split failed: {result.error}")
         scores[split] = dict(result.scores)
+        items[split] = {t: len(v) for t, v in result.item_scores.items()}
         values = session.scoring.values(result.scores) or []
         objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
         close = getattr(evaluator, "close", None)
         if close:
             close()
-    return scores, objectives
+    return scores, objectives, items
 
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
@@ -115,18 +127,18 @@ def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
 
 
 def export_trial(run: str, out: str | Path, which: str = "best", objective: str | None = None,
-                 force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None) -> Exported:
+                 force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None,
+                 test_limit: int | None = None) -> Exported:
     """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
     from evomerge.engine import merge_to_disk
     from evomerge.engine.writer import atomic_output_dir
-    from evomerge.errors import ConfigError
     from evomerge.evaluate.task_refs import lm_eval_card_note
-    from evomerge.mergekit_config import to_mergekit
+    from evomerge.mergekit_export import HEADER, export_config
     from evomerge.recipe import parse_recipe
     from evomerge.report.card import CardFacts, model_card
     from evomerge.runtime.store import RunStore
 
-    store = RunStore.open(run)
+    store = RunStore.open(run, read_only=True)
     info, trials = store.info(), store.trials()
     trial, chosen_by = pick_trial(info, trials, which, objective)
     recipe = parse_recipe(trial.recipe, f"trial {trial.number} recipe")
@@ -137,24 +149,21 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
     with atomic_output_dir(out, force) as tmp:
         merge_to_disk(recipe, tmp, force=True, recipe_file="recipe.yaml",
                       **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
-        if recipe.kind == "parameter":
-            try:
-                config = to_mergekit(recipe)
-                (tmp / "mergekit.yaml").write_text(
-                    "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
-                    + yaml.safe_dump(config, sort_keys=False))
-            except ConfigError as err:
-                facts.notes.append(f"No mergekit.yaml: {str(err).split(': ', 1)[-1]}")
-        else:
-            facts.notes.append("No mergekit.yaml: mergekit's passthrough cannot express scaled or hybrid "
-                               "layer paths; recipe.yaml is the exact description.")
+        config, note = export_config(recipe)
+        if config is not None:
+            (tmp / "mergekit.yaml").write_text(HEADER + f"# {note.split(': ', 1)[1]}\n"
+                                               + yaml.safe_dump(config, sort_keys=False))
+        facts.notes.append(note if config is not None else f"{note} recipe.yaml is the exact description.")
         if evaluate:
-            facts.split_scores, facts.split_objectives = score_on_splits(info, trial.recipe)
+            facts.split_scores, facts.split_objectives, facts.split_items = score_on_splits(
+                info, trial.recipe, test_limit=test_limit)
             limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
             if limit:
-                facts.notes.append(f"Scores use the run's fitness settings: the first {limit} items of each split.")
+                facts.notes.append(f"The stored and validation scores use the run's fitness settings (the first "
+                                   f"{limit} items); the test split is scored "
+                                   + (f"on its first {test_limit} items." if test_limit else "in full."))
             tasks = (info.experiment.get("fitness") or {}).get("tasks", [])
-            facts.notes += [lm_eval_card_note(ref, limit) for ref in tasks if isinstance(ref, dict)]
+            facts.notes += [lm_eval_card_note(ref, test_limit) for ref in tasks if isinstance(ref, dict)]
         facts.files = sorted(p.name for p in tmp.iterdir()) + ["README.md"]
         (tmp / "README.md").write_text(model_card(facts))
     return Exported(Path(out), trial, chosen_by, facts.split_scores)

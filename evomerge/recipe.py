@@ -337,15 +337,18 @@ def read_yaml(path: str | Path) -> Any:
     """safe_load a YAML file; ConfigError naming the file when missing or malformed."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        what = str(getattr(err, "problem", None) or err).strip().splitlines() or ["unreadable"]
+        raise ConfigError(f"{path}: malformed YAML{where}: {what[0]}") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -35,7 +35,11 @@ def _recipes(fam: dict[str, Path]) -> dict[str, dict]:
                 "embeddings_from": 0, "layers": path, "dtype": "float32"}
     hybrid = {"kind": "dataflow", "sources": [{"model": str(fam["e2"])}, {"recipe": ties}],
               "embeddings_from": 0, "layers": path[:5], "dtype": "float32"}
-    return {"ties": ties, "dataflow": dataflow, "hybrid": hybrid}
+    plain = {**dataflow, "layers": [{**h, "scale": 1.0} for h in path[:5]]}     # starts and ends in source 0
+    dare = {"kind": "parameter", "method": "dare_ties", "base": str(fam["base"]), "dtype": "float32", "seed": 3,
+            "sources": [{"model": str(fam["e0"]), "parameters": {"weight": 0.8, "density": 0.5}},
+                        {"model": str(fam["e1"]), "parameters": {"weight": 0.6, "density": 0.7}}]}
+    return {"ties": ties, "dataflow": dataflow, "hybrid": hybrid, "plain": plain, "dare": dare}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,8 @@ def run(tiny_family, tmp_path_factory):
     trials = [{"recipe": r["ties"], "values": [0.5]}, {"recipe": r["dataflow"], "values": [0.6]},
               {"recipe": r["hybrid"], "values": [0.7]},
               {"recipe": {**r["ties"], "base": "/nonexistent/base"}, "values": [0.1]},
-              {"recipe": r["ties"], "error": "worker died"}]
+              {"recipe": r["ties"], "error": "worker died"},
+              {"recipe": r["plain"], "values": [0.2]}, {"recipe": r["dare"], "values": [0.3]}]
     return write_run(tmp_path_factory.mktemp("exp"), "exp", {"acc": "maximize"}, trials,
                      experiment={"name": "exp", "fitness": {"split": "validation"}}, searcher="cmaes", budget=50)
 
@@ -85,7 +90,7 @@ def test_parameter_winner_reloads_rebuilds_bit_for_bit_and_documents_itself(run,
     a, b = load_tensors(out), load_tensors(rebuilt)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     card = (out / "README.md").read_text()
-    for needle in ("trial 0", "searcher | cmaes", "method | ties (parameter space)", "budget | 50 evaluations (5 finished",
+    for needle in ("trial 0", "searcher | cmaes", "method | ties (parameter space)", "budget | 50 evaluations (7 finished",
                    "run | `exp`", "objective **acc** (maximize) | 0.5000", "stored (validation, during search)",
                    "/e0`", "/e1`", "/base`", "evomerge merge recipe.yaml"):
         assert needle in card, needle
@@ -185,3 +190,38 @@ def test_mergekit_yaml_gives_the_same_tensors_in_mergekit(run, tmp_path):
     worst = max((ours[k] - theirs[k].to(ours[k].dtype)).abs().max().item() for k in ours)
     assert worst < 1e-5, worst
     shutil.rmtree(mk)
+
+
+@pytest.mark.mergekit
+@pytest.mark.skipif(not MERGEKIT.exists(), reason=".venv-mergekit is absent (scripts/setup.sh creates it)")
+def test_mergekit_yaml_for_a_plain_layer_path_and_a_dare_merge_runs_in_mergekit(run, tmp_path, tiny_family):
+    """A data-flow path without scales: mergekit's passthrough slices give our tensors exactly.
+    DARE with 1/density: mergekit's DARE (L1 rescale, its own drops) gives the same merge in
+    distribution: the same share of each task vector kept, the same L1 size of the change."""
+    import yaml
+
+    from helpers_mergekit import run_mergekit
+
+    outs = {}
+    for name, trial in (("plain", "5"), ("dare", "6")):
+        outs[name] = tmp_path / name
+        assert _export(run, outs[name], "--trial", trial).exit_code == 0
+    configs = {name: yaml.safe_load((out / "mergekit.yaml").read_text()) for name, out in outs.items()}
+    assert configs["plain"]["merge_method"] == "passthrough"
+    assert [s["sources"][0]["layer_range"] for s in configs["plain"]["slices"]] == [[0, 1], [1, 3], [2, 4]]
+    assert configs["dare"]["merge_method"] == "dare_ties" and configs["dare"]["parameters"]["rescale"] is True
+    assert "equal in distribution" in (outs["dare"] / "README.md").read_text()
+    (tmp_path / "mk").mkdir()
+    theirs = run_mergekit(configs, tmp_path / "mk")
+
+    ours, mk = load_tensors(outs["plain"]), load_tensors(theirs["plain"])
+    assert ours.keys() == mk.keys() and all(torch.equal(ours[k], mk[k]) for k in ours)
+
+    ours, mk = load_tensors(outs["dare"]), load_tensors(theirs["dare"])
+    base = load_tensors(tiny_family["base"])
+    assert ours.keys() == mk.keys()
+    for k in ("model.embed_tokens.weight", "model.layers.1.mlp.down_proj.weight", "lm_head.weight"):
+        a, b = ours[k] - base[k], mk[k] - base[k]
+        assert abs((a != 0).float().mean().item() - (b != 0).float().mean().item()) < 0.03, k
+        assert a.abs().sum().item() == pytest.approx(b.abs().sum().item(), rel=0.05), k
+        assert not torch.equal(a, b)  # independent draws

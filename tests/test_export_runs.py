@@ -22,6 +22,7 @@ from evomerge.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = {"ps": "ps_ties_blocks.yaml", "dfs": "dfs.yaml", "hybrid": "hybrid.yaml"}
+LIMIT = 12   # of 24 items per split: the search and validation use 12, the card's test all 24
 
 
 def _write_tasks(root: Path) -> Path:
@@ -54,7 +55,7 @@ def fitness(tmp_path_factory):
 def short_run(kind: str, family: dict[str, Path], root: Path) -> Path:
     exp = {"name": f"tiny-{kind}", "models": {"sources": [str(family["e0"]), str(family["e1"])]},
            "search_space": str(REPO / "search_spaces" / SPACES[kind]),
-           "fitness": {"tasks": ["tiny_ppl", "tiny_mc"], "split": "validation",
+           "fitness": {"tasks": ["tiny_ppl", "tiny_mc"], "split": "validation", "options": {"limit": LIMIT},
                        "objectives": [{"name": "ppl", "tasks": ["tiny_ppl"], "direction": "minimize"}]},
            "searcher": {"name": "cmaes", "options": {"sigma0": 0.3}}, "budget": 3, "seed": 0, "backend": "hf"}
     if kind != "dfs":
@@ -92,13 +93,16 @@ def test_exported_winner_reloads_and_reproduces_the_stored_validation_score(fitn
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     layers = len(recipe["layers"]) if recipe["kind"] == "dataflow" else 4
     assert backend.model.config.num_hidden_layers == len(backend.model.model.layers) == layers
-    val = evaluate_model(backend, ["tiny_ppl", "tiny_mc"], "validation")
-    test = evaluate_model(backend, ["tiny_ppl", "tiny_mc"], "test")
+    val = evaluate_model(backend, ["tiny_ppl", "tiny_mc"], "validation", LIMIT)
+    test = evaluate_model(backend, ["tiny_ppl", "tiny_mc"], "test")          # the whole held-out split
     # the reloaded checkpoint scores exactly what the run stored for this trial
     assert val["tiny_ppl"].score == pytest.approx(best.scores["tiny_ppl"], rel=1e-6)
     assert val["tiny_mc"].score == best.scores["tiny_mc"]
 
     card = (out / "README.md").read_text()
+    assert ("| | stored (validation, during search, 12 items) | validation (at export, 12 items) "
+            "| test (at export, 24 items) |") in card
+    assert "the test split is scored in full" in card
     stored, card_val, card_test = card_row(card, "task `tiny_ppl`")
     assert stored == pytest.approx(best.scores["tiny_ppl"], abs=5e-5)
     assert card_val == pytest.approx(val["tiny_ppl"].score, abs=5e-5)

@@ -147,7 +147,7 @@ def test_html_page_in_headless_chromium(tmp_path):
     assert attrs["tip-pinned"] == "block"   # a click pins the box so its recipe can be copied
     tip = attrs["tip"]
     for needle in ("trial 5", "math: 0.4", "words: 0.7", "ppl: 5", "method: ties", "weight: 0.5",
-                   "evomerge export runs/demo --trial 5 --out DIR"):
+                   "evomerge export runs/demo --trial 5 --out trial-5"):
         assert needle in tip
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -172,3 +172,40 @@ def test_html_page_with_one_or_three_objectives(tmp_path, objectives):
     assert {int(t) for t in front.split(",")} == {data.trials[i].number for i in data.front}
     if len(objectives) == 3:
         assert 'id="axis-x"' in run.stdout and 'id="axis-y"' in run.stdout
+
+
+BASELINES = {"parent math": {"objectives": {"math": 0.45, "words": 0.1}, "scores": {"math": 0.45, "words": 0.1}},
+             "parent words": {"objectives": {"math": 0.05, "words": 0.65}, "scores": {"math": 0.05, "words": 0.65}},
+             "untuned merge": {"error": "NaN weights"}}
+
+
+def test_png_marks_baselines_and_counts_evaluations_in_whole_numbers(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    data = front_data(_trials(), OBJS, baselines=BASELINES)
+    assert [label for label, _ in data.baselines] == ["parent math", "parent words"]   # the failed one is left out
+    plot_front(data, tmp_path / "front.png")
+    fig = figures[0]
+    bar = next(ax for ax in fig.axes if ax.get_label() == "<colorbar>")
+    ticks = [t for t in bar.get_yticks() if 0 <= t <= len(VALUES) - 1]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "parent math" in texts and "parent words" in texts
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it as root)")
+def test_html_page_shows_baselines_round_ticks_and_an_export_command_per_front_trial(tmp_path):
+    data = front_data(_trials(), OBJS, baselines=BASELINES)
+    page = write_html(data, tmp_path / "front.html", "test run", run="runs/demo")
+    run = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    assert _console_lines(run.stderr) == []
+    assert re.findall(r'<rect[^>]*data-label="([^"]+)"', run.stdout) == ["parent math", "parent words"]
+    scatter = run.stdout.split('id="scatter"', 1)[1].split("</svg>", 1)[0]
+    ticks = re.findall(r'<text[^>]*text-anchor="(?:middle|end)"[^>]*>(-?[0-9.]+)</text>', scatter)
+    assert len(ticks) >= 6 and all(len(t.rstrip("0").split(".")[-1]) <= 2 or "." not in t for t in ticks), ticks
+    commands = re.findall(r"<code>(evomerge export runs/demo --trial (\d+) --out trial-\d+)</code>", run.stdout)
+    assert {int(n) for _, n in commands} == FINAL_FRONT
+    assert run.stdout.count(">copy</button>") == len(FINAL_FRONT)

@@ -37,6 +37,15 @@ def eval_model(
 
         if split not in SPLITS:
             raise typer.BadParameter(f"{split!r} is not one of {', '.join(SPLITS)}", param_hint="--split")
+        if json_out is not None:  # checked now: the scores must not be lost after the evaluation
+            from evomerge.errors import EvomergeError
+
+            if not json_out.parent.is_dir():
+                raise EvomergeError(f"--json: folder {json_out.parent} does not exist")
+            if json_out.is_dir():
+                raise EvomergeError(f"--json: {json_out} is a folder, not a file name")
+            if not os.access(json_out.parent, os.W_OK):
+                raise EvomergeError(f"--json: folder {json_out.parent} is not writable")
         tasks = [load_task_ref(ref, f"--task {ref}") for ref in task]  # all checked before the model loads
         backend = HFBackend.from_pretrained(model, batch_size=batch_size)
         table = Table(title=f"{model} ({split})")

@@ -17,13 +17,15 @@ def export(
     force: bool = typer.Option(False, "--force", help="replace OUT if it exists"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip re-scoring on the validation and test splits"),
     shard_size_mb: int = typer.Option(2048, "--shard-size-mb", min=1, help="maximum safetensors shard size"),
+    test_limit: int = typer.Option(None, "--test-limit", min=1,
+                                   help="score only the first N test items (default: the whole test split)"),
 ) -> None:
     """HF checkpoint, recipe.yaml (rebuilds bit for bit), mergekit.yaml (parameter recipes), README model card."""
     with user_errors():
         from evomerge.export import export_trial
 
         done = export_trial(run, out, which=trial, objective=objective, force=force, evaluate=not no_eval,
-                            max_shard_bytes=shard_size_mb * 1024 * 1024)
+                            max_shard_bytes=shard_size_mb * 1024 * 1024, test_limit=test_limit)
         typer.echo(f"exported trial {done.trial.number} ({done.chosen_by}) to {done.path}")
         for split, scores in done.scores.items():
             typer.echo(f"  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))

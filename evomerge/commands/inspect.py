@@ -15,7 +15,7 @@ def _open(run: str):
     """The run's store, read-only use; SQLite readers work beside the run's writer."""
     from evomerge.runtime.store import RunStore
 
-    return RunStore.open(run)
+    return RunStore.open(run, read_only=True)
 
 
 def status(run: str = typer.Argument(..., help=RUN_HELP)) -> None:
@@ -55,7 +55,7 @@ def pareto(
                 raise EvomergeError(f"--reference: {reference!r} is not a comma-separated list of numbers") from None
             if len(ref) != len(objs):
                 raise EvomergeError(f"--reference: {len(ref)} values for {len(objs)} objectives")
-        data = front_data(trials, objs, ref)
+        data = front_data(trials, objs, ref, info.baselines)
         console = Console()
         if not data.trials:
             console.print(f"run {info.name}: no completed trials with {', '.join(o.name for o in objs)} yet")
@@ -77,7 +77,7 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", help="address to bind; the default keeps it local to this machine"),
     port: int = typer.Option(8080, help="port to listen on"),
 ) -> None:
-    """Serve optuna-dashboard on the run's store (blocks until Ctrl-C)."""
+    """Serve optuna-dashboard on the run's store, read-only (blocks until Ctrl-C)."""
     with user_errors():
         from evomerge.errors import EvomergeError
 
@@ -85,9 +85,9 @@ def dashboard(
             from optuna_dashboard import run_server
         except ImportError:
             raise EvomergeError("dashboard: optuna-dashboard is not installed (pip install 'evomerge[dashboard]')") from None
-        url = _open(run).url
-        typer.echo(f"optuna-dashboard on http://{host}:{port}/ for {url}", err=True)
-        run_server(url, host=host, port=port)
+        store = _open(run)
+        typer.echo(f"optuna-dashboard on http://{host}:{port}/ for {store.url} (read-only)", err=True)
+        run_server(store.storage, host=host, port=port)
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,12 @@ def run(
             raise ConfigError("give an EXPERIMENT.yaml, or --resume RUN to continue a run")
         from evomerge.runtime.driver import open_run
 
-        store, session, pool = open_run(experiment, resume, workers, runs_dir, address)
+        try:
+            store, session, pool = open_run(experiment, resume, workers, runs_dir, address)
+        except KeyboardInterrupt:
+            typer.echo("\ninterrupted while starting: no evaluation had begun; nothing half made is left "
+                       "(run the same command again)", err=True)
+            raise typer.Exit(INTERRUPTED) from None
         _search(store, session, pool, progress)
 
 
@@ -41,7 +46,17 @@ def _search(store, session, pool, progress: bool) -> None:
     from evomerge.runtime.loop import run_loop
 
     budget = int(store.meta["budget"])
+    startup = (store.meta.get("startup_s") or [None])[-1]
+    if startup is not None:
+        typer.echo(f"{store.name}: started in {startup:.1f} s (checks, workers, sources loaded); "
+                   f"{_where(store)}", err=True)
     try:
+        from evomerge.runtime.baselines import score_baselines
+
+        scored = score_baselines(store, session, pool)
+        if scored:
+            typer.echo(f"{store.name}: baselines for the Pareto plot: "
+                       + "; ".join(_baseline(k, v) for k, v in scored.items()), err=True)
         summary = run_loop(store, session, pool, budget, show_progress=progress)
     except KeyboardInterrupt:
         done = sum(r.state != "running" for r in store.trials())
@@ -59,16 +74,40 @@ def _search(store, session, pool, progress: bool) -> None:
         typer.echo(best)
 
 
+def _baseline(label: str, ref: dict) -> str:
+    if "error" in ref:
+        return f"{label} failed ({ref['error'][:80]})"
+    return f"{label} " + ", ".join(f"{k} {v:.4g}" for k, v in ref["objectives"].items())
+
+
 def _where(store) -> str:
     return store.meta.get("run_dir") or store.url
 
 
 def _best_line(store) -> str | None:
+    """The best candidate (one objective), or the Pareto front's size and how to pick from it."""
     info, trials = store.info(), [t for t in store.trials() if t.state == "complete"]
     if not trials:
         return None
+    where = _where(store)
+    if len(info.objectives) > 1:
+        from evomerge.report.points import Objective, front_data
+
+        data = front_data(trials, [Objective(n, d) for n, d in info.objectives.items()])
+        if not data.trials:
+            return None
+        front = [data.trials[i].number for i in data.front]
+        best = "; ".join(_best_of(trials, n, d) for n, d in info.objectives.items())
+        return (f"Pareto front: {len(front)} candidates ({', '.join(map(str, sorted(front)[:10]))}"
+                f"{', ...' if len(front) > 10 else ''}) trading off {', '.join(info.objectives)}; {best}. "
+                f"Compare them with `evomerge pareto {where} --html front.html`, then "
+                f"`evomerge export {where} --trial N --out DIR` (or --trial best --objective NAME)")
     name, direction = next(iter(info.objectives.items()))
+    return (f"best: {_best_of(trials, name, direction)}; export it with "
+            f"`evomerge export {where} --trial best --out DIR`")
+
+
+def _best_of(trials, name: str, direction: str) -> str:
     pick = max if direction == "maximize" else min
     best = pick(trials, key=lambda t: t.objectives[name])
-    return (f"best: candidate {best.number} with {name} = {best.objectives[name]:.4g}; export it with "
-            f"`evomerge export {_where(store)} --trial best --out DIR`")
+    return f"candidate {best.number} with {name} = {best.objectives[name]:.4g}"

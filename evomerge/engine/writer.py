@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,6 +108,31 @@ def check_output_dir(out: Path, force: bool) -> None:
         raise CheckpointError(f"{out}: output exists and is not empty (pass --force to replace it)")
 
 
+STALE_TEMP = re.compile(r"\..+\.tmp-(\d+)-[0-9a-f]{8}")   # what atomic_output_dir names them
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Delete the temporary folders that earlier writes into ``out``'s folder left when they were
+    killed (nothing else would remove them: gigabytes at real size); those of live processes stay."""
+    removed = []
+    for tmp in out.parent.glob(".*.tmp-*-*"):
+        match = STALE_TEMP.fullmatch(tmp.name)
+        if match and tmp.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `out`; on success it replaces `out` in one rename,
@@ -114,6 +140,7 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     check_output_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

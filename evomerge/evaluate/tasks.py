@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from evomerge.errors import ConfigError
 from evomerge.evaluate.requests import (
     ClassificationRequest,
@@ -107,8 +105,12 @@ def _read_items(task: Task, split: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"{task.name}: data file {path} not found")
     items = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
             if line.strip():
                 try:
                     items.append(json.loads(line))
@@ -139,11 +141,10 @@ def find_task_file(name: str) -> Path:
 
 def load_task(name: str) -> Task:
     """Read and validate a task YAML."""
+    from evomerge.recipe import read_yaml
+
     path = find_task_file(name)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping")
     unknown = set(spec) - FIELDS

@@ -8,6 +8,7 @@ experiment's models, validated with pydantic so a bad file fails with one line.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,10 @@ class SearchSpace(ABC):
             raise ConfigError(f"genome has length {v.size}, the {self.kind} space expects {self.dim}")
         return np.clip(v, self.lower, self.upper)
 
+    def gene_labels(self) -> list[str]:
+        """One readable, unique name per gene (the run store's Optuna parameter names)."""
+        return [f"g{i}" for i in range(self.dim)]
+
     def recipe_dict(self, x: np.ndarray) -> dict[str, Any]:
         """The recipe for x as a plain JSON-able dict (what jobs and the store carry)."""
         r = self.to_recipe(x)
@@ -119,3 +124,11 @@ def num_layers(ref: str) -> int:
     if not isinstance(n, int) or n < 1:
         raise CheckpointError(f"{path}: num_hidden_layers missing or invalid")
     return n
+
+
+def short_names(refs: list[str]) -> list[str]:
+    """Short, unique labels for model references: ``zoo:math`` -> ``math``, a path -> its folder
+    name; ``s0``, ``s1``, ... when those would collide."""
+    names = [re.sub(r"[^A-Za-z0-9]+", "-", ref.removeprefix("zoo:").rstrip("/").rsplit("/", 1)[-1]).strip("-")
+             for ref in refs]
+    return names if len(set(names)) == len(names) and all(names) else [f"s{k}" for k in range(len(refs))]

@@ -63,6 +63,15 @@ class DataflowSpace(SearchSpace):
     def over_models(cls, spec: DataflowSpec, models: Models) -> "DataflowSpace":
         return cls(spec, [{"model": m} for m in models.sources], [num_layers(m) for m in models.sources])
 
+    def gene_labels(self) -> list[str]:
+        """``slot7_math_L3`` (is slot 7, layer 3 of source math, on the path?) then
+        ``scale_math_to_words`` (hidden-state scale when the path moves between them)."""
+        from evomerge.genome.base import short_names
+
+        names = short_names([s.get("model") or "merge" for s in self.sources])
+        return ([f"slot{t}_{names[m]}_L{layer}" for t, (m, layer) in enumerate(self.slots)]
+                + [f"scale_{names[i]}_to_{names[j]}" for i in range(self.M) for j in range(self.M)])
+
     def hops(self, x: np.ndarray) -> list[dict[str, Any]]:
         """The path of genome x: [{source, layer, scale}, ...] in slot order."""
         x = self.clip(x)

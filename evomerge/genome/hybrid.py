@@ -57,6 +57,9 @@ class HybridSpace(SearchSpace):
         self._hi = np.concatenate([ps_hi, self.dfs.upper])
         self._x0 = np.concatenate([ps_x0, self.dfs.x0])
 
+    def gene_labels(self) -> list[str]:
+        return (self.ps.gene_labels() if self.ps is not None else []) + self.dfs.gene_labels()
+
     def to_recipe(self, x: np.ndarray) -> Any:
         from evomerge.recipe import parse_recipe
 

@@ -110,9 +110,12 @@ class _SourceGenes(SearchSpace):
         self._lo, self._hi, self._x0 = np.array(lo), np.array(hi), np.array(x0)
 
     def gene_labels(self) -> list[str]:
-        """Readable names, e.g. ``s1.weight.block3`` (for reports and the dashboard)."""
-        return [f"s{k}.{p}.{g}" for k in range(len(self.models.sources)) for p, _, _ in self.params
-                for g, _ in _names(self.layout, self.n_layers)]
+        """Readable names, e.g. ``weight_math_block3`` (parameter, source, layer group)."""
+        from evomerge.genome.base import short_names
+
+        groups = [g for g, _ in _names(self.layout, self.n_layers)]
+        return [f"{p}_{src}" + ("" if self.layout == "model" else f"_{g}")
+                for src in short_names(list(self.models.sources)) for p, _, _ in self.params for g in groups]
 
     def _source_parameters(self, x: np.ndarray) -> list[dict[str, Any]]:
         x = self.clip(x)

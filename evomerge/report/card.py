@@ -22,6 +22,7 @@ class CardFacts:
     search_split: str                                # split the stored scores come from
     split_scores: dict[str, dict[str, float]] = field(default_factory=dict)   # split -> task -> score
     split_objectives: dict[str, dict[str, float]] = field(default_factory=dict)
+    split_items: dict[str, dict[str, int]] = field(default_factory=dict)     # split -> task -> items scored
     num_layers: int | None = None
     source_layers: list[int] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -84,11 +85,21 @@ def model_card(facts: CardFacts) -> str:
     return "\n".join(lines)
 
 
+def _items(counts: dict[str, int]) -> str:
+    """", 1995 items" (", 40/200 items" when tasks differ); empty when unknown."""
+    if not counts:
+        return ""
+    values = list(dict.fromkeys(counts.values()))
+    return f", {values[0]} items" if len(values) == 1 else f", {'/'.join(map(str, counts.values()))} items"
+
+
 def _score_table(facts: CardFacts) -> list[str]:
     splits = list(facts.split_scores)
     tasks = list(dict.fromkeys([*facts.trial.scores, *(t for s in splits for t in facts.split_scores[s])]))
     objectives = list(dict.fromkeys([*facts.trial.objectives, *(o for s in splits for o in facts.split_objectives.get(s, {}))]))
-    head = [f"stored ({facts.search_split}, during search)"] + [f"{s} (at export)" for s in splits]
+    stored_items = {t: len(v) for t, v in facts.trial.item_scores.items()}
+    head = [f"stored ({facts.search_split}, during search{_items(stored_items)})"] + [
+        f"{s} (at export{_items(facts.split_items.get(s, {}))})" for s in splits]
     out = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for o in objectives:
         direction = facts.info.objectives.get(o, "maximize")

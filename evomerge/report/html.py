@@ -4,7 +4,8 @@ Hand-written SVG + JavaScript (template: ``page.html`` next to this module) inst
 no extra dependency, a page of tens of kilobytes rather than megabytes, and nothing fetched
 from the network, so it opens offline and in a headless browser. Every point shows its trial,
 scores and full recipe on hover; a slider replays the run and shows the front (red rings and
-staircase) and the hypervolume as they were after each evaluation.
+staircase) and the hypervolume as they were after each evaluation. The run's baselines (parents,
+untuned merge) are black squares; each front row has its export command and a copy button.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def page_data(data: FrontData, title: str, subtitle: str = "", run: str | None =
         "points": points,
         "progress": [float(v) for v in data.progress],
         "reference": data.reference,
+        "baselines": [{"label": label, "values": values} for label, values in data.baselines],
         "run": run,
     }
 

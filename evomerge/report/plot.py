@@ -1,5 +1,6 @@
-"""A static PNG of the run's trade-offs: every trial coloured by evaluation index, the final
-front highlighted, and the hypervolume curve showing how the front grew."""
+"""A static PNG of the run's trade-offs: every trial coloured by evaluation index (integer
+ticks), the final front highlighted, the baselines (parents, untuned merge) marked, and the
+hypervolume curve showing how the front grew."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def plot_front(data: FrontData, out: str | Path, title: str = "") -> Path:
     for ax, (a, b) in zip(axes[0], pairs):
         if b is None:
             ax.scatter(order, data.values[:, a], c=order, cmap="viridis", s=18)
+            for label, vals in data.baselines:
+                ax.axhline(vals[a], color="0.3", lw=0.8, ls="--")
+                ax.annotate(label, (0, vals[a]), xytext=(2, 2), textcoords="offset points", fontsize=7, color="0.2")
             ax.set_xlabel("evaluation")
             ax.set_ylabel(_label(data, a))
             continue
@@ -36,11 +40,21 @@ def plot_front(data: FrontData, out: str | Path, title: str = "") -> Path:
         ax.scatter(fx, fy, s=70, facecolors="none", edgecolors="crimson", linewidths=1.5, label="Pareto front")
         if k == 2:
             ax.plot(fx, fy, color="crimson", lw=1, drawstyle=_steps(data))
+        if data.baselines:
+            ax.scatter([v[a] for _, v in data.baselines], [v[b] for _, v in data.baselines], marker="X", s=60,
+                       color="black", label="baselines (parents, untuned merge)", zorder=3)
+            for label, vals in data.baselines:
+                ax.annotate(label, (vals[a], vals[b]), xytext=(4, 4), textcoords="offset points", fontsize=7)
         ax.set_xlabel(_label(data, a))
         ax.set_ylabel(_label(data, b))
         ax.legend(loc="best", fontsize=8)
     if n:
-        fig.colorbar(sc if k >= 2 else ax.collections[0], ax=axes[0][: len(pairs)].tolist(), label="evaluation index")
+        from matplotlib.ticker import MaxNLocator
+
+        bar = fig.colorbar(sc if k >= 2 else ax.collections[0], ax=axes[0][: len(pairs)].tolist(),
+                           label="evaluation index")
+        bar.locator = MaxNLocator(integer=True)   # evaluations are counted, not measured
+        bar.update_ticks()
     hv = axes[0][-1]
     hv.plot(range(1, n + 1), data.progress, color="navy")
     hv.set_xlabel("evaluations")

@@ -70,6 +70,7 @@ class FrontData:
     progress: list[float] = field(default_factory=list)   # hypervolume after each trial
     left_front: list[int] = field(default_factory=list)   # step each trial left the front (-1: never)
     reference: list[float] = field(default_factory=list)
+    baselines: list[tuple[str, list[float]]] = field(default_factory=list)  # parents, untuned merge
 
     @property
     def directions(self) -> list[str]:
@@ -84,8 +85,10 @@ def _order_key(t: TrialRecord):
     return (t.finished is None, t.finished.timestamp() if t.finished else 0.0, t.number)
 
 
-def front_data(trials: list[TrialRecord], objectives: list[Objective], reference=None) -> FrontData:
-    """Collect the completed trials that have all objectives, ordered by finish time."""
+def front_data(trials: list[TrialRecord], objectives: list[Objective], reference=None,
+               baselines: dict | None = None) -> FrontData:
+    """Collect the completed trials that have all objectives, ordered by finish time, and the
+    run's baselines (label -> stored objectives and scores) that have them."""
     names = [o.name for o in objectives]
     rows, used = [], []
     for t in sorted((t for t in trials if t.state == "complete"), key=_order_key):
@@ -95,6 +98,11 @@ def front_data(trials: list[TrialRecord], objectives: list[Objective], reference
             used.append(t)
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
     data = FrontData(objectives, used, values)
+    for label, b in (baselines or {}).items():
+        known = {**(b.get("scores") or {}), **(b.get("objectives") or {})}
+        vals = [known.get(n) for n in names]
+        if all(v is not None and math.isfinite(float(v)) for v in vals):
+            data.baselines.append((label, [float(v) for v in vals]))
     if not used:
         return data
     directions = data.directions

@@ -1,4 +1,4 @@
-"""Where a run stands: counts, best per objective, elapsed time and throughput.
+"""Where a run stands: counts, best per objective, elapsed time (start-up included) and throughput.
 
 Computed from the store's records only, so it works while the run is still writing.
 """
@@ -39,6 +39,7 @@ class RunStatus:
     failures: list[tuple[str, int]] = field(default_factory=list)  # most common reasons
     last_finished: datetime | None = None
     since_last_s: float | None = None  # seconds since the last result arrived
+    startup_s: list[float] = field(default_factory=list)  # per session; counted in elapsed_s
 
 
 def _aware(t: datetime) -> datetime:
@@ -70,7 +71,7 @@ def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = 
     reasons = Counter((t.error or "unknown").splitlines()[0][:120] for t in failed).most_common(3)
     since = max(0.0, (now - last).total_seconds()) if last else None
     return RunStatus(info.name, info.searcher, info.budget, len(done), len(failed), len(running),
-                     best, elapsed, per_hour, reasons, last, since)
+                     best, elapsed, per_hour, reasons, last, since, list(info.startup_s))
 
 
 def _duration(seconds: float) -> str:
@@ -88,7 +89,11 @@ def status_table(st: RunStatus) -> Table:
     budget = f" of {st.budget}" if st.budget else ""
     table.add_row("searcher", st.searcher)
     table.add_row("evaluations", f"{st.done + st.failed}{budget} finished: {st.done} done, {st.failed} failed, {st.running} running")
-    table.add_row("elapsed", _duration(st.elapsed_s))
+    table.add_row("elapsed", _duration(st.elapsed_s) + (" (start-up included)" if st.startup_s else ""))
+    if st.startup_s:
+        each = " + ".join(f"{s:.1f}" for s in st.startup_s)
+        sessions = f" over {len(st.startup_s)} sessions ({each} s)" if len(st.startup_s) > 1 else ""
+        table.add_row("start-up", f"{sum(st.startup_s):.1f} s{sessions}: checks, workers, sources")
     if st.since_last_s is not None:
         table.add_row("last result", f"{_duration(st.since_last_s)} ago")
     table.add_row("throughput", f"{st.per_hour:.1f} evaluations/hour ({st.per_hour / 60:.2f}/min)")

@@ -35,4 +35,6 @@ class RunInfo:
     searcher: str
     objectives: dict[str, str]               # objective name -> "maximize" | "minimize"
     budget: int | None = None
-    started: datetime | None = None
+    started: datetime | None = None          # when `evomerge run` began, start-up included
+    startup_s: list[float] = field(default_factory=list)   # start-up seconds, one per session
+    baselines: dict[str, Any] = field(default_factory=dict)   # label -> {objectives, scores} | {error}

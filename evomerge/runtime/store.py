@@ -21,6 +21,7 @@ deterministic, so replayed asks reproduce the stored candidates). Readers get pl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -67,6 +68,17 @@ def locate_run(run: str | Path, runs_dir: str | Path = "runs") -> tuple[str, str
     raise StoreError(f"{text}: no such run (looked for a run directory, {Path(runs_dir) / text}, a .db file or a URL)")
 
 
+MAX_GENE_PARAMS = 64   # larger genomes (layer paths, raw weights) stay in the genome attribute only:
+                       # every reader of the run parses each parameter row
+
+
+def gene_meta(names: list[str], lower: Any, upper: Any) -> dict[str, Any] | None:
+    """The ``genes`` entry of a run's meta: Optuna parameter names and ranges (None when too many)."""
+    if len(names) > MAX_GENE_PARAMS or len(set(names)) != len(names):
+        return None
+    return {"names": list(names), "low": [float(v) for v in lower], "high": [float(v) for v in upper]}
+
+
 def write_run_file(run_dir: Path, url: str, name: str) -> None:
     """runs/NAME/run.json: where the run's store lives (atomic write)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,15 +87,42 @@ def write_run_file(run_dir: Path, url: str, name: str) -> None:
     tmp.replace(run_dir / RUN_FILE)
 
 
-def _storage(url: str):
+def sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL, else None."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") and "?" not in url else None
+
+
+def _probe_sqlite(url: str, path: Path) -> None:
+    """Refuse, without writing anything, a file that is not an Optuna store: a missing path (a
+    typo must not create a database), an empty file, another program's SQLite file, a corrupted one."""
+    import sqlite3
+
+    if not path.is_file():
+        raise StoreError(f"store {url}: no such file")
+    if path.stat().st_size == 0:
+        raise StoreError(f"store {url}: empty file, not a run store")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:
+        raise StoreError(f"store {url}: unreadable ({err})") from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        raise StoreError(f"store {url}: an SQLite file without Optuna's tables, not a run store")
+
+
+def _storage(url: str, read_only: bool = False):
+    """Optuna's RDB storage on ``url``; ``read_only`` creates and changes nothing (SQLite files are
+    opened in SQLite's read-only mode)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = sqlite_path(url)
+    open_url = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true" if read_only and path is not None else url
     try:
-        storage = optuna.storages.RDBStorage(url)
+        storage = optuna.storages.RDBStorage(open_url, skip_table_creation=read_only)
     except Exception as err:  # sqlalchemy / driver errors: one line naming the URL
         raise StoreError(f"store {url}: cannot open ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite") and not read_only:
         _sqlite_wal(storage.engine)
     return storage
 
@@ -116,6 +155,7 @@ class RunStore:
         if not isinstance(self._meta, dict) or self._meta.get("schema") != SCHEMA:
             raise StoreError(f"store {url}: study {name!r} is not an evomerge run (schema {SCHEMA})")
         self._trial_of: dict[int, int] = {}   # candidate id -> Optuna trial id
+        self._params_table: Any = None
         for t in self.study.get_trials(deepcopy=False):
             if "candidate_id" in t.user_attrs:
                 self._trial_of[int(t.user_attrs["candidate_id"])] = t._trial_id
@@ -124,12 +164,17 @@ class RunStore:
     @classmethod
     def create(cls, url: str, name: str, experiment: dict[str, Any], searcher: str,
                objectives: dict[str, str], budget: int | None, extra: dict[str, Any] | None = None) -> "RunStore":
-        """A new run; StoreError when the store already holds a run of that name."""
+        """A new run; StoreError when the store already holds a run of that name. A study of that
+        name without user attributes (the run's description is its last write) and without
+        trials is what a creation killed half-way leaves: it is replaced."""
         import optuna
 
         storage = _storage(url)
-        if any(s.study_name == name for s in storage.get_all_studies()):
-            raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
+        old = next((s for s in storage.get_all_studies() if s.study_name == name), None)
+        if old is not None:
+            if old.user_attrs or storage.get_n_trials(old._study_id) > 0:
+                raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
+            storage.delete_study(old._study_id)
         directions = [objectives[k] for k in objectives]
         study = optuna.create_study(storage=storage, study_name=name, directions=directions)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, still the way to name values
@@ -141,11 +186,18 @@ class RunStore:
         return cls(storage, name, url)
 
     @classmethod
-    def open(cls, run: str | Path, runs_dir: str | Path = "runs") -> "RunStore":
-        """Open an existing run by directory, name (under ``runs_dir``), .db file or URL[#name]."""
+    def open(cls, run: str | Path, runs_dir: str | Path = "runs", read_only: bool = False) -> "RunStore":
+        """Open an existing run by directory, name (under ``runs_dir``), .db file or URL[#name].
+        ``read_only`` (status, pareto, export): nothing is created or changed, whatever the URL."""
         url, name = locate_run(run, runs_dir)
-        storage = _storage(url)
-        names = [s.study_name for s in storage.get_all_studies()]
+        path = sqlite_path(url)
+        if path is not None:   # an existing run is never created by opening it
+            _probe_sqlite(url, path)
+        storage = _storage(url, read_only)
+        try:
+            names = [s.study_name for s in storage.get_all_studies()]
+        except Exception as err:  # e.g. a database without Optuna's tables behind a server URL
+            raise StoreError(f"store {url}: cannot read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         if name is None:
             if len(names) != 1:
                 raise StoreError(f"store {url}: holds {len(names)} runs; name one as URL#NAME ({', '.join(names)})")
@@ -159,7 +211,14 @@ class RunStore:
         m = self._meta
         started = datetime.fromisoformat(m["started"]) if m.get("started") else None
         return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
-                       objectives=dict(m["objectives"]), budget=m.get("budget"), started=started)
+                       objectives=dict(m["objectives"]), budget=m.get("budget"), started=started,
+                       startup_s=[float(x) for x in m.get("startup_s") or []],
+                       baselines=dict(m.get("baselines") or {}))
+
+    @property
+    def storage(self) -> Any:
+        """The Optuna storage (read-only when opened so), e.g. for optuna-dashboard."""
+        return self._storage
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -202,7 +261,29 @@ class RunStore:
         template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
                                datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
                                system_attrs={}, intermediate_values={}, trial_id=-1)
-        self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        tid = self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        self._write_gene_params(tid, genome)
+
+    def _write_gene_params(self, tid: int, genome: list[float]) -> None:
+        """Each gene as an Optuna parameter with its range (a copy of the genome, for plain Optuna
+        tools: optuna-dashboard, ``trial.params``), values clipped into the box as the recipe
+        uses them. One bulk insert into Optuna's ``trial_params`` table after the trial exists:
+        Optuna's own per-parameter path re-checks every earlier trial (quadratic in the run). A
+        kill between the two writes leaves a trial without this copy, nothing else."""
+        genes = self._meta.get("genes")
+        if not genes or len(genes["names"]) != len(genome) or not hasattr(self._storage, "engine"):
+            return
+        import sqlalchemy
+        from optuna.distributions import FloatDistribution, distribution_to_json
+
+        if self._params_table is None:
+            self._params_table = sqlalchemy.Table("trial_params", sqlalchemy.MetaData(),
+                                                  autoload_with=self._storage.engine)
+        rows = [{"trial_id": tid, "param_name": name, "param_value": min(max(float(v), lo), hi),
+                 "distribution_json": distribution_to_json(FloatDistribution(lo, hi))}
+                for name, lo, hi, v in zip(genes["names"], genes["low"], genes["high"], genome)]
+        with self._storage.engine.begin() as conn:
+            conn.execute(self._params_table.insert(), rows)
 
     def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int) -> None:
         """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL."""
