@@ -16,7 +16,7 @@ from typing import Any
 from evomerge.errors import ConfigError
 from evomerge.ops import METHODS, get_method
 from evomerge.recipe import (
-    GROUPS, DataflowRecipe, ParameterRecipe, Recipe, interpolate, parse_recipe, resolve_model_ref,
+    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, interpolate, parse_recipe, resolve_model_ref,
 )
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -104,8 +104,38 @@ def _model(ref: Any, where: str, src: str, folder: Path | None) -> str:
 
 
 def from_mergekit(data: Any, path: Path | None = None) -> Recipe:
-    """Our recipe for a mergekit config dict (`path` names the file in errors)."""
+    """Our recipe for a mergekit config dict (`path` names the file in errors).
+
+    mergekit's `dtype` is the compute dtype (every input cast to it, the arithmetic in it;
+    unset: the dtype the models are stored in) and becomes `compute_dtype`; `out_dtype`
+    (default: `dtype`) becomes `dtype`, the output."""
     src = str(path) if path else "mergekit config"
+    recipe = _read(data, path, src)
+    compute = _compute_dtype(data, recipe, src)
+    return recipe.model_copy(update={"compute_dtype": compute}) if compute != "float32" else recipe
+
+
+def _compute_dtype(data: dict, recipe: Recipe, src: str) -> str:
+    """mergekit's `dtype`, or the one dtype every input model is stored in when it is unset."""
+    for key in ("dtype", "out_dtype"):
+        if data.get(key) is not None and data[key] not in DTYPES:
+            raise _err(src, key, f"{data[key]!r} is not one of {', '.join(DTYPES)}")
+    if data.get("dtype"):
+        return data["dtype"]
+    from evomerge.engine.reader import CheckpointReader
+
+    refs = recipe.model_refs() if isinstance(recipe, ParameterRecipe) else [s.model for s in recipe.sources]
+    stored = set()
+    for ref in dict.fromkeys(refs):
+        r = CheckpointReader(resolve_model_ref(ref))
+        stored |= {str(r.dtype(n)).removeprefix("torch.") for n in r.names if r.dtype(n).is_floating_point}
+    if len(stored) != 1 or not stored <= set(DTYPES):
+        raise _err(src, "dtype", f"not set and the models are stored in {', '.join(sorted(stored))}; "
+                                 "set the dtype to compute in")
+    return stored.pop()
+
+
+def _read(data: Any, path: Path | None, src: str) -> Recipe:
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: expected a mapping at top level")
     for k in data:
@@ -319,7 +349,8 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
     """A mergekit 0.1.5 config (a dict; dump with yaml.safe_dump) for a parameter recipe.
 
     Only what the recipe sets is written (the defaults agree), plus `weight: 1.0` where
-    mergekit requires a weight and `dtype: float32` (evomerge computes in float32). Model
+    mergekit requires a weight and `dtype` (the recipe's compute dtype, float32 unless set) with
+    `out_dtype` (the recipe's `dtype`). Model
     references become local paths. Raises ConfigError for what mergekit cannot express:
     data-flow recipes and DARE's 1/density rescale (mergekit rescales by the L1 norm)."""
     if not isinstance(recipe, ParameterRecipe):
@@ -344,7 +375,7 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
     out["models"] = models
     if glob:
         out["parameters"] = glob
-    out["dtype"] = "float32"
+    out["dtype"] = recipe.compute_dtype or "float32"
     if recipe.dtype:
         out["out_dtype"] = recipe.dtype
     ts = recipe.tokenizer_source

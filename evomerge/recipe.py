@@ -61,10 +61,11 @@ class ParameterRecipe(_RecipeBase):
     sources: list[SourceSpec]
     parameters: dict[str, ParamValue] = Field(default_factory=dict)
     dtype: str | None = None
+    compute_dtype: str | None = None  # None: float32
     seed: int = 0
     tokenizer_source: Union[int, str, None] = None
 
-    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+    _dtype = field_validator("dtype", "compute_dtype")(classmethod(lambda cls, v: _check_dtype(v)))
 
     @model_validator(mode="after")
     def _check(self) -> ParameterRecipe:
@@ -112,9 +113,10 @@ class DataflowRecipe(_RecipeBase):
     embeddings_from: int = Field(default=0, ge=0)
     layers: list[Hop] = Field(min_length=1)
     dtype: str | None = None
+    compute_dtype: str | None = None  # None: float32
     seed: int = 0
 
-    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+    _dtype = field_validator("dtype", "compute_dtype")(classmethod(lambda cls, v: _check_dtype(v)))
 
     @model_validator(mode="after")
     def _indices(self) -> DataflowRecipe:

@@ -132,10 +132,13 @@ def _plan(recipe: DataflowRecipe, sources: list[_Source]) -> list[tuple[str, int
 
 def _tensors(recipe: DataflowRecipe, sources: list[_Source], plan: list) -> Iterator[tuple[str, torch.Tensor]]:
     out_dtype = _DTYPES.get(recipe.dtype or "")
+    compute = _DTYPES.get(recipe.compute_dtype or "float32")
     with torch.no_grad():
         for out_name, s, name, div in plan:
             t = sources[s].get(name)
             dtype = out_dtype or t.dtype
+            if compute != torch.float32:  # a mergekit config's dtype: inputs rounded to it
+                t = t.to(compute)
             if div != 1.0:
                 t = t.to(torch.float32) / div
             yield out_name, t.to(dtype)

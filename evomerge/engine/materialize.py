@@ -33,7 +33,7 @@ def _merged(recipe: ParameterRecipe, sources: ResidentSources, outs=None, planne
     base = models[0] if recipe.base else None
     srcs = models[1:] if recipe.base else models
     stacks = None
-    if plan.spec.stack and sources.cache_stacks:
+    if plan.spec.stack and sources.cache_stacks and plan.compute_dtype == "float32":
         stacks = sources.stacks(plan.spec.stack, base, srcs)
     it = merged_tensors(plan, base.get if base else None, [m.get for m in srcs], sources.workspace,
                         stacks=stacks, outs=outs, batch=batch)

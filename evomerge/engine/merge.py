@@ -48,7 +48,7 @@ def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, o
     write into) map a tensor name to a tensor or None; `stacks` to (stacked inputs, aux dict).
     With `batch` (fused.Batch), results written into `outs` may be queued there: they are
     final only after batch.run()."""
-    fn = plan.spec.fn()
+    fn = plan.spec.fn_for(plan.compute_dtype)
     for name in plan.names:
         b = base(name) if base is not None else None
         stack, aux = stacks(name) if stacks is not None else (None, None)

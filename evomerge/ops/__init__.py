@@ -45,6 +45,7 @@ class MethodSpec:
     min_sources: int = 1
     max_sources: int | None = None
     stack: str | None = "deltas"  # what resident sources may cache for it: deltas | sources | None
+    any_dtype: bool = False  # its function computes in TensorParams.compute_dtype itself
     doc: str = ""
     _fn: list = field(default_factory=list, compare=False, repr=False)
 
@@ -63,6 +64,15 @@ class MethodSpec:
             module, attr = self.function.split(":")
             self._fn.append(getattr(importlib.import_module(module), attr))
         return self._fn[0]
+
+    def fn_for(self, compute_dtype: str) -> Callable:
+        """The tensor function for a compute dtype: 16-bit math (mergekit's `dtype`) goes
+        through ops.low_precision unless the method computes in any dtype itself."""
+        if compute_dtype == "float32" or self.any_dtype:
+            return self.fn()
+        from evomerge.ops.low_precision import merge
+
+        return merge
 
 
 WEIGHT = ParamDef("weight", "source", default=1.0)
@@ -122,6 +132,7 @@ class TensorParams:
     gammas: list[float]
     globals: dict[str, Any]
     seed: int = 0
+    compute_dtype: str = "float32"  # float32 | bfloat16 | float16: inputs cast to it, math in it
 
 
 def get_method(name: str) -> MethodSpec:

@@ -1,0 +1,74 @@
+"""A mergekit config's `dtype` is the compute dtype: in bfloat16 and float16 our tensors equal
+mergekit 0.1.5's bit for bit.
+
+mergekit casts every input to `dtype` and rounds each step to it; `out_dtype` sets only the
+output. The sources here are stored in float32, so the cast itself is exercised too.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evomerge.engine import merge_to_disk
+from evomerge.mergekit_config import from_mergekit, to_mergekit
+from helpers_engine import load_tensors
+from helpers_mergekit import have_mergekit, run_mergekit
+from test_mergekit_oracle import configs as float32_configs
+
+pytestmark = [pytest.mark.mergekit, pytest.mark.skipif(
+    not have_mergekit(), reason="mergekit oracle venv .venv-mergekit absent (scripts/setup.sh creates it)")]
+
+DTYPES = ("bfloat16", "float16")
+EXACT = ["linear", "task_arithmetic", "ties", "ties_sum", "dare_ties_full", "dare_linear_full",
+         "breadcrumbs", "breadcrumbs_ties", "slerp", "slerp_far", "ties_slices"]
+
+
+def configs(f):
+    out = {}
+    for dt in DTYPES:
+        for name, cfg in float32_configs(f).items():
+            if name in EXACT:
+                out[f"{name}-{dt}"] = {**cfg, "dtype": dt}
+    # out_dtype differs from dtype: bfloat16 math, float32 output
+    out["ties-bf16-out32"] = {**float32_configs(f)["ties"], "dtype": "bfloat16", "out_dtype": "float32"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_family, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mergekit16")
+    cfgs = configs(tiny_family)
+    return cfgs, run_mergekit(cfgs, root), root
+
+
+def pair(oracle, name):
+    cfgs, outs, root = oracle
+    assert outs[name].is_dir(), outs[name].read_text()
+    return load_tensors(merge_to_disk(from_mergekit(cfgs[name]), root / f"ours_{name}")), load_tensors(outs[name])
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("method", EXACT)
+def test_bit_equal_to_mergekit_in_16_bit_compute(oracle, method, dt):
+    ours, theirs = pair(oracle, f"{method}-{dt}")
+    assert set(ours) == set(theirs)
+    for k in ours:
+        assert ours[k].dtype == theirs[k].dtype == getattr(torch, dt), k
+        assert torch.equal(ours[k], theirs[k]), (k, (ours[k] != theirs[k]).sum().item())
+
+
+def test_out_dtype_sets_only_the_output(oracle):
+    ours, theirs = pair(oracle, "ties-bf16-out32")
+    for k in ours:
+        assert ours[k].dtype == torch.float32 and torch.equal(ours[k], theirs[k]), k
+        assert torch.equal(ours[k], ours[k].to(torch.bfloat16).float()), k  # bfloat16 values
+
+
+def test_compute_dtype_is_read_and_written_back(oracle):
+    cfg = oracle[0]["ties-bf16-out32"]
+    r = from_mergekit(cfg)
+    assert (r.compute_dtype, r.dtype) == ("bfloat16", "float32")
+    back = to_mergekit(r)
+    assert (back["dtype"], back["out_dtype"]) == ("bfloat16", "float32")
+    assert from_mergekit(back) == r
