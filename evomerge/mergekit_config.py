@@ -149,8 +149,8 @@ def _read(data: Any, path: Path | None, src: str) -> Recipe:
     folder = path.resolve().parent if path else None
     base = _model(data["base_model"], "base_model", src, folder) if data.get("base_model") else None
     glob = _params(data.get("parameters"), "parameters", src)
-    if method in ("dare_linear", "dare_ties"):
-        glob.setdefault("rescale", "l1")  # mergekit's DARE default (ours is the paper's 1/density)
+    if method in ("dare_linear", "dare_ties", "della", "della_linear"):
+        glob.setdefault("rescale", "l1")  # mergekit's default (ours is the papers' 1/keep probability)
     dtype = data.get("out_dtype") or data.get("dtype")
     if data.get("slices"):
         if method == "passthrough":
@@ -179,9 +179,9 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
         sources[0]["parameters"] = {"weight": 1.0}
     spec = get_method(method)
     others = [s for s in sources if s["model"] != base]
-    if method == "linear" and base is not None:
+    if not spec.needs_base and not spec.base_optional and method != "slerp" and base is not None:
         if len(others) == len(sources):
-            raise _err(src, "base_model", "linear with a base_model outside 'models' is not supported")
+            raise _err(src, "base_model", f"{method} with a base_model outside 'models' is not supported")
         base = None
         others = sources
     if spec.needs_base or method == "slerp":
@@ -357,8 +357,9 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
         raise ConfigError("recipe: data-flow recipes have no mergekit equivalent")
     spec = get_method(recipe.method)
     rescale = recipe.parameters.get("rescale", spec.param("rescale").default if spec.param("rescale") else None)
-    if spec.sparsify == "random" and rescale == "inverse_density":
-        raise ConfigError("parameters.rescale: 'inverse_density' (DARE's 1/density) has no mergekit equivalent; "
+    if spec.sparsify in ("random", "magnitude_rank") and rescale == "inverse_density":
+        raise ConfigError("parameters.rescale: 'inverse_density' (DARE's / DELLA's 1/keep probability) has no "
+                          "mergekit equivalent; "
                           "set rescale: l1 (mergekit's) or none")
     glob = {k: (v == "l1" if k == "rescale" else _setting(v)) for k, v in recipe.parameters.items()}
     models = []

@@ -145,8 +145,12 @@ def _check_parameter_recipe(r: ParameterRecipe) -> None:
             raise ValueError("sources: slerp takes a base and one source, or two sources without base")
     elif spec.needs_base and r.base is None:
         raise ValueError(f"base: method {r.method} needs a base model")
-    elif not spec.needs_base and r.base is not None:
+    elif not spec.needs_base and not spec.base_optional and r.base is not None:
         raise ValueError(f"base: method {r.method} does not use a base model; remove it")
+    if n < spec.min_sources or (spec.max_sources is not None and n > spec.max_sources and spec.name != "slerp"):
+        most = spec.max_sources
+        count = f"exactly {most}" if most == spec.min_sources else (f"at most {most}" if most else f"at least {spec.min_sources}")
+        raise ValueError(f"sources: method {r.method} takes {count} source(s) besides the base, got {n}")
     for key, value in r.parameters.items():
         _check_value(spec, key, value, "parameters", per_source=False)
     for i, src in enumerate(r.sources):
@@ -182,7 +186,8 @@ def _check_value(spec, key: str, value: Any, where: str, per_source: bool) -> No
         if not math.isfinite(number):
             raise ValueError(f"{sub}: {number} is not a finite number")
         if (p.lo is not None and number < p.lo) or (p.hi is not None and number > p.hi):
-            raise ValueError(f"{sub}: {number} is outside [{p.lo:g}, {p.hi:g}]")
+            lo, hi = ("-inf" if p.lo is None else f"{p.lo:g}"), ("inf" if p.hi is None else f"{p.hi:g}")
+            raise ValueError(f"{sub}: {number} is outside [{lo}, {hi}]")
 
 
 def _numbers(value: Any, path: str):

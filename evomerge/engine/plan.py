@@ -99,6 +99,7 @@ def tensor_params(recipe: ParameterRecipe, spec: MethodSpec, name: str, num_laye
     globals_ = {p.name: _value(glob, p.name, group, t, p.default, name) for p in spec.global_params()}
     return TensorParams(name=name, method=spec.name, weights=per_source.get("weight", []),
                         densities=per_source.get("density", []), gammas=per_source.get("gamma", []),
+                        epsilons=per_source.get("epsilon", []),
                         globals=globals_, seed=recipe.seed, compute_dtype=recipe.compute_dtype or "float32")
 
 

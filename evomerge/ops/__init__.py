@@ -40,6 +40,7 @@ class MethodSpec:
     function: str
     params: tuple[ParamDef, ...]
     needs_base: bool = True
+    base_optional: bool = False  # may take a base without needing one (nuslerp: task-vector space)
     sparsify: str | None = None  # magnitude | random | outliers (task-vector methods)
     consensus: bool = False  # TIES sign election
     min_sources: int = 1
@@ -67,10 +68,10 @@ class MethodSpec:
 
     def fn_for(self, compute_dtype: str) -> Callable:
         """The tensor function for a compute dtype: 16-bit math (mergekit's `dtype`) goes
-        through ops.low_precision unless the method computes in any dtype itself."""
+        through ops.compute_dtype unless the method computes in any dtype itself."""
         if compute_dtype == "float32" or self.any_dtype:
             return self.fn()
-        from evomerge.ops.low_precision import merge
+        from evomerge.ops.compute_dtype import merge
 
         return merge
 
@@ -78,6 +79,7 @@ class MethodSpec:
 WEIGHT = ParamDef("weight", "source", default=1.0)
 DENSITY = ParamDef("density", "source", default=1.0, lo=0.0, hi=1.0)
 GAMMA = ParamDef("gamma", "source", default=0.01, lo=0.0, hi=1.0)
+EPSILON = ParamDef("epsilon", "source", default=0.15, lo=0.0, hi=0.5)
 LAMBDA = ParamDef("lambda", "global", default=1.0)
 RESCALES = ("none", "inverse_density", "l1")
 
@@ -91,11 +93,21 @@ def _rescale(default: str) -> ParamDef:
 
 
 def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: str,
-                 extra: tuple[ParamDef, ...] = (), doc: str = "") -> MethodSpec:
+                 extra: tuple[ParamDef, ...] = (), doc: str = "", function: str = "evomerge.ops.task_vector:merge",
+                 any_dtype: bool = False) -> MethodSpec:
     params = (WEIGHT,) + ((DENSITY,) if sparsify else ()) + extra
     params += (LAMBDA, _normalize(normalize), _rescale(rescale))
-    return MethodSpec(name, "evomerge.ops.task_vector:merge", params, sparsify=sparsify,
-                      consensus=consensus, doc=doc)
+    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, doc=doc,
+                      stack=None if any_dtype else "deltas", any_dtype=any_dtype)
+
+
+def _own(name: str, params: tuple[ParamDef, ...], doc: str, **kw) -> MethodSpec:
+    """A method in its own module `evomerge.ops.NAME`, computing in the compute dtype."""
+    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, stack=None, any_dtype=True, doc=doc, **kw)
+
+
+def _flag(name: str, default: bool) -> ParamDef:
+    return ParamDef(name, "global", kind="bool", default=default, layered=False)
 
 
 # Defaults follow mergekit's for the same method names, so a mergekit config means the same
@@ -117,6 +129,23 @@ METHODS: dict[str, MethodSpec] = {
                    (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
                    needs_base=False, min_sources=1, max_sources=2, stack=None,
                    doc="spherical interpolation from base (t=0) to the other model (t=1)"),
+        _task_vector("della", "magnitude_rank", True, True, "inverse_density", extra=(EPSILON,),
+                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop + TIES"),
+        _task_vector("della_linear", "magnitude_rank", False, False, "inverse_density", extra=(EPSILON,),
+                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop"),
+        _own("sce", (ParamDef("select_topk", "global", default=1.0, lo=0.0, hi=1.0),),
+             "select by variance, weight by mean square, erase by sign", min_sources=1),
+        _own("model_stock", (_flag("filter_wise", False),), "base-to-average ratio from task-vector angles",
+             min_sources=2),
+        _own("nuslerp", (WEIGHT, _flag("nuslerp_flatten", True), _flag("nuslerp_row_wise", False)),
+             "slerp of two models (of their task vectors with a base), t from weights",
+             needs_base=False, base_optional=True, min_sources=2, max_sources=2),
+        _own("karcher", (ParamDef("max_iter", "global", default=10, lo=0, hi=1000, layered=False),
+                         ParamDef("tol", "global", default=1e-5, lo=0.0, layered=False)),
+             "Riemannian mean of directions times mean norm", needs_base=False, min_sources=2),
+        _own("arcee_fusion", (), "fuse the other model's changes where importance is an outlier", max_sources=1),
+        _own("nearswap", (ParamDef("t", "global", default=None, lo=0.0),),
+             "swap in the other model's entries where they are near the base", max_sources=1),
     )
 }
 
@@ -132,6 +161,7 @@ class TensorParams:
     gammas: list[float]
     globals: dict[str, Any]
     seed: int = 0
+    epsilons: list[float] = field(default_factory=list)
     compute_dtype: str = "float32"  # float32 | bfloat16 | float16: inputs cast to it, math in it
 
 

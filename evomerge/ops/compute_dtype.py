@@ -1,4 +1,5 @@
-"""The existing methods with their arithmetic in a 16-bit compute dtype: what a mergekit config's
+"""The compute dtype: helpers for methods that compute in any dtype, and the existing
+fused-kernel methods with their arithmetic in a 16-bit compute dtype: what a mergekit config's
 `dtype: bfloat16 | float16` means (every input cast to it, each step rounded to it, mergekit
 0.1.5's order of operations), so such a config gives mergekit's tensors.
 
@@ -29,10 +30,8 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
           out: torch.Tensor | None = None, aux: dict | None = None, batch=None) -> torch.Tensor:
     """The method's result in the compute dtype (copied into `out` when given)."""
     if stack is not None:
-        raise ValueError("low_precision.merge takes the source tensors, not a cached float32 stack")
-    dt = DTYPES[p.compute_dtype]
-    b = base.to(dt) if base is not None else None
-    xs = [t.to(dt) for t in tensors]
+        raise ValueError("compute_dtype.merge takes the source tensors, not a cached float32 stack")
+    b, xs = inputs(base, tensors, p)
     spec = get_method(p.method)
     if p.method == "linear":
         res = _linear(xs, p)
@@ -42,6 +41,18 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
         raise ValueError(f"{p.method} needs a base tensor")
     else:
         res = _task_vector(b, xs, p, spec)
+    return finish(res, out)
+
+
+def inputs(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams
+           ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """Base and sources cast to the compute dtype (no copy when already in it)."""
+    dt = DTYPES[p.compute_dtype]
+    return (base.to(dt) if base is not None else None), [t.to(dt) for t in tensors]
+
+
+def finish(res: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """The result, copied into `out` when the caller gave one."""
     return out.copy_(res) if out is not None else res
 
 
@@ -127,9 +138,15 @@ def _task_vector(b: torch.Tensor, xs: list[torch.Tensor], p: TensorParams, spec:
                      thr=tuple(draw_threshold(d) for d in p.densities))
     deltas = torch.stack([_sparsify(x - b, k, p, spec, draws) if spec.sparsify else x - b
                           for k, x in enumerate(xs)])
+    return combine_deltas(b, deltas, p, spec.consensus)
+
+
+def combine_deltas(b: torch.Tensor, deltas: torch.Tensor, p: TensorParams, consensus: bool) -> torch.Tensor:
+    """Weighted (sparsified) task vectors [K, ...] -> base + lambda * mix, in their dtype:
+    TIES sign election when `consensus`, divided by the weight that voted if `normalize`."""
     w = _weights(p, b)
     weighted = deltas * w
-    if spec.consensus:
+    if consensus:
         sign = weighted.sign()
         majority = (weighted.sum(dim=0) >= 0).to(b.dtype) * 2 - 1
         agree = sign == majority
