@@ -148,9 +148,11 @@ def _check_parameter_recipe(r: ParameterRecipe) -> None:
     elif not spec.needs_base and not spec.base_optional and r.base is not None:
         raise ValueError(f"base: method {r.method} does not use a base model; remove it")
     if n < spec.min_sources or (spec.max_sources is not None and n > spec.max_sources and spec.name != "slerp"):
-        most = spec.max_sources
-        count = f"exactly {most}" if most == spec.min_sources else (f"at most {most}" if most else f"at least {spec.min_sources}")
-        raise ValueError(f"sources: method {r.method} takes {count} source(s) besides the base, got {n}")
+        lo, hi = spec.min_sources, spec.max_sources
+        count = f"exactly {hi}" if hi == lo else (f"{lo} to {hi}" if hi else f"at least {lo}")
+        noun = "source" if (hi or lo) == 1 else "sources"
+        besides = " besides the base" if spec.needs_base else ""
+        raise ValueError(f"sources: method {r.method} takes {count} {noun}{besides}, got {n}")
     for key, value in r.parameters.items():
         _check_value(spec, key, value, "parameters", per_source=False)
     for i, src in enumerate(r.sources):

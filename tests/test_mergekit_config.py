@@ -57,8 +57,13 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
     ok = {"merge_method": "ties", "base_model": b, "models": [{"model": e0, "parameters": {"weight": 1.0}}]}
     sl = lambda m, a, z, **kw: {"model": m, "layer_range": [a, z], **kw}  # noqa: E731
     cases = [
-        ({**ok, "merge_method": "della"}, "merge_method: 'della' is not supported"),
-        ({**ok, "merge_method": "model_stock"}, "merge_method: 'model_stock' is not supported"),
+        ({**ok, "merge_method": "multislerp"}, "merge_method: 'multislerp' is not supported"),
+        ({**ok, "merge_method": "model_stock"}, "sources: method model_stock takes at least 2 sources besides the base, got 1"),
+        ({**ok, "merge_method": "nearswap", "models": [{"model": e0}, {"model": b}, {"model": e0 + "/../e1"}]},
+         "sources: method nearswap takes exactly 1 source besides the base, got 2"),
+        ({**ok, "merge_method": "nearswap", "models": [{"model": e0}]}, "parameters.t: required by method nearswap"),
+        ({**ok, "merge_method": "della", "parameters": {"epsilon": 0.7}}, "parameters.epsilon: 0.7 is outside [0, 0.5]"),
+        ({**ok, "dtype": "bf16"}, "dtype: 'bf16' is not one of float32, bfloat16, float16"),
         ({**ok, "tokenizer": {"source": "union"}}, "tokenizer: this mergekit option is not supported"),
         ({**ok, "chat_template": "chatml"}, "chat_template: this mergekit option is not supported"),
         ({**ok, "base_model": "mistralai/Mistral-7B-v0.1"}, "base_model: 'mistralai/Mistral-7B-v0.1' is not a local model directory"),
@@ -99,11 +104,11 @@ def test_to_mergekit_refuses_what_mergekit_cannot_express(tiny_family):
 
 def test_cli_refuses_an_unsupported_mergekit_config_and_writes_nothing(tiny_family, tmp_path):
     path = tmp_path / "mk.yaml"
-    path.write_text(yaml.safe_dump({"merge_method": "nuslerp", "base_model": str(tiny_family["base"]),
+    path.write_text(yaml.safe_dump({"merge_method": "multislerp", "base_model": str(tiny_family["base"]),
                                     "models": [{"model": str(tiny_family["e0"])}]}))
     res = CliRunner().invoke(app, ["merge", str(path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
-    assert res.output.strip().count("\n") == 0 and "merge_method: 'nuslerp' is not supported" in res.output
+    assert res.output.strip().count("\n") == 0 and "merge_method: 'multislerp' is not supported" in res.output
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump({"merge_method": "task_arithmetic", "base_model": str(tiny_family["base"]),
                                   "models": [{"model": str(tiny_family["e0"]), "parameters": {"weight": 0.5}}]}))
