@@ -28,10 +28,21 @@ def recipes(f):
          "parameters": {"density": 0.9}, "dtype": "float32", "tokenizer_source": "base"},
         {"method": "slerp", "base": b, "sources": [{"model": e1}], "parameters": {"t": {"attn": [0.0, 1.0], "default": 0.4}},
          "dtype": "float32"},
+        {"method": "della", "base": b, "sources": [{"model": e0, "parameters": {"weight": 0.5, "density": 0.6, "epsilon": 0.1}},
+                                                   {"model": e1, "parameters": {"weight": 1.0}}],
+         "parameters": {"rescale": "l1", "density": 0.7}, "compute_dtype": "bfloat16", "dtype": "bfloat16"},
+        {"method": "nuslerp", "base": b, "sources": [{"model": e0, "parameters": {"weight": 1.0}},
+                                                     {"model": e1, "parameters": {"weight": [0.2, 0.8]}}],
+         "parameters": {"nuslerp_flatten": False}, "dtype": "float32"},
+        {"method": "karcher", "sources": [{"model": e0}, {"model": e1}], "parameters": {"max_iter": 3}, "dtype": "float32"},
+        {"method": "sce", "base": b, "sources": [{"model": e0}, {"model": e1}], "parameters": {"select_topk": 0.3},
+         "compute_dtype": "float16", "dtype": "float32"},
+        {"method": "nearswap", "base": b, "sources": [{"model": e1}], "parameters": {"t": 0.001}, "dtype": "float32"},
+        {"method": "model_stock", "base": b, "sources": [{"model": e0}, {"model": e1}], "dtype": "float32"},
     ]
 
 
-@pytest.mark.parametrize("i", range(5))
+@pytest.mark.parametrize("i", range(11))
 def test_recipe_to_mergekit_and_back_is_the_same_recipe(tiny_family, i):
     r = parse_recipe(recipes(tiny_family)[i])
     cfg = to_mergekit(r)
