@@ -20,7 +20,7 @@ from evomerge.recipe import (
 )
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
-            "tokenizer_source"}
+            "tokenizer_source", "tokenizer", "modules"}
 FILTERS = {"self_attn": "attn", "mlp": "mlp", "embed_tokens": "embed", "lm_head": "head", "norm": "norm"}
 GROUP_FILTERS = {v: k for k, v in FILTERS.items()}
 # a tensor of each group, to evaluate mergekit's substring filters on
@@ -138,6 +138,8 @@ def _compute_dtype(data: dict, recipe: Recipe, src: str) -> str:
 def _read(data: Any, path: Path | None, src: str) -> Recipe:
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: expected a mapping at top level")
+    if "modules" in data:
+        data = _unwrap_module(data, src)
     for k in data:
         if k not in TOP_KEYS:
             raise _err(src, k, "this mergekit option is not supported")
@@ -189,18 +191,85 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
             raise _err(src, "base_model", f"required by {method}")
         if method == "slerp" and len(others) != 1:
             raise _err(src, "models", "slerp needs the base and exactly one other model")
-    tok = data.get("tokenizer_source")
+    tok, where = _tokenizer_source(data, src)
+    if tok == "union":
+        tok = _union(where, base, [s["model"] for s in others], src)
     if tok is not None and tok != "base":
-        if tok == "union":
-            raise _err(src, "tokenizer_source", "'union' is not supported (use one of the models)")
-        ref = _model(tok, "tokenizer_source", src, folder)
+        ref = _model(tok, where, src, folder)
         idx = [s["model"] for s in others].index(ref) if ref in [s["model"] for s in others] else None
         if idx is None and ref != base:
-            raise _err(src, "tokenizer_source", f"{tok!r} is not one of the merged models")
+            raise _err(src, where, f"{tok!r} is not one of the merged models")
         tok = "base" if idx is None else idx
     recipe = {"kind": "parameter", "method": method, "base": base if method != "linear" else None,
               "sources": others, "parameters": glob, "dtype": dtype, "tokenizer_source": tok}
     return parse_recipe(recipe, src)
+
+
+def _as_conditions(setting: Any) -> list:
+    """A mergekit parameter setting as a list of {filter, value} conditions (first match wins)."""
+    if isinstance(setting, dict):
+        return [setting]
+    if isinstance(setting, list) and setting and all(isinstance(c, dict) for c in setting):
+        return list(setting)
+    return [{"value": setting}]
+
+
+def _unwrap_module(data: dict, src: str) -> dict:
+    """`modules:` with the one module of a decoder-only model ("default") as a plain config.
+    The module's parameters take precedence over the global ones, falling through to them
+    where no filter matches (mergekit's order): concatenated condition lists say exactly that."""
+    modules = data["modules"]
+    if not isinstance(modules, dict) or set(modules) != {"default"}:
+        names = ", ".join(map(str, modules)) if isinstance(modules, dict) else repr(modules)
+        raise _err(src, "modules", f"evomerge reads the single module of decoder-only models ('default'), got {names}")
+    module = modules["default"]
+    if not isinstance(module, dict):
+        raise _err(src, "modules.default", "expected a mapping")
+    for key in module:
+        if key not in ("models", "slices", "parameters"):
+            raise _err(src, f"modules.default.{key}", "unknown key")
+    if data.get("models") or data.get("slices"):
+        raise _err(src, "modules", "give models/slices either at top level or in modules, not both")
+    glob = dict(data.get("parameters") or {})
+    for key, setting in (module.get("parameters") or {}).items():
+        glob[key] = _as_conditions(setting) + (_as_conditions(glob[key]) if key in glob else [])
+    out = {k: v for k, v in data.items() if k != "modules"}
+    out.update({k: module[k] for k in ("models", "slices") if k in module})
+    if glob:
+        out["parameters"] = glob
+    return out
+
+
+def _tokenizer_source(data: dict, src: str) -> tuple[Any, str]:
+    """(source, the key it came from): `tokenizer_source`, or the `tokenizer:` block's `source`
+    (mergekit's default there: union). Per-token embedding sources and padding are refused."""
+    block = data.get("tokenizer")
+    if block is None:
+        return data.get("tokenizer_source"), "tokenizer_source"
+    if data.get("tokenizer_source") is not None:
+        raise _err(src, "tokenizer", "give either tokenizer_source or a tokenizer block, not both")
+    if not isinstance(block, dict):
+        raise _err(src, "tokenizer", "expected a mapping")
+    for key in block:
+        if key == "tokens":
+            raise _err(src, "tokenizer.tokens", "per-token embedding sources are not supported")
+        if key == "pad_to_multiple_of":
+            raise _err(src, "tokenizer.pad_to_multiple_of", "padding the vocabulary is not supported")
+        if key != "source":
+            raise _err(src, f"tokenizer.{key}", "unknown key")
+    return block.get("source", "union"), "tokenizer.source"
+
+
+def _union(where: str, base: str | None, models: list[str], src: str) -> str:
+    """mergekit's vocabulary union: the base's (else the first model's) tokenizer when every
+    model has the same vocabulary; refused otherwise, naming the first difference."""
+    from evomerge.vocab import first_difference
+
+    diff = first_difference([resolve_model_ref(m) for m in ([base] if base else []) + models])
+    if diff:
+        raise _err(src, where, f"'union' needs a vocabulary union and {diff}; evomerge merges models "
+                               "with one vocabulary (set it to one of the models)")
+    return "base" if base else models[0]
 
 
 def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[int, int], dict]]:
