@@ -293,26 +293,66 @@ def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[
 
 
 def _stack_slices(data, src, folder, dtype) -> DataflowRecipe:
-    """passthrough slices of one model each -> a data-flow path (layer stacking)."""
+    """passthrough slices of one model each -> a data-flow path (layer stacking). Embeddings
+    come from the first slice's model, final norm and head from the last one's; a `scale`
+    becomes the hop's tensor_scale, resolved per layer (slice source -> slice -> global)."""
     models: list[str] = []
     hops = []
-    for i, sl in enumerate(data["slices"]):
+    glob = data.get("parameters") or {}
+    slices = data["slices"]
+    for i, sl in enumerate(slices):
         ss = _slice_sources(sl, i, src, folder)
         if len(ss) != 1:
             raise _err(src, f"slices[{i}].sources", "passthrough slices take exactly one source")
-        ref, (a, b), params = ss[0]
-        if params or sl.get("parameters"):
-            raise _err(src, f"slices[{i}].parameters", "passthrough parameters (scale) are not supported")
+        ref, (a, b), _ = ss[0]
+        scopes = [(f"slices[{i}].sources[0].parameters", sl["sources"][0].get("parameters") or {}),
+                  (f"slices[{i}].parameters", sl.get("parameters") or {}), ("parameters", glob)]
+        for where, scope in scopes:
+            for key in scope:
+                if key != "scale":
+                    raise _err(src, f"{where}.{key}", "passthrough takes only a scale")
         if ref not in models:
             models.append(ref)
-        hops += [{"source": models.index(ref), "layer": layer, "scale": 1.0} for layer in range(a, b)]
-    first, last = data["slices"][0]["sources"][0]["model"], data["slices"][-1]["sources"][0]["model"]
-    if _model(first, "slices[0]", src, folder) != _model(last, "slices[-1]", src, folder):
-        raise _err(src, "slices", "embeddings come from the first slice's model and the final norm/head "
-                                  "from the last one's; evomerge needs them from one model")
+        for layer in range(a, b):
+            t = (layer - a) / (b - a - 1) if b - a > 1 else 1.0
+            hop = {"source": models.index(ref), "layer": layer, "scale": 1.0}
+            factors = _scale_filters(scopes, t, src)
+            hops.append({**hop, "tensor_scale": factors} if factors else hop)
+        for tensor in (["model.embed_tokens.weight"] if i == 0 else []) + (
+                ["model.norm.weight", "lm_head.weight"] if i == len(slices) - 1 else []):
+            if _factor(_scale_filters(scopes, 0.0, src), tensor) != 1.0:
+                raise _err(src, f"slices[{i}].parameters.scale", f"scaling {tensor} is not supported "
+                                                                 "(only the layers' tensors)")
+    ends = [_model(slices[k]["sources"][0]["model"], f"slices[{k}]", src, folder) for k in (0, -1)]
     recipe = {"kind": "dataflow", "sources": [{"model": m} for m in models], "embeddings_from": 0,
               "layers": hops, "dtype": dtype}
+    if ends[1] != ends[0]:
+        recipe["head_from"] = models.index(ends[1])
     return parse_recipe(recipe, src)
+
+
+def _scale_filters(scopes, t: float, src: str) -> dict[str, float]:
+    """mergekit's `scale` settings over the scopes, in precedence order, as one ordered
+    {substring: factor} mapping (first match wins; '*' matches all); {} when all are 1."""
+    out: dict[str, float] = {}
+    for where, scope in scopes:
+        if "scale" not in scope:
+            continue
+        for j, cond in enumerate(_as_conditions(scope["scale"])):
+            f = cond.get("filter") or "*"
+            if "layers." in f:
+                raise _err(src, f"{where}.scale[{j}].filter", f"{f!r}: filters on layer numbers are not supported")
+            v = _value(cond.get("value"), f"{where}.scale[{j}].value", src)
+            if isinstance(v, (dict, bool)) or v is None:
+                raise _err(src, f"{where}.scale[{j}].value", "must be a number or a list of numbers")
+            out.setdefault(f, interpolate([float(x) for x in v], t) if isinstance(v, list) else float(v))
+            if f == "*":
+                return out if any(x != 1.0 for x in out.values()) else {}
+    return out if any(x != 1.0 for x in out.values()) else {}
+
+
+def _factor(filters: dict[str, float], tensor: str) -> float:
+    return next((f for key, f in filters.items() if key == "*" or key in tensor), 1.0)
 
 
 def _merge_slices(data, method, base, glob, src, folder):

@@ -96,6 +96,9 @@ class Hop(_Strict):
     source: int = Field(ge=0)
     layer: int = Field(ge=0)
     scale: float = 1.0
+    # multiplies this layer's tensors whose name contains the key (first match in order; "*"
+    # matches all): mergekit's passthrough `scale`, e.g. {o_proj: 0.0} silences attention
+    tensor_scale: dict[str, float] | None = None
 
     @field_validator("scale")
     @classmethod
@@ -104,6 +107,18 @@ class Hop(_Strict):
             raise ValueError(f"{v} is not a finite number")
         return v
 
+    @field_validator("tensor_scale")
+    @classmethod
+    def _finite_factors(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for key, factor in (v or {}).items():
+            if not math.isfinite(factor):
+                raise ValueError(f"{key}: {factor} is not a finite number")
+        return v
+
+    def factor(self, tensor: str) -> float:
+        """The tensor_scale factor for one of this layer's tensors (1 when none matches)."""
+        return next((f for key, f in (self.tensor_scale or {}).items() if key == "*" or key in tensor), 1.0)
+
 
 class DataflowRecipe(_RecipeBase):
     """A path of (source, layer, scale) hops; embeddings, final norm, head from one source."""
@@ -111,6 +126,7 @@ class DataflowRecipe(_RecipeBase):
     kind: Literal["dataflow"]
     sources: list[DataflowSource] = Field(min_length=1)
     embeddings_from: int = Field(default=0, ge=0)
+    head_from: int | None = Field(default=None, ge=0)  # final norm and head; None: embeddings_from
     layers: list[Hop] = Field(min_length=1)
     dtype: str | None = None
     compute_dtype: str | None = None  # None: float32
@@ -123,6 +139,8 @@ class DataflowRecipe(_RecipeBase):
         n = len(self.sources)
         if self.embeddings_from >= n:
             raise ValueError(f"embeddings_from: {self.embeddings_from} but there are {n} sources")
+        if self.head_from is not None and self.head_from >= n:
+            raise ValueError(f"head_from: {self.head_from} but there are {n} sources")
         for i, hop in enumerate(self.layers):
             if hop.source >= n:
                 raise ValueError(f"layers[{i}].source: {hop.source} but there are {n} sources")

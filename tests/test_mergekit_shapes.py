@@ -1,0 +1,102 @@
+"""Config shapes beyond models/slices: `modules:`, tokenizer union and the `tokenizer:` block,
+frankenmerges whose ends come from different models, passthrough `scale` filtered to modules;
+our tensors equal mergekit 0.1.5's (bfloat16 compute). And the refusals that remain."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from evomerge.engine import merge_to_disk
+from evomerge.errors import ConfigError
+from evomerge.mergekit_config import from_mergekit
+from helpers_engine import load_tensors
+from helpers_mergekit import have_mergekit, run_mergekit
+
+
+def configs(f):
+    b, e0, e1 = (str(f[k]) for k in ("base", "e0", "e1"))
+    ties = {"merge_method": "ties", "base_model": b, "dtype": "bfloat16", "models": [
+        {"model": e0, "parameters": {"weight": 1.0, "density": 0.5}}, {"model": e1, "parameters": {"weight": 0.5, "density": 0.7}}]}
+    return {
+        "union": {**ties, "tokenizer_source": "union"},
+        "tokenizer_block": {**ties, "tokenizer": {"source": "union"}},
+        "modules": {"merge_method": "ties", "base_model": b, "dtype": "bfloat16",
+                    "parameters": {"density": 0.5, "weight": [{"filter": "mlp", "value": 0.3}, {"value": 0.9}]},
+                    "modules": {"default": {"models": [{"model": e0}, {"model": e1, "parameters": {"weight": 0.8}}],
+                                            "parameters": {"weight": [{"filter": "self_attn", "value": [0.2, 1.0]}]}}}},
+        "ends_from_two_models": {"merge_method": "passthrough", "dtype": "bfloat16", "slices": [
+            {"sources": [{"model": e0, "layer_range": [0, 2]}]},
+            {"sources": [{"model": e1, "layer_range": [1, 4]}]}]},
+        "scale_filtered": {"merge_method": "passthrough", "dtype": "bfloat16", "slices": [
+            {"sources": [{"model": e0, "layer_range": [0, 3]}]},
+            {"sources": [{"model": e0, "layer_range": [2, 4]}],
+             "parameters": {"scale": [{"filter": "o_proj", "value": 0.0}, {"filter": "down_proj", "value": [0.5, 0.25]},
+                                      {"value": 1.0}]}}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_family, tmp_path_factory):
+    if not have_mergekit():
+        pytest.skip("mergekit oracle venv .venv-mergekit absent (scripts/setup.sh creates it)")
+    root = tmp_path_factory.mktemp("mergekit_shapes")
+    cfgs = configs(tiny_family)
+    return cfgs, run_mergekit(cfgs, root), root
+
+
+@pytest.mark.mergekit
+@pytest.mark.parametrize("name", list(configs({k: "x" for k in ("base", "e0", "e1")})))
+def test_same_tensors_as_mergekit(oracle, name):
+    cfgs, outs, root = oracle
+    assert outs[name].is_dir(), outs[name].read_text()
+    ours, theirs = load_tensors(merge_to_disk(from_mergekit(cfgs[name]), root / f"ours_{name}")), load_tensors(outs[name])
+    assert set(ours) == set(theirs)
+    for k in ours:
+        assert ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]), k
+
+
+def test_shapes_read_into_recipes(tiny_family):
+    cfgs = configs(tiny_family)
+    assert from_mergekit(cfgs["union"]).tokenizer_source == "base"
+    ends = from_mergekit(cfgs["ends_from_two_models"])
+    assert (ends.embeddings_from, ends.head_from) == (0, 1)
+    hops = from_mergekit(cfgs["scale_filtered"]).layers
+    assert [h.tensor_scale for h in hops] == [None] * 3 + [{"o_proj": 0.0, "down_proj": 0.5, "*": 1.0},
+                                                         {"o_proj": 0.0, "down_proj": 0.25, "*": 1.0}]
+
+
+def test_union_of_different_vocabularies_is_refused_naming_a_token(tiny_family, tmp_path):
+    other = tmp_path / "e1_more_tokens"
+    shutil.copytree(tiny_family["e1"], other)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["zebra"] = len(tok["model"]["vocab"])
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    cfg = {**configs(tiny_family)["union"], "models": [{"model": str(tiny_family["e0"])}, {"model": str(other)}]}
+    with pytest.raises(ConfigError) as err:
+        from_mergekit(cfg)
+    msg = str(err.value)
+    assert "\n" not in msg and "tokenizer_source: 'union'" in msg and "'zebra'" in msg
+
+
+def test_remaining_shapes_are_refused_in_one_line(tiny_family):
+    b, e0, e1 = (str(tiny_family[k]) for k in ("base", "e0", "e1"))
+    models = [{"model": e0, "parameters": {"weight": 1.0}}]
+    cases = [
+        ({"merge_method": "linear", "modules": {"text_decoder": {"models": models}, "vision_tower": {"models": models}}},
+         "modules: evomerge reads the single module of decoder-only models ('default'), got text_decoder, vision_tower"),
+        ({"merge_method": "ties", "base_model": b, "models": models, "tokenizer": {"source": "base", "tokens": {"x": {}}}},
+         "tokenizer.tokens: per-token embedding sources are not supported"),
+        ({"merge_method": "passthrough", "slices": [{"sources": [{"model": e0, "layer_range": [0, 2]}],
+                                                      "parameters": {"scale": 0.5}}]}, "scaling model.embed_tokens.weight"),
+        ({"merge_method": "linear", "slices": [{"sources": [{"model": e0, "layer_range": [0, 2], "parameters": {"weight": 1.0}},
+                                                            {"model": e1, "layer_range": [2, 4], "parameters": {"weight": 1.0}}]}]},
+         "only aligned slices are supported"),
+    ]
+    for cfg, expected in cases:
+        with pytest.raises(ConfigError) as err:
+            from_mergekit(cfg)
+        assert "\n" not in str(err.value) and expected in str(err.value), (expected, str(err.value))
