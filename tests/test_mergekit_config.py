@@ -75,11 +75,11 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
         ({**ok, "merge_method": "nearswap", "models": [{"model": e0}]}, "parameters.t: required by method nearswap"),
         ({**ok, "merge_method": "della", "parameters": {"epsilon": 0.7}}, "parameters.epsilon: 0.7 is outside [0, 0.5]"),
         ({**ok, "dtype": "bf16"}, "dtype: 'bf16' is not one of float32, bfloat16, float16"),
-        ({**ok, "tokenizer": {"source": "union"}}, "tokenizer: this mergekit option is not supported"),
+        ({**ok, "tokenizer": {"source": "union", "pad_to_multiple_of": 64}}, "tokenizer.pad_to_multiple_of: padding"),
         ({**ok, "chat_template": "chatml"}, "chat_template: this mergekit option is not supported"),
         ({**ok, "base_model": "mistralai/Mistral-7B-v0.1"}, "base_model: 'mistralai/Mistral-7B-v0.1' is not a local model directory"),
         ({**ok, "models": [{"model": e0 + "+some/lora"}]}, "LoRA references"),
-        ({**ok, "tokenizer_source": "union"}, "tokenizer_source: 'union' is not supported"),
+        ({**ok, "tokenizer_source": "union", "tokenizer": {"source": "base"}}, "tokenizer: give either tokenizer_source"),
         ({**ok, "parameters": {"weight": [{"filter": "q_proj", "value": 1.0}]}}, "parameters.weight[0].filter: 'q_proj' is not supported"),
         ({**ok, "parameters": {"epsilon": 0.1}}, "parameters.epsilon: method ties has no parameter"),
         ({**ok, "parameters": {"density": 1.5}}, "parameters.density: 1.5 is outside [0, 1]"),
@@ -89,10 +89,10 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
         ({"merge_method": "ties", "base_model": b, "slices": [
             {"sources": [sl(b, 0, 2), sl(e0, 0, 2, parameters={"weight": [0.1, 1.0]})]},
             {"sources": [sl(b, 2, 4), sl(e0, 2, 4, parameters={"weight": 1.0})]}]}, "final norm's value"),
-        ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)], "parameters": {"scale": 0.5}}]},
-         "passthrough parameters (scale) are not supported"),
-        ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)]}, {"sources": [sl(b, 2, 4)]}]},
-         "from one model"),
+        ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)], "parameters": {"weight": 0.5}}]},
+         "slices[0].parameters.weight: passthrough takes only a scale"),
+        ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)], "parameters": {
+            "scale": [{"filter": "layers.1.", "value": 0.5}]}}]}, "filters on layer numbers are not supported"),
         ({**ok, "slices": [{"sources": [sl(b, 0, 4)]}]}, "give exactly one of 'models' or 'slices'"),
         ({"merge_method": "slerp", "base_model": b, "models": [{"model": b}, {"model": e0}]}, "parameters.t: required"),
     ]
