@@ -21,11 +21,13 @@ from evomerge.recipe import (
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
             "tokenizer_source", "tokenizer", "modules"}
-FILTERS = {"self_attn": "attn", "mlp": "mlp", "embed_tokens": "embed", "lm_head": "head", "norm": "norm"}
+FILTERS = {"self_attn": "attn", "mlp": "mlp", "embed_tokens": "embed", "lm_head": "head", "layernorm": "layernorm",
+           "norm": "norm"}
 GROUP_FILTERS = {v: k for k, v in FILTERS.items()}
 # a tensor of each group, to evaluate mergekit's substring filters on
 PROBES = {"attn": "model.layers.0.self_attn.q_proj.weight", "mlp": "model.layers.0.mlp.up_proj.weight",
-          "norm": "model.layers.0.input_layernorm.weight", "embed": "model.embed_tokens.weight",
+          "layernorm": "model.layers.0.input_layernorm.weight", "norm": "model.norm.weight",
+          "embed": "model.embed_tokens.weight",
           "head": "lm_head.weight"}
 DROPPED = {"int8_mask"}  # changes only the mask's storage type, not the result
 SUPPORTED = sorted(set(METHODS) | {"passthrough"})
@@ -62,6 +64,8 @@ def _value(v: Any, where: str, src: str) -> Any:
             if f not in FILTERS:
                 raise _err(src, f"{where}[{i}].filter", f"{f!r} is not supported (supported: {', '.join(FILTERS)}, *)")
             groups.setdefault(FILTERS[f], inner)
+            if f == "norm":  # the substring also matches the layers' norms
+                groups.setdefault("layernorm", inner)
         return groups
     raise _err(src, where, f"{v!r} is not a supported parameter setting")
 
@@ -393,12 +397,10 @@ def _merge_slices(data, method, base, glob, src, folder):
                 return pdef.default if v is None else v
 
             per_group = {g: [look(sl, PROBES[g], (layer - sl[0]) / (sl[1] - sl[0] - 1) if sl[1] - sl[0] > 1 else 1.0)
-                             for sl in slices for layer in range(sl[0], sl[1])] for g in ("attn", "mlp", "norm")}
+                             for sl in slices for layer in range(sl[0], sl[1])] for g in ("attn", "mlp", "layernorm")}
             per_group["embed"] = [look(slices[0], PROBES["embed"], 0.0)]
             per_group["head"] = [look(slices[-1], PROBES["head"], 0.0)]
-            if look(slices[-1], "model.norm.weight", 0.0) != per_group["norm"][0]:
-                raise _err(src, f"parameters.{key}", "the final norm's value (last slice) differs from the first "
-                                                     "layer's; not expressible as an evomerge recipe")
+            per_group["norm"] = [look(slices[-1], PROBES["norm"], 0.0)]
             values = [v for vs in per_group.values() for v in vs]
             if any(v is None for v in values):
                 raise _err(src, f"slices.parameters.{key}", "required but not set for every layer")

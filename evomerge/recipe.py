@@ -20,7 +20,8 @@ from evomerge.errors import ConfigError
 from evomerge.ops import METHODS
 
 DTYPES = ("float32", "bfloat16", "float16")
-GROUPS = ("attn", "mlp", "embed", "head", "norm", "default")
+GROUPS = ("attn", "mlp", "embed", "head", "layernorm", "norm", "default")
+PARENT = {"layernorm": "norm"}  # a mapping without the group falls back to its parent, then default
 Number = Union[int, float]
 Layered = Union[Number, list[Number], dict[str, Union[Number, list[Number]]]]
 ParamValue = Union[bool, str, Layered]
@@ -254,7 +255,7 @@ def tensor_group(tensor_name: str) -> str:
     if "lm_head" in tensor_name:
         return "head"
     if "norm" in tensor_name:
-        return "norm"
+        return "layernorm" if layer_index(tensor_name) is not None else "norm"
     return "default"
 
 
@@ -282,6 +283,8 @@ def interpolate(values: list[float], t: float) -> float:
 def evaluate(value: ParamValue, group: str, t: float) -> Any:
     """A parameter value for one tensor; None when a group mapping does not cover the group."""
     if isinstance(value, dict):
+        while group not in value and group in PARENT:
+            group = PARENT[group]
         value = value.get(group, value.get("default"))
         if value is None:
             return None

@@ -1,5 +1,7 @@
 """Config shapes beyond models/slices: `modules:`, tokenizer union and the `tokenizer:` block,
-frankenmerges whose ends come from different models, passthrough `scale` filtered to modules;
+filters on the layers' norms (`layernorm`), a final norm whose value differs from the first
+layer's, frankenmerges whose ends come from different models, passthrough `scale` filtered
+to modules;
 our tensors equal mergekit 0.1.5's (bfloat16 compute). And the refusals that remain."""
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ def configs(f):
         "ends_from_two_models": {"merge_method": "passthrough", "dtype": "bfloat16", "slices": [
             {"sources": [{"model": e0, "layer_range": [0, 2]}]},
             {"sources": [{"model": e1, "layer_range": [1, 4]}]}]},
+        "slerp_layernorm": {"merge_method": "slerp", "base_model": b, "models": [{"model": b}, {"model": e0}],
+                            "dtype": "bfloat16", "parameters": {"t": [
+                                {"filter": "self_attn", "value": [0, 0.5, 1]}, {"filter": "mlp", "value": [1, 0.5, 0]},
+                                {"filter": "layernorm", "value": 0.2}, {"value": 0.6}]}},
+        "norm_before_layernorm": {"merge_method": "slerp", "base_model": b, "models": [{"model": b}, {"model": e0}],
+                                  "dtype": "bfloat16", "parameters": {"t": [
+                                      {"filter": "norm", "value": 0.9}, {"filter": "layernorm", "value": 0.2}, {"value": 0.6}]}},
+        "final_norm_from_last_slice": {"merge_method": "ties", "base_model": b, "dtype": "bfloat16", "slices": [
+            {"sources": [{"model": b, "layer_range": [0, 2]},
+                         {"model": e0, "layer_range": [0, 2], "parameters": {"weight": [0.1, 1.0], "density": 0.5}}]},
+            {"sources": [{"model": b, "layer_range": [2, 4]},
+                         {"model": e0, "layer_range": [2, 4], "parameters": {"weight": 0.7, "density": 0.5}}]}]},
         "scale_filtered": {"merge_method": "passthrough", "dtype": "bfloat16", "slices": [
             {"sources": [{"model": e0, "layer_range": [0, 3]}]},
             {"sources": [{"model": e0, "layer_range": [2, 4]}],
