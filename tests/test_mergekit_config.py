@@ -68,7 +68,7 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
     ok = {"merge_method": "ties", "base_model": b, "models": [{"model": e0, "parameters": {"weight": 1.0}}]}
     sl = lambda m, a, z, **kw: {"model": m, "layer_range": [a, z], **kw}  # noqa: E731
     cases = [
-        ({**ok, "merge_method": "multislerp"}, "merge_method: 'multislerp' is not supported"),
+        ({**ok, "merge_method": "cabs"}, "merge_method: 'cabs' is not supported"),
         ({**ok, "merge_method": "model_stock"}, "sources: method model_stock takes at least 2 sources besides the base, got 1"),
         ({**ok, "merge_method": "nearswap", "models": [{"model": e0}, {"model": b}, {"model": e0 + "/../e1"}]},
          "sources: method nearswap takes exactly 1 source besides the base, got 2"),
@@ -114,11 +114,11 @@ def test_to_mergekit_refuses_what_mergekit_cannot_express(tiny_family):
 
 def test_cli_refuses_an_unsupported_mergekit_config_and_writes_nothing(tiny_family, tmp_path):
     path = tmp_path / "mk.yaml"
-    path.write_text(yaml.safe_dump({"merge_method": "multislerp", "base_model": str(tiny_family["base"]),
+    path.write_text(yaml.safe_dump({"merge_method": "cabs", "base_model": str(tiny_family["base"]),
                                     "models": [{"model": str(tiny_family["e0"])}]}))
     res = CliRunner().invoke(app, ["merge", str(path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
-    assert res.output.strip().count("\n") == 0 and "merge_method: 'multislerp' is not supported" in res.output
+    assert res.output.strip().count("\n") == 0 and "merge_method: 'cabs' is not supported" in res.output
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump({"merge_method": "task_arithmetic", "base_model": str(tiny_family["base"]),
                                   "models": [{"model": str(tiny_family["e0"]), "parameters": {"weight": 0.5}}]}))

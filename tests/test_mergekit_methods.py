@@ -1,5 +1,5 @@
 """The methods beyond TIES/DARE (DELLA, SCE, Model Stock, NuSLERP, Karcher, Arcee Fusion,
-NearSwap) give mergekit 0.1.5's tensors for the same config, in float32, bfloat16 and float16
+NearSwap, Multi-SLERP, RAM, RAM+) give mergekit 0.1.5's tensors for the same config, in float32, bfloat16 and float16
 compute; randomized DELLA agrees with it in distribution."""
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ def base_configs(f):
         "sce": {"merge_method": "sce", "base_model": b, "models": three, "parameters": {"select_topk": 0.4}},
         "sce_all": {"merge_method": "sce", "base_model": b, "models": three[:2]},
         "arcee_fusion": {"merge_method": "arcee_fusion", "base_model": b, "models": [{"model": b}, {"model": e1}]},
+        "multislerp": {"merge_method": "multislerp", "models": [{"model": e0, "parameters": {"weight": 0.2}},
+                                                                {"model": e1, "parameters": {"weight": 0.5}},
+                                                                {"model": e2, "parameters": {"weight": 0.3}}]},
+        "multislerp_base": {"merge_method": "multislerp", "base_model": b, "parameters": {"normalize_weights": False},
+                            "models": [{"model": e0, "parameters": {"weight": 1.0}},
+                                       {"model": e1, "parameters": {"weight": 2.0}}]},
+        "ram": {"merge_method": "ram", "base_model": b, "models": three, "parameters": {"epsilon": 0.012}},
+        "ramplus_tl": {"merge_method": "ramplus_tl", "base_model": b, "models": three[:2],
+                       "parameters": {"epsilon": 0.012, "r": 0.5, "alpha": 0.8}},
         "della_full": {"merge_method": "della", "base_model": b, "models": [
             {"model": e0, "parameters": {"weight": 0.9, "density": 1.0}},
             {"model": e1, "parameters": {"weight": 0.6, "density": 1.0}}], "parameters": {"lambda": 1.2}},
@@ -76,7 +85,7 @@ def test_same_tensors_as_mergekit(oracle, method, dt):
     assert set(ours) == set(theirs)
     for k in ours:
         assert ours[k].dtype == getattr(torch, dt), k
-        if method == "arcee_fusion":  # mergekit's float32 mask promotes its result to float32
+        if method in ("arcee_fusion", "ramplus_tl"):  # mergekit's float32 mask / factors promote its result
             theirs[k] = theirs[k].to(ours[k].dtype)
         assert theirs[k].dtype == ours[k].dtype, k
         assert torch.equal(ours[k], theirs[k]), (k, (ours[k] != theirs[k]).sum().item())

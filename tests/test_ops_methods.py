@@ -209,3 +209,13 @@ def test_sce_weights_by_mean_square_and_drops_disagreeing_signs():
     out = run("sce", base, [a, b], params("sce", 2))
     # weights 0.8 / 0.2; signs elected by the sum: [+, +, -]; b disagrees at 1 and 2
     assert torch.allclose(out, torch.tensor([(0.8 * 2 + 0.2 * 1) / 1.0, 2.0, -2.0]))
+
+
+def test_ram_keeps_unique_changes_in_full_and_averages_shared_ones():
+    base = torch.zeros(4)
+    a, b = torch.tensor([1.0, 2.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, -3.0, 1e-7])
+    out = run("ram", base, [a, b], params("ram", 2))
+    assert torch.allclose(out, torch.tensor([1.0, 3.0, -3.0, 0.0]))  # unique, shared mean, unique, unchanged
+    # RAM+: a has 1 shared / 1 unique change (rho 1, clipped to alpha 0.2): its unique one x 1.1
+    out = run("ramplus_tl", base, [a, b], params("ramplus_tl", 2, r=0.5))
+    assert torch.allclose(out, torch.tensor([1.1, 3.0, -3.3, 0.0]))

@@ -146,6 +146,15 @@ METHODS: dict[str, MethodSpec] = {
         _own("arcee_fusion", (), "fuse the other model's changes where importance is an outlier", max_sources=1),
         _own("nearswap", (ParamDef("t", "global", default=None, lo=0.0),),
              "swap in the other model's entries where they are near the base", max_sources=1),
+        _own("multislerp", (WEIGHT, _flag("normalize_weights", True),
+                            ParamDef("eps", "global", default=1e-8, lo=0.0, layered=False)),
+             "weighted spherical mean of any number of models", needs_base=False, base_optional=True),
+        _own("ram", (ParamDef("epsilon", "global", default=1e-5, lo=0.0),),
+             "unique changes in full, shared ones averaged"),
+        MethodSpec("ramplus_tl", "evomerge.ops.ram:merge",
+                   (ParamDef("r", "global", default=0.1), ParamDef("alpha", "global", default=0.2, lo=0.0),
+                    ParamDef("epsilon", "global", default=1e-5, lo=0.0)),
+                   stack=None, any_dtype=True, doc="RAM with unique changes boosted by their overlap ratio"),
     )
 }
 
