@@ -33,6 +33,9 @@ def configs(f):
         for name, cfg in float32_configs(f).items():
             if name in EXACT:
                 out[f"{name}-{dt}"] = {**cfg, "dtype": dt}
+    for dt in DTYPES:  # randomized: compared in distribution
+        out[f"dare_linear_half-{dt}"] = {**float32_configs(f)["dare_linear_half"], "dtype": dt}
+        out[f"della_half-{dt}"] = {**out[f"dare_linear_half-{dt}"], "merge_method": "della_linear"}
     # out_dtype differs from dtype: bfloat16 math, float32 output
     out["ties-bf16-out32"] = {**float32_configs(f)["ties"], "dtype": "bfloat16", "out_dtype": "float32"}
     return out
@@ -60,6 +63,27 @@ def test_bit_equal_to_mergekit_in_16_bit_compute(oracle, method, dt):
     for k in ours:
         assert ours[k].dtype == theirs[k].dtype == getattr(torch, dt), k
         assert torch.equal(ours[k], theirs[k]), (k, (ours[k] != theirs[k]).sum().item())
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("method", ["dare_linear_half", "della_half"])
+@oracle_test
+def test_random_drops_match_mergekit_in_distribution_in_16_bit(oracle, tiny_family, method, dt):
+    """Independent draws; about half the entries kept, survivors rescaled by one factor that
+    restores the L1 norm (in 16-bit arithmetic: equal to a few ulps)."""
+    ours, theirs = pair(oracle, f"{method}-{dt}")
+    name = "model.layers.1.mlp.down_proj.weight"
+    base = load_tensors(tiny_family["base"])[name].to(getattr(torch, dt))
+    tau = load_tensors(tiny_family["e0"])[name].to(getattr(torch, dt)) - base
+    for merged in (ours[name], theirs[name]):
+        assert merged.dtype == getattr(torch, dt)
+        delta = merged.float() - base.float()
+        kept = (merged != base) & (tau != 0)
+        assert abs(kept.float().mean().item() - 0.5) < 0.03
+        scale = delta[kept] / tau[kept].float()
+        l1 = (tau.float().abs().sum() / tau[kept].float().abs().sum()).item()
+        assert abs(scale.median().item() - l1) < 0.02 * l1
+    assert not torch.equal(ours[name], theirs[name])
 
 
 @oracle_test
