@@ -30,6 +30,7 @@ PROBES = {"attn": "model.layers.0.self_attn.q_proj.weight", "mlp": "model.layers
           "embed": "model.embed_tokens.weight",
           "head": "lm_head.weight"}
 DROPPED = {"int8_mask"}  # changes only the mask's storage type, not the result
+INERT = {"task_arithmetic": {"density"}}  # accepted by mergekit 0.1.5 without any effect
 SUPPORTED = sorted(set(METHODS) | {"passthrough"})
 
 
@@ -144,6 +145,8 @@ def _read(data: Any, path: Path | None, src: str) -> Recipe:
         raise ConfigError(f"{src}: expected a mapping at top level")
     if "modules" in data:
         data = _unwrap_module(data, src)
+    if data.get("merge_method") in INERT:
+        data = _without(data, INERT[data["merge_method"]])
     for k in data:
         if k not in TOP_KEYS:
             raise _err(src, k, "this mergekit option is not supported")
@@ -207,6 +210,16 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
     recipe = {"kind": "parameter", "method": method, "base": base if method != "linear" else None,
               "sources": others, "parameters": glob, "dtype": dtype, "tokenizer_source": tok}
     return parse_recipe(recipe, src)
+
+
+def _without(data: Any, keys: set[str]) -> Any:
+    """A copy of the config with `keys` removed from every `parameters` mapping."""
+    if isinstance(data, list):
+        return [_without(v, keys) for v in data]
+    if not isinstance(data, dict):
+        return data
+    return {k: ({p: x for p, x in v.items() if p not in keys} if k == "parameters" and isinstance(v, dict)
+                else _without(v, keys)) for k, v in data.items()}
 
 
 def _as_conditions(setting: Any) -> list:

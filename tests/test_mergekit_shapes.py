@@ -25,6 +25,7 @@ def configs(f):
         {"model": e0, "parameters": {"weight": 1.0, "density": 0.5}}, {"model": e1, "parameters": {"weight": 0.5, "density": 0.7}}]}
     return {
         "union": {**ties, "tokenizer_source": "union"},
+        "inert_density": {**ties, "merge_method": "task_arithmetic"},  # mergekit ignores density there
         "tokenizer_block": {**ties, "tokenizer": {"source": "union"}},
         "modules": {"merge_method": "ties", "base_model": b, "dtype": "bfloat16",
                     "parameters": {"density": 0.5, "weight": [{"filter": "mlp", "value": 0.3}, {"value": 0.9}]},
