@@ -292,7 +292,7 @@ def _union(where: str, base: str | None, models: list[str], src: str) -> str:
 def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[int, int], dict]]:
     if not isinstance(sl, dict) or "sources" not in sl:
         raise _err(src, f"slices[{i}]", "expected a mapping with 'sources'")
-    extra = set(sl) - {"sources", "base_model", "parameters"}
+    extra = set(sl) - {"sources", "base_model", "parameters", "residual_weight"}  # the last: unused by mergekit 0.1.5
     if extra:
         raise _err(src, f"slices[{i}].{sorted(extra)[0]}", "not supported")
     out = []
@@ -386,7 +386,8 @@ def _merge_slices(data, method, base, glob, src, folder):
         ranges = {lr for _, lr, _ in ss}
         if len(ranges) != 1 or next(iter(ranges))[0] != expect:
             raise _err(src, f"slices[{i}]", "only aligned slices are supported (every model's layer_range "
-                                            "equal and following the previous slice)")
+                                            "equal and following the previous slice): a recipe merges layer i "
+                                            "of each model with layer i of the others")
         these = [ref for ref, _, _ in ss if ref != base]
         if models is None:
             models = these
