@@ -3,7 +3,8 @@ probability grows with the entry's magnitude rank in its row, then TIES-style me
 
 Per source k and row, with ranks r = 1..n by |tau| (smallest first), entry i is kept with
 probability p_i = (density - epsilon) + 2 epsilon (r_i - 1)/(n - 1), so the row keeps
-`density` on average; `epsilon` must keep p in (0, 1). Rescale: the paper's 1/p_i per kept
+`density` on average. mergekit requires density +/- epsilon inside (0, 1); here epsilon is
+narrowed to min(epsilon, density, 1 - density) instead, so any density is a valid gene. Rescale: the paper's 1/p_i per kept
 entry (`inverse_density`), mergekit's L1-norm match (`l1`, what mergekit configs mean), or
 none. Then weights, sign election (`della`; not `della_linear`), normalize and lambda as in
 TIES (compute_dtype.combine_deltas). The draws are DARE's seeded hash (fused.draws_torch):
@@ -32,20 +33,19 @@ def keep_probabilities(tau: torch.Tensor, density: float, epsilon: float) -> tor
 
 
 def magprune(tau: torch.Tensor, k: int, p: TensorParams, keys: tuple[int, ...]) -> torch.Tensor:
-    d, eps = p.densities[k], p.epsilons[k]
+    d = p.densities[k]
     if d >= 1:
         return tau
     if d <= 0:
         return torch.zeros_like(tau)
-    if not (0 < d - eps and d + eps < 1):
-        raise ValueError(f"{p.name}: epsilon {eps} must keep density {d} +/- epsilon inside (0, 1)")
+    eps = min(p.epsilons[k], d, 1 - d)  # p stays in [0, 1]: every density is valid (search genes)
     prob = keep_probabilities(tau, d, eps)
     draws = draws_torch(tau.numel(), keys[k // 2], k % 2, tau.device).view(tau.shape)
     kept = draws < torch.round(prob * (1 << DRAW_BITS))
     masked = tau * kept
     how = p.globals["rescale"]
     if how == "inverse_density":
-        return (masked.float() / prob).to(tau.dtype)
+        return torch.where(kept, masked.float() / prob, 0.0).to(tau.dtype)
     if how == "l1":
         before, after = tau.abs().sum(), masked.abs().sum()
         if before >= NORM_EPS and after >= NORM_EPS:
