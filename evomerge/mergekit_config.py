@@ -199,11 +199,11 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
         if method == "slerp" and len(others) != 1:
             raise _err(src, "models", "slerp needs the base and exactly one other model")
     if spec.param("epsilon") is not None and spec.sparsify:  # DELLA: mergekit refuses p outside (0, 1)
-        for i, s in enumerate(others):
+        for s in others:
             d, e = (s["parameters"].get(k, glob.get(k, spec.param(k).default)) for k in ("density", "epsilon"))
             if all(isinstance(v, (int, float)) for v in (d, e)) and 0 < d < 1 and not (0 < d - e and d + e < 1):
-                raise _err(src, f"models[{i}].parameters", f"density {d} +/- epsilon {e} must lie inside (0, 1) "
-                                                           "(mergekit refuses it too)")
+                raise _err(src, "parameters", f"{s['model']}: density {d} +/- epsilon {e} must lie inside (0, 1) "
+                                              "(mergekit refuses it too)")
     tok, where = _tokenizer_source(data, src)
     if tok == "union":
         tok = _union(where, base, [s["model"] for s in others], src)

@@ -75,7 +75,7 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
         ({**ok, "merge_method": "nearswap", "models": [{"model": e0}]}, "parameters.t: required by method nearswap"),
         ({**ok, "merge_method": "della", "parameters": {"epsilon": 0.7}}, "parameters.epsilon: 0.7 is outside [0, 0.5]"),
         ({**ok, "merge_method": "della", "parameters": {"density": 0.1, "epsilon": 0.2}},
-         "models[0].parameters: density 0.1 +/- epsilon 0.2 must lie inside (0, 1)"),
+         "density 0.1 +/- epsilon 0.2 must lie inside (0, 1)"),
         ({**ok, "dtype": "bf16"}, "dtype: 'bf16' is not one of float32, bfloat16, float16"),
         ({**ok, "tokenizer": {"source": "union", "pad_to_multiple_of": 64}}, "tokenizer.pad_to_multiple_of: padding"),
         ({**ok, "chat_template": "chatml"}, "chat_template: this mergekit option is not supported"),
