@@ -6,7 +6,7 @@
    process (measured in a fresh wrapper per run), and the floor: reading every input once.
 2. In memory: `materialize_into` of linear / task_arithmetic / ties / dare_ties into an
    allocated model from resident sources, against one plain copy of the model's weights; and
-   the one-pass floor: reading base + 3 resident task vectors once and writing the result
+   the one-pass floor: reading base + 3 resident sources once and writing the result
    (what any single-pass merge of 3 sources must move: 2.5x a copy's bytes).
 
 `output_vs_mergekit` is expected to differ on these bf16 inputs: mergekit takes deltas and trims
@@ -256,7 +256,7 @@ def in_memory(shape: dict, repeats: int, device: str) -> dict:
     def paired(fn) -> dict:
         """Each timed run right after a timed plain copy: on a shared machine the ratio of
         neighbours is steadier than a ratio of separate medians."""
-        fn()  # warm-up (builds cached stacks, workspace)
+        fn()  # warm-up (kernels, magnitude histograms, workspace)
         plain_copy()
         pairs = [(once(plain_copy), once(fn)) for _ in range(repeats)]
         copies.extend(c for c, _ in pairs)
@@ -293,20 +293,17 @@ def in_memory(shape: dict, repeats: int, device: str) -> dict:
 
 def one_pass_floor(models: dict, paths: list, params: dict, paired) -> dict:
     """base + sum of 3 task vectors into the model, one pass (the fused kernel, no trimming,
-    every tensor in one batch)."""
-    from evomerge.ops.fused import Batch, Rule, combine
-    from evomerge.ops.task_vector import task_vectors
-    from evomerge.ops.workspace import Workspace
+    every tensor in one batch, task vectors formed in registers from the resident sources)."""
+    from evomerge.ops.fused import Batch, Mix, Rule, combine
 
     base, *srcs = (models[p].tensors for p in paths)
-    stacks = {n: task_vectors(base[n], [s[n] for s in srcs], Workspace()).clone() for n in params}
+    mix = Mix(Rule("dense"), (1.0, 0.8, 0.6), (1.0, 0.8, 0.6))
 
     def run():
         batch = Batch()
         with torch.no_grad():
             for n, p in params.items():
-                combine(base[n], stacks[n], Rule("dense"), [1.0, 0.8, 0.6], [1.0, 0.8, 0.6], False, False, 1.0, p,
-                        batch)
+                combine(base[n], [s[n] for s in srcs], mix, p, batch)
             batch.run()
 
     return paired(run)

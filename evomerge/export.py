@@ -118,7 +118,6 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
                  force: bool = False, evaluate: bool = True, max_shard_bytes: int | None = None) -> Exported:
     """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
     from evomerge.engine import merge_to_disk
-    from evomerge.engine.merge import RECIPE_FILE
     from evomerge.engine.writer import atomic_output_dir
     from evomerge.errors import ConfigError
     from evomerge.mergekit_config import to_mergekit
@@ -135,9 +134,8 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
                       finished=sum(t.state in ("complete", "failed") for t in trials))
     facts.num_layers, facts.source_layers, facts.notes = _layers(recipe)
     with atomic_output_dir(out, force) as tmp:
-        merge_to_disk(recipe, tmp, force=True, **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
-        (tmp / RECIPE_FILE).unlink(missing_ok=True)  # the engine's copy; recipe.yaml is the export's
-        (tmp / "recipe.yaml").write_text(recipe.to_yaml())
+        merge_to_disk(recipe, tmp, force=True, recipe_file="recipe.yaml",
+                      **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
         if recipe.kind == "parameter":
             try:
                 config = to_mergekit(recipe)

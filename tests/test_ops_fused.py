@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evomerge.ops.fused import DRAW_BITS, MIN_SPLIT, SPAN, Rule, combine, combine_torch, draw_threshold, draws_torch
+from evomerge.ops.fused import DRAW_BITS, MIN_SPLIT, SPAN, Mix, Rule, combine, combine_torch, draw_threshold, draws_torch
 
 
 def rules(K: int, stack: torch.Tensor) -> list[Rule]:
@@ -34,8 +34,9 @@ def test_kernel_equals_the_torch_formulation_bit_for_bit(K, n):
         for consensus in (False, True):
             for normalize in (False, True):
                 for b in (base, None):
-                    ours = combine(b, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
-                    ref = combine_torch(b, stack, rule, scales, weights, consensus, normalize, 1.7, torch.empty(n))
+                    mix = Mix(rule, tuple(scales), tuple(weights), consensus, normalize, 1.7)
+                    ours = combine(b, list(stack), mix, torch.empty(n))
+                    ref = combine_torch(b, list(stack), mix, torch.empty(n))
                     same = (ours.view(torch.int32) == ref.view(torch.int32)) | (ours.isnan() & ref.isnan())
                     assert bool(same.all()), (rule.kind, consensus, normalize, b is None)
 
@@ -71,12 +72,12 @@ def test_a_batch_of_tensors_equals_one_call_per_tensor():
     for with_base in (True, False):
         for b, st in zip(bases, stacks):
             outs.append(torch.full_like(b, math.nan))
-            combine(b if with_base else None, st, rule, [1.0, 0.5, 2.0], [1.0, 0.5, 2.0], with_base, True, 0.9,
+            combine(b if with_base else None, list(st), Mix(rule, (1.0, 0.5, 2.0), (1.0, 0.5, 2.0), with_base, True, 0.9),
                     outs[-1], batch)
     assert all(o.isnan().all() for o in outs)  # nothing written before run()
     batch.run()
-    want = [combine_torch(b if with_base else None, st, rule, [1.0, 0.5, 2.0], [1.0, 0.5, 2.0], with_base, True,
-                          0.9, torch.empty_like(b)) for with_base in (True, False) for b, st in zip(bases, stacks)]
+    want = [combine_torch(b if with_base else None, list(st), Mix(rule, (1.0, 0.5, 2.0), (1.0, 0.5, 2.0), with_base, True,
+                          0.9), torch.empty_like(b)) for with_base in (True, False) for b, st in zip(bases, stacks)]
     assert all(torch.equal(o, w) for o, w in zip(outs, want))
 
 
@@ -84,9 +85,10 @@ def test_non_contiguous_or_non_float32_targets_take_the_torch_path_with_equal_re
     g = torch.Generator().manual_seed(0)
     base, stack = torch.randn(64, 32, generator=g), torch.randn(2, 64, 32, generator=g)
     rule = Rule("draw", keys=(5, 6), thr=(draw_threshold(0.5),) * 2)
-    want = combine(base, stack, rule, [1.0, 0.5], [1.0, 0.5], True, True, 1.0, torch.empty(64, 32))
+    mix = Mix(rule, (1.0, 0.5), (1.0, 0.5), True, True, 1.0)
+    want = combine(base, list(stack), mix, torch.empty(64, 32))
     out_t = torch.empty(32, 64).t()  # non-contiguous view
-    assert torch.equal(combine(base, stack, rule, [1.0, 0.5], [1.0, 0.5], True, True, 1.0, out_t), want)
+    assert torch.equal(combine(base, list(stack), mix, out_t), want)
 
 
 def test_draws_keep_the_density_and_are_independent_across_sources_and_seeds():
@@ -118,8 +120,8 @@ def test_loaded_kernels_leave_every_module_attribute_readable_by_vllms_kernel_sc
     numba's llvmlite used to break that scan, so a vLLM engine could not start after a merge."""
     import sys
 
-    combine(torch.zeros(4), torch.ones(1, 4), Rule("band", lo=(0.5,), hi=(math.inf,)), [1.0], [1.0],
-            True, True, 1.0, torch.empty(4))
+    combine(torch.zeros(4), [torch.ones(4)], Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), True, True),
+            torch.empty(4))
     assert "llvmlite.binding.ffi" in sys.modules
     for module in list(sys.modules.values()):
         for value in list(getattr(module, "__dict__", {}).values()):
@@ -154,3 +156,42 @@ def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, 
     row = torch.tensor([0.5, -2.0, 1.0, 3.0])
     total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.int32(0), False, 0, 4)
     assert (total, kept) == (6.5, 3.0) and not (blocker.parent / "kernels").exists()
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
+def test_bfloat16_sources_merge_exactly_as_if_converted_to_float32_first(out_dtype):
+    """Sources stay in their stored dtype: the kernel reads bf16 and rounds its output to
+    bf16 itself, with the bits torch gives for the same float32 arithmetic then `.to()`."""
+    g = torch.Generator().manual_seed(5)
+    n = 2 * MIN_SPLIT + 77
+    base = torch.randn(n, generator=g).bfloat16()
+    sources = [(base.float() + torch.randn(n, generator=g) * 0.02).bfloat16() for _ in range(3)]
+    for rule in rules(3, torch.stack([s.float() - base.float() for s in sources])):
+        for consensus in (False, True):
+            mix = Mix(rule, (0.7, -0.4, 1.3), (0.9, 0.5, 1.1), consensus, consensus, 1.3)
+            ours = combine(base, sources, mix, torch.empty(n, dtype=out_dtype))
+            want = combine(base.float(), [s.float() for s in sources], mix, torch.empty(n)).to(out_dtype)
+            assert torch.equal(ours.view(torch.int16 if out_dtype == torch.bfloat16 else torch.int32),
+                               want.view(torch.int16 if out_dtype == torch.bfloat16 else torch.int32)), rule.kind
+            torch_path = combine_torch(base, sources, mix, torch.empty(n, dtype=out_dtype))
+            assert torch.equal(torch_path, ours)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_histogram_thresholds_are_the_exact_order_statistics(dtype):
+    from evomerge.ops.thresholds import SMALL, HistogramCache, TensorMemo, kth_magnitudes
+
+    g = torch.Generator().manual_seed(11)
+    n = 3 * SMALL + 5
+    base = torch.randn(n, generator=g).to(dtype)
+    sources = [(base.float() + torch.randn(n, generator=g) * 0.01).to(dtype) for _ in range(2)]
+    sources.append(base.clone())  # an expert equal to the base: every |x| is 0
+    sources[0][::7] = base[::7]  # many ties at zero
+    mags = [(s.float() - base.float()).abs() for s in sources]
+    requests = [(k, r) for k in range(3) for r in (1, 2, n // 7, n // 2, n - 3, n)]
+    cache = HistogramCache()
+    for _ in range(2):  # the second time from the kept histograms
+        got = kth_magnitudes(base, sources, requests, TensorMemo(cache, ["a", "b", "c"]))
+        for k, r in requests:
+            assert got[(k, r)] == torch.kthvalue(mags[k], r).values.item(), (k, r)
+    assert cache.nbytes == 3 * 4 * (1 << 16)

@@ -12,7 +12,6 @@ measures it). Inline parameter recipes (hybrid search) are merged in memory firs
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +19,14 @@ from typing import Any
 
 import torch
 
+from evomerge.engine.files import with_dtype
+from evomerge.engine.materialize import parameter_tensors
+from evomerge.engine.merge import RECIPE_FILE
+from evomerge.engine.reader import CheckpointReader
+from evomerge.engine.resident import ResidentSources
+from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
 from evomerge.errors import CheckpointError
-from evomerge.recipe import DataflowRecipe
+from evomerge.recipe import DataflowRecipe, resolve_model_ref
 
 _LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
 OUTPUT_PROJECTIONS = ("self_attn.o_proj.", "mlp.down_proj.")
@@ -70,18 +75,13 @@ class _Merged:
 
 def _open_sources(recipe: DataflowRecipe, resident: Any | None, allow_pickle: bool = False) -> list[_Source]:
     """Model sources from resident memory (or lazily from disk); parameter recipes merged now."""
-    from evomerge.engine.materialize import materialize_tensors
-    from evomerge.engine.reader import CheckpointReader
-    from evomerge.engine.resident import ResidentSources
-    from evomerge.recipe import resolve_model_ref
-
     needed = [r for s in recipe.sources if s.recipe is not None for r in s.recipe.model_refs()]
     if resident is None and needed:
-        resident = ResidentSources.load(needed, dtype=torch.float32, allow_pickle=allow_pickle)
+        resident = ResidentSources.load(needed, allow_pickle=allow_pickle)
     out = []
     for src in recipe.sources:
         if src.recipe is not None:
-            tensors = dict(materialize_tensors(src.recipe, resident, clone=True))
+            tensors = dict(parameter_tensors(src.recipe, resident, clone=True))
             out.append(_Source(_Merged(tensors, resident.model(src.recipe.model_refs()[0]))))
             continue
         model = None
@@ -154,9 +154,7 @@ def output_config(recipe: DataflowRecipe, sources: list[_Source]) -> dict[str, A
     cfg["num_hidden_layers"] = len(recipe.layers)
     if isinstance(cfg.get("layer_types"), list):
         cfg["layer_types"] = [sources[h.source].config["layer_types"][h.layer] for h in recipe.layers]
-    if recipe.dtype:
-        cfg["dtype" if "dtype" in cfg else "torch_dtype"] = recipe.dtype
-    return cfg
+    return with_dtype(cfg, recipe.dtype)
 
 
 def materialize_tensors(recipe: DataflowRecipe, resident: Any | None = None) -> Iterator[tuple[str, torch.Tensor]]:
@@ -189,13 +187,9 @@ def build_model(recipe: DataflowRecipe, resident: Any | None = None, device: str
     return model.to(device).eval()
 
 
-def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = False,
-                  allow_pickle: bool = False, max_shard_bytes: int | None = None) -> Path:
+def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = False, allow_pickle: bool = False,
+                  max_shard_bytes: int = DEFAULT_SHARD_BYTES, recipe_file: str = RECIPE_FILE) -> Path:
     """Write the data-flow model as a complete HF checkpoint (atomically)."""
-    from evomerge.engine.files import copy_side_files
-    from evomerge.engine.merge import RECIPE_FILE
-    from evomerge.engine.writer import DEFAULT_SHARD_BYTES, ShardedWriter, atomic_output_dir, check_output_dir
-
     out = Path(out_dir)
     check_output_dir(out, force)
     sources = _open_sources(recipe, None, allow_pickle)
@@ -207,15 +201,6 @@ def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = 
         src = sources[s].model
         layout.append((out_name, tuple(src.shape(name)), out_dtype or src.dtype(name)))
     emb = sources[recipe.embeddings_from]
-    with atomic_output_dir(out, force) as tmp:
-        writer = ShardedWriter(tmp, layout, max_shard_bytes or DEFAULT_SHARD_BYTES)
-        try:
-            for name, t in _tensors(recipe, sources, plan):
-                writer.write(name, t)
-            writer.close()
-        finally:
-            writer.abort()
-        (tmp / "config.json").write_text(json.dumps(output_config(recipe, sources), indent=2) + "\n")
-        copy_side_files(emb.folder, emb.folder, tmp)
-        (tmp / RECIPE_FILE).write_text(recipe.to_yaml())
-    return out
+    return write_checkpoint(out, layout, _tensors(recipe, sources, plan), config=output_config(recipe, sources),
+                            config_from=emb.folder, tokenizer_from=emb.folder, files={recipe_file: recipe.to_yaml()},
+                            force=force, max_shard_bytes=max_shard_bytes)

@@ -15,18 +15,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 DTYPE_NAMES = {"float32", "bfloat16", "float16"}
 
 
-def write_config(src_folder: Path, out: Path, dtype: str | None, **overrides) -> None:
-    """config.json of the reference model, with the output dtype (and overrides) set."""
-    f = src_folder / "config.json"
-    if not f.exists():
-        return
-    cfg = json.loads(f.read_text())
+def with_dtype(cfg: dict, dtype: str | None) -> dict:
+    """A model config with its dtype field(s) set to `dtype` (unchanged for None)."""
+    cfg = dict(cfg)
     if dtype in DTYPE_NAMES:
         for key in ("torch_dtype", "dtype"):
             if key in cfg or key == "torch_dtype":
                 cfg[key] = dtype
-    cfg.update(overrides)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return cfg
 
 
 def copy_side_files(config_folder: Path, tokenizer_folder: Path, out: Path) -> list[str]:

@@ -1,20 +1,19 @@
-"""`merge_to_disk`: stream a recipe into an HF checkpoint, one tensor at a time.
+"""The parameter path to disk: stream a parameter recipe into an HF checkpoint, one tensor at
+a time.
 
-Peak memory is the inputs of one tensor plus float32 scratch for it (about sources + a few
-times the largest tensor), never the model. The output appears atomically."""
+Peak memory is the inputs of one tensor plus scratch for it (about sources + a few times the
+largest tensor), never the model. The output appears atomically."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from evomerge.engine.files import copy_side_files, write_config
+from evomerge.engine.files import with_dtype
 from evomerge.engine.plan import MergePlan, build_plan
 from evomerge.engine.reader import CheckpointReader
-from evomerge.engine.writer import DEFAULT_SHARD_BYTES, ShardedWriter, atomic_output_dir, check_output_dir
+from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
 from evomerge.ops.workspace import Workspace
-from evomerge.recipe import DataflowRecipe, ParameterRecipe, Recipe, resolve_model_ref
+from evomerge.recipe import ParameterRecipe, resolve_model_ref
 
 RECIPE_FILE = "evomerge_recipe.yaml"
 
@@ -43,29 +42,25 @@ def tokenizer_folder(recipe: ParameterRecipe, models: list[tuple[str, Checkpoint
     return resolve_model_ref(ts)
 
 
-def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, stacks=None, outs=None, batch=None):
-    """(name, float32 result) per tensor. `base`, `sources` and `outs` (float32 tensors to
-    write into) map a tensor name to a tensor or None; `stacks` to (stacked inputs, aux dict).
-    With `batch` (fused.Batch), results written into `outs` may be queued there: they are
-    final only after batch.run()."""
+def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, outs=None, memo=None, batch=None):
+    """(name, result) per tensor: in `outs(name)` when it gives a tensor (any float dtype),
+    else float32 in a workspace buffer. `base`, `sources` map a tensor name to the input tensor
+    (any dtype) or None; `memo(name)` to the tensor's kept threshold histograms. With `batch`
+    (fused.Batch), results written into `outs` may be queued there: they are final only
+    after batch.run()."""
     fn = plan.spec.fn_for(plan.compute_dtype)
     for name in plan.names:
         b = base(name) if base is not None else None
-        stack, aux = stacks(name) if stacks is not None else (None, None)
-        tensors = [s(name) for s in sources] if stack is None else []
+        tensors = [s(name) for s in sources]
         out = outs(name) if outs is not None else None
-        yield name, fn(b, tensors, plan.params[name], ws, stack=stack, out=out, aux=aux, batch=batch)
+        yield name, fn(b, tensors, plan.params[name], ws, out=out, memo=memo(name) if memo else None, batch=batch)
 
 
-def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, allow_pickle: bool = False,
-                  max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> Path:
-    """Materialize `recipe` as a complete HF checkpoint in `out_dir` (atomically)."""
+def merge_parameters_to_disk(recipe: ParameterRecipe, out_dir: str | Path, *, force: bool = False,
+                             allow_pickle: bool = False, max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+                             recipe_file: str = RECIPE_FILE) -> Path:
+    """Materialize a parameter recipe as a complete HF checkpoint in `out_dir` (atomically)."""
     out = Path(out_dir)
-    if isinstance(recipe, DataflowRecipe):
-        from evomerge.engine import dataflow  # written with the data-flow genome
-
-        return dataflow.merge_to_disk(recipe, out, force=force, allow_pickle=allow_pickle,
-                                      max_shard_bytes=max_shard_bytes)
     check_output_dir(out, force)
     models = open_models(recipe, allow_pickle)
     plan = build_plan(recipe, models)
@@ -73,20 +68,13 @@ def merge_to_disk(recipe: Recipe, out_dir: str | Path, *, force: bool = False, a
     base = readers[0].get if recipe.base else None
     sources = [r.get for r in (readers[1:] if recipe.base else readers)]
     ws = Workspace()
-    with atomic_output_dir(out, force) as tmp:
-        writer = ShardedWriter(tmp, plan.layout(), max_shard_bytes)
-        try:
-            with torch.inference_mode():
-                for name, result in merged_tensors(plan, base, sources, ws):
-                    writer.write(name, result.to(plan.out_dtypes[name]))
-            writer.close()
-        finally:
-            writer.abort()
-        ref = readers[0]
-        write_config(ref.folder, tmp, recipe.dtype or _dtype_name(plan))
-        copy_side_files(ref.folder, tokenizer_folder(recipe, models), tmp)
-        (tmp / RECIPE_FILE).write_text(recipe.to_yaml())
-    return out
+    outs = lambda name: ws.buf("out", plan.shapes[name], "cpu", plan.out_dtypes[name])  # noqa: E731
+    ref = readers[0]
+    config = ref.config() or None
+    return write_checkpoint(out, plan.layout(), merged_tensors(plan, base, sources, ws, outs=outs),
+                            config=config and with_dtype(config, recipe.dtype or _dtype_name(plan)),
+                            config_from=ref.folder, tokenizer_from=tokenizer_folder(recipe, models),
+                            files={recipe_file: recipe.to_yaml()}, force=force, max_shard_bytes=max_shard_bytes)
 
 
 def _dtype_name(plan: MergePlan) -> str | None:

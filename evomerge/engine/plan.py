@@ -50,8 +50,9 @@ def _natural(name: str) -> list:
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name)]
 
 
-def check_compatible(models: list[tuple[str, TensorSource]]) -> list[str]:
-    """Same tensor names and shapes in every model; the names in natural order."""
+def check_compatible(models: list[tuple[str, TensorSource]], same_dtype: bool = False) -> list[str]:
+    """Same tensor names and shapes in every model (and dtypes, if `same_dtype`: resident
+    sources are read in place, so a worker's models must agree); the names in natural order."""
     (ref_name, ref), *others = models
     names = set(ref.names)
     for label, m in others:
@@ -65,6 +66,10 @@ def check_compatible(models: list[tuple[str, TensorSource]]) -> list[str]:
             if tuple(m.shape(n)) != tuple(ref.shape(n)):
                 raise CheckpointError(f"{label}: tensor {n} has shape {tuple(m.shape(n))}, "
                                       f"{ref_name} has {tuple(ref.shape(n))}")
+            if same_dtype and m.dtype(n) != ref.dtype(n):
+                raise CheckpointError(f"{label}: tensor {n} is {str(m.dtype(n)).removeprefix('torch.')}, "
+                                      f"{ref_name} has {str(ref.dtype(n)).removeprefix('torch.')}; "
+                                      "convert the sources to one dtype")
     return sorted(names, key=_natural)
 
 

@@ -4,6 +4,7 @@ safetensors headers (a few KB read per shard); a tensor's bytes are read only wh
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def read_header(path: Path) -> tuple[dict, int]:
 class CheckpointReader:
     """A model directory (or one .safetensors file) read lazily, tensor by tensor.
 
-    Tensors are read with plain file reads into fresh tensors, not through a memory map, so
-    the process holds only the tensors in use (a map would keep every touched page resident).
+    `get` reads a tensor with plain file reads into a fresh tensor (streaming merges: the
+    process holds only the tensors in use); `map` views it in place in the file's pages
+    (resident sources: shared by every process on the node).
 
     Pickled `.bin` checkpoints are refused unless `allow_pickle=True`; then they are loaded
     with `torch.load(weights_only=True)` (memory-mapped), never with full unpickling.
@@ -48,6 +50,7 @@ class CheckpointReader:
         self._where: dict[str, tuple[Path, int, int]] = {}
         self._meta: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self._handles: dict[Path, object] = {}  # open shard files
+        self._maps: dict[Path, mmap.mmap] = {}  # shards mapped by map()
         self._pickled: dict[str, torch.Tensor] | None = None
         if not self.path.exists():
             raise CheckpointError(f"{self.path}: no such model directory or file")
@@ -141,6 +144,26 @@ class CheckpointReader:
             if f.readinto(memoryview(t.reshape(-1).view(torch.uint8).numpy())) != nbytes:
                 raise CheckpointError(f"{shard}: tensor {name} is truncated")
         return t
+
+    def map(self, name: str) -> torch.Tensor:
+        """The tensor as a view of its shard's file pages (copy-on-write private mapping).
+
+        Nothing is read until touched, and the pages are the page cache's: every process on
+        the node that maps the same file shares one copy of them (resident sources of several
+        workers), and under memory pressure the kernel drops and rereads them instead of
+        swapping. Writing to the tensor copies the touched pages (never the file)."""
+        if self._pickled is not None:
+            return self._pickled[name]
+        shard, offset, nbytes = self._where[name]
+        shape, dtype = self._meta[name]
+        if not nbytes:
+            return torch.empty(shape, dtype=dtype)
+        m = self._maps.get(shard)
+        if m is None:
+            with open(shard, "rb") as f:
+                m = self._maps[shard] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        count = nbytes // torch.empty((), dtype=dtype).element_size()
+        return torch.frombuffer(m, dtype=dtype, count=count, offset=offset).view(shape)
 
     @property
     def folder(self) -> Path:

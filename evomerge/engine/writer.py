@@ -12,11 +12,12 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
+from evomerge.engine.files import copy_side_files
 from evomerge.engine.reader import ST_DTYPES
 from evomerge.errors import CheckpointError
 
@@ -127,3 +128,28 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_checkpoint(out: str | Path, layout: Sequence[tuple[str, tuple[int, ...], torch.dtype]],
+                     tensors: Iterable[tuple[str, torch.Tensor]], *, config: dict | None, config_from: Path,
+                     tokenizer_from: Path, files: dict[str, str], force: bool = False,
+                     max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> Path:
+    """A complete HF checkpoint in `out`, atomically: `tensors` streamed into shards in
+    `layout` order, `config` as config.json, the generation config of `config_from`, the
+    tokenizer of `tokenizer_from`, and `files` (name -> text)."""
+    out = Path(out)
+    with atomic_output_dir(out, force) as tmp:
+        writer = ShardedWriter(tmp, layout, max_shard_bytes)
+        try:
+            with torch.inference_mode():
+                for name, t in tensors:
+                    writer.write(name, t)
+            writer.close()
+        finally:
+            writer.abort()
+        if config is not None:
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        copy_side_files(config_from, tokenizer_from, tmp)
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+    return out

@@ -44,7 +44,7 @@ class HFBackend(Backend):
         from evomerge.evaluate.loading import InPlaceLoader
 
         opts = spec.options
-        loader = InPlaceLoader(spec.sources, device=opts.get("device", "cpu"))
+        loader = InPlaceLoader(spec.sources, opts)
         return cls(loader.model, loader.tokenizer, opts.get("batch_size", 128), loader)
 
     def load(self, recipe: Any) -> dict[str, float]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from evomerge.errors import CheckpointError
+from evomerge.errors import CheckpointError, ConfigError
 
 
 def check_checkpoint(ref: str | Path) -> Path:
@@ -31,26 +31,78 @@ def check_checkpoint(ref: str | Path) -> Path:
     return path
 
 
-class InPlaceLoader:
-    """Resident sources + one allocated causal LM that recipes are materialized into."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LOADER_OPTIONS = ("device", "placement", "resident_dtype", "model_dtype", "memory_budget_gb")
 
-    def __init__(self, sources: Sequence[str], device: str = "cpu") -> None:
+
+def _dtype_option(opts: dict, key: str) -> torch.dtype | None:
+    value = opts.get(key)
+    if value is None or value == "auto":
+        return None
+    if value not in DTYPES:
+        raise ConfigError(f"options.{key}: {value!r} is not one of auto, {', '.join(DTYPES)}")
+    return DTYPES[value]
+
+
+def stored_dtype(ref: str | Path) -> torch.dtype:
+    """The dtype a checkpoint's floating tensors are stored in (the first one's)."""
+    from evomerge.engine import CheckpointReader
+
+    reader = CheckpointReader(check_checkpoint(ref))
+    dtype = next((reader.dtype(n) for n in reader.names if reader.dtype(n).is_floating_point), torch.float32)
+    reader.close()
+    return dtype
+
+
+def preflight(sources: Sequence[str], options: dict) -> None:
+    """Everything about a worker's models that can be checked before any work, from the
+    checkpoint headers: folders, matching tensor names, shapes and dtypes, the device, and
+    whether a worker fits its memory. One-line EvomergeError on the first problem."""
+    from evomerge.engine import CheckpointReader
+    from evomerge.engine.budget import check_budget, estimate
+    from evomerge.engine.plan import check_compatible
+    from evomerge.engine.resident import check_device
+
+    if not sources:
+        raise CheckpointError("sources: an evaluator needs at least one source model")
+    readers = [(f"{ref}", CheckpointReader(check_checkpoint(ref))) for ref in sources]
+    try:
+        check_compatible(readers, same_dtype=_dtype_option(options, "resident_dtype") is None)
+    finally:
+        for _, r in readers:
+            r.close()
+    device = check_device(options.get("device", "cpu"))
+    model_dtype = _dtype_option(options, "model_dtype") or stored_dtype(sources[0])
+    check_budget(estimate(sources, model_dtype, _dtype_option(options, "resident_dtype")), device,
+                 options.get("memory_budget_gb"))
+
+
+class InPlaceLoader:
+    """Resident sources + one allocated causal LM that recipes are materialized into.
+
+    Options: `device`; `placement` (device | host: sources stream to the device per tensor);
+    `resident_dtype` (auto: as stored; float32 converts on load, at twice a bf16 source's
+    memory); `model_dtype` (auto: the sources' stored dtype); `memory_budget_gb`."""
+
+    def __init__(self, sources: Sequence[str], options: dict | None = None) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         from evomerge.engine import ResidentSources
 
-        if not sources:
-            raise CheckpointError("sources: an evaluator needs at least one source model")
+        opts = dict(options or {})
+        preflight(sources, opts)
         first = check_checkpoint(sources[0])
-        for ref in sources[1:]:
-            check_checkpoint(ref)
-        self.device = device
-        self.sources = ResidentSources.load(list(sources), device=device, dtype=torch.float32)
+        self.device = opts.get("device", "cpu")
+        self.sources = ResidentSources.load(list(sources), device=self.device,
+                                            dtype=_dtype_option(opts, "resident_dtype"),
+                                            placement=opts.get("placement", "device"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(first))
         config = AutoConfig.from_pretrained(str(first))
-        self.model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(device).eval()
+        dtype = _dtype_option(opts, "model_dtype") or stored_dtype(sources[0])
+        with _no_init():  # every weight is overwritten next: skip the random initialization
+            self.model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(self.device).eval()
         resident = self.sources.model(str(sources[0]))
-        with torch.no_grad():  # start as the first source, not as random weights
+        with torch.no_grad():  # start as the first source, not as uninitialized memory
             for name, param in self.model.state_dict(keep_vars=True).items():
                 if name in resident.tensors:
                     param.copy_(resident.get(name))
@@ -66,6 +118,16 @@ class InPlaceLoader:
             return build_model(recipe, self.sources, device=self.device)
         materialize_into(recipe, self.sources, self.model)
         return self.model
+
+
+def _no_init():
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # other transformers versions: initialize (slower, same result)
+        import contextlib
+
+        return contextlib.nullcontext()
+    return no_init_weights()
 
 
 def nonfinite_parameter(model: Any) -> str | None:

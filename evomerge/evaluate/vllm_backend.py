@@ -28,7 +28,7 @@ from evomerge.evaluate.requests import GenerationRequest, LoglikelihoodRequest, 
 WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
               "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
-OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args")
+OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement")
 
 
 
@@ -68,15 +68,20 @@ class VLLMBackend(Backend):
     """
 
     def __init__(self, model_dir: str | Path, *, sources: tuple[str, ...] = (), max_layers: int | None = None,
-                 dtype: str = "float32", max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
-                 multiprocessing: bool = False, engine_args: dict[str, Any] | None = None) -> None:
+                 dtype: str = "auto", max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
+                 multiprocessing: bool = False, engine_args: dict[str, Any] | None = None,
+                 placement: str = "device") -> None:
         """Start an engine on ``model_dir``. With ``sources``, the engine starts without weights
-        (``model_dir`` gives config and tokenizer) and every candidate comes in via ``load``."""
+        (``model_dir`` gives config and tokenizer) and every candidate comes in via ``load``.
+        ``dtype`` "auto" runs the engine in the checkpoint's dtype (bf16 sources: a bf16 engine,
+        2 bytes per parameter); ``placement`` is where the worker keeps the sources (device, or
+        host memory streamed to the device per tensor)."""
         from transformers import AutoTokenizer
 
         _set_env(multiprocessing, kv_cache_gib)
         self.model_dir = Path(model_dir)
         self.sources = tuple(sources)
+        self.placement = placement
         self.engine_kwargs: dict[str, Any] = dict(dtype=dtype, seed=seed, enforce_eager=True,
                                                   max_model_len=max_model_len, worker_extension_cls=WORKER_EXTENSION)
         self.engine_kwargs.update(engine_args or {})
@@ -103,7 +108,7 @@ class VLLMBackend(Backend):
         self.llm = LLM(model=str(path), tokenizer=str(path), **kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         if self.sources:
-            self.llm.collective_rpc("evomerge_init", args=(list(self.sources), self.depth))
+            self.llm.collective_rpc("evomerge_init", args=(list(self.sources), self.depth, self.placement))
             self.loaded = False
 
     @classmethod

@@ -91,15 +91,16 @@ class _QuietRope(logging.Filter):
 class EvomergeWorkerExtension:
     """Methods vLLM adds to its worker; called from the driver via ``LLM.collective_rpc``."""
 
-    def evomerge_init(self, source_refs: list[str], depth: int) -> int:
-        """Load the sources once (float32, on the worker's device); returns how many models."""
+    def evomerge_init(self, source_refs: list[str], depth: int, placement: str = "device") -> int:
+        """Map the sources once, in their stored dtype (shared with every process on the node
+        that maps them), for the worker's device; returns how many models."""
         from evomerge.engine import ResidentSources
 
         reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
         if not any(isinstance(f, _QuietRope) for f in reload_log.filters):
             reload_log.addFilter(_QuietRope())
         device = next(self.model_runner.get_model().parameters()).device
-        self._evomerge_sources = ResidentSources.load(source_refs, device=device, dtype=torch.float32)
+        self._evomerge_sources = ResidentSources.load(source_refs, device=device, placement=placement)
         self._evomerge_depth = depth
         return len(self._evomerge_sources.models)
 

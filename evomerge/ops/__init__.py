@@ -40,12 +40,11 @@ class MethodSpec:
     function: str
     params: tuple[ParamDef, ...]
     needs_base: bool = True
-    base_optional: bool = False  # may take a base without needing one (nuslerp: task-vector space)
     sparsify: str | None = None  # magnitude | random | outliers (task-vector methods)
     consensus: bool = False  # TIES sign election
     min_sources: int = 1
     max_sources: int | None = None
-    stack: str | None = "deltas"  # what resident sources may cache for it: deltas | sources | None
+    base_optional: bool = False  # may take a base without needing one (nuslerp: task-vector space)
     any_dtype: bool = False  # its function computes in TensorParams.compute_dtype itself
     doc: str = ""
     _fn: list = field(default_factory=list, compare=False, repr=False)
@@ -97,13 +96,12 @@ def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bo
                  any_dtype: bool = False) -> MethodSpec:
     params = (WEIGHT,) + ((DENSITY,) if sparsify else ()) + extra
     params += (LAMBDA, _normalize(normalize), _rescale(rescale))
-    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, doc=doc,
-                      stack=None if any_dtype else "deltas", any_dtype=any_dtype)
+    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, doc=doc, any_dtype=any_dtype)
 
 
 def _own(name: str, params: tuple[ParamDef, ...], doc: str, **kw) -> MethodSpec:
     """A method in its own module `evomerge.ops.NAME`, computing in the compute dtype."""
-    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, stack=None, any_dtype=True, doc=doc, **kw)
+    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, any_dtype=True, doc=doc, **kw)
 
 
 def _flag(name: str, default: bool) -> ParamDef:
@@ -115,7 +113,7 @@ def _flag(name: str, default: bool) -> ParamDef:
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
-        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False, stack="sources",
+        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False,
                    doc="weighted average of the sources (model soup)"),
         _task_vector("task_arithmetic", None, False, False, "none", doc="base + lambda * sum w_k tau_k"),
         _task_vector("ties", "magnitude", True, True, "none", doc="trim, elect sign, disjoint merge"),
@@ -127,7 +125,7 @@ METHODS: dict[str, MethodSpec] = {
                      doc="breadcrumbs + TIES sign election"),
         MethodSpec("slerp", "evomerge.ops.slerp:merge",
                    (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
-                   needs_base=False, min_sources=1, max_sources=2, stack=None,
+                   needs_base=False, min_sources=1, max_sources=2,
                    doc="spherical interpolation from base (t=0) to the other model (t=1)"),
         _task_vector("della", "magnitude_rank", True, True, "inverse_density", extra=(EPSILON,),
                      function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop + TIES"),
@@ -154,7 +152,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("ramplus_tl", "evomerge.ops.ram:merge",
                    (ParamDef("r", "global", default=0.1), ParamDef("alpha", "global", default=0.2, lo=0.0),
                     ParamDef("epsilon", "global", default=1e-5, lo=0.0)),
-                   stack=None, any_dtype=True, doc="RAM with unique changes boosted by their overlap ratio"),
+                   any_dtype=True, doc="RAM with unique changes boosted by their overlap ratio"),
     )
 }
 

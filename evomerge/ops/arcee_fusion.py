@@ -38,7 +38,7 @@ def threshold(scores: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     from evomerge.ops.task_vector import tensor_seed
 
     b, (x,) = inputs(base, tensors, p)

@@ -26,11 +26,9 @@ NORM_EPS = 1e-7  # below this an L1 norm counts as zero (no rescale)
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None, batch=None) -> torch.Tensor:
-    """The method's result in the compute dtype (copied into `out` when given)."""
-    if stack is not None:
-        raise ValueError("compute_dtype.merge takes the source tensors, not a cached float32 stack")
+          ws: Workspace | None = None, *, out: torch.Tensor | None = None, memo=None,
+          batch=None) -> torch.Tensor:
+    """The method's result in the compute dtype (rounded into `out` when given)."""
     b, xs = inputs(base, tensors, p)
     spec = get_method(p.method)
     if p.method == "linear":
@@ -52,7 +50,7 @@ def inputs(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: Tensor
 
 
 def finish(res: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    """The result, copied into `out` when the caller gave one."""
+    """The result, copied (rounded) into `out` when the caller gave one."""
     return out.copy_(res) if out is not None else res
 
 

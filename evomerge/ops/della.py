@@ -54,7 +54,7 @@ def magprune(tau: torch.Tensor, k: int, p: TensorParams, keys: tuple[int, ...]) 
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, xs = inputs(base, tensors, p)
     keys = tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(xs))))
     deltas = torch.stack([magprune(x - b, k, p, keys) for k, x in enumerate(xs)])

@@ -1,18 +1,22 @@
-"""One pass over base + task vectors for the task-vector methods (TIES, DARE, Breadcrumbs,
-task arithmetic) and linear.
+"""One pass over base + sources for the task-vector methods (TIES, DARE, Breadcrumbs, task
+arithmetic) and linear, reading the sources in their stored dtype.
 
-Written as separate torch ops, trim -> rescale -> weight -> elect sign -> disjoint sum -> add
-base walks every tensor some thirty times; a search worker that materializes hundreds of
-candidates in memory pays for each walk. Here the per-source decisions are resolved first
-(which entries survive: a magnitude band or a seeded draw; one scale per source), then a single
-kernel reads each input once and writes the result.
+Written as separate torch ops, convert -> subtract -> trim -> rescale -> weight -> elect sign
+-> disjoint sum -> add base walks every tensor some thirty times and needs float32 copies of
+every input; a search worker that materializes hundreds of candidates pays for each walk, and
+at 7B cannot afford the copies. Here the per-source decisions are resolved first (which entries
+survive: a magnitude band or a seeded draw; one scale per source), then a single kernel reads
+each input once in its own dtype (float32 or bfloat16), forms the task vectors in registers and
+writes the result in the output's dtype (float32 or bfloat16, rounded to nearest even as torch
+does). No float32 copy of anything exists at any time.
 
-On CPU the kernel is generated per (number of sources, rule, consensus, normalize, base or
-not), compiled by numba, and takes a table of tensors by address: a `Batch` runs a whole
-model as one call per thread. Elsewhere (GPU) `combine_torch` runs the same arithmetic as
-torch ops. The two agree bit for bit (tested; NaN payloads aside), so a recipe gives the same
-tensors on every path. The arithmetic, per entry, left to right in float32:
+On CPU the kernel is generated per variant (number of sources, rule, consensus, normalize,
+base or not, input and output dtype), compiled by numba, and takes a table of tensors by
+address: a `Batch` runs a whole model as one call per thread. Elsewhere (GPU, float16)
+`combine_torch` runs the same arithmetic as torch ops. The two agree bit for bit (tested; NaN
+payloads aside), so a recipe gives the same tensors on every path. Per entry, in float32:
 
+    x_k = source_k - base  (no base: x_k = source_k)
     t_k = x_k * scale_k if kept_k else 0
     sum:        out = (0 + t_1 + ... + t_K) + base          (linear: no base term)
     consensus:  s = 0 + t_1 + ... + t_K;  g = -1 if s < 0 else +1;  p_k = t_k * g
@@ -24,6 +28,11 @@ key_m from recipe seed, tensor name and m; the index's high 32 bits folded in fo
 tensors), and sources 2m and 2m+1 take its low and high 16 bits: one hash per two sources,
 since on CPU the hash's multiplies are DARE's main cost. No generator state, no stored random
 numbers, the same draws on any device and in any tensor order.
+
+The magnitude kernels (`magnitude_histograms`, `refine_histograms`) serve exact TIES /
+Breadcrumbs thresholds without sorting: non-negative float32 bit patterns sort like their
+values, so the top 16 bits of |x_k| histogrammed once per tensor narrow any rank to one bin,
+and one more pass counting that bin's low 16 bits finds the exact value (see thresholds.py).
 """
 
 from __future__ import annotations
@@ -48,9 +57,11 @@ import torch
 DRAW_BITS = 16  # a draw is a uniform integer in [0, 2**16); kept iff draw < round(density * 2**16)
 MIN_SPLIT = 1 << 15  # entries per thread below which a batch is not worth splitting further
 SPAN = 1 << 32  # a piece never straddles a multiple of this (the draws' salt is per piece)
+BINS = 1 << 16  # magnitude histograms: one bin per top (or low) 16 bits of a float32
 _C1, _C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
 _GOLDEN = 0x9E3779B9  # spreads the high 32 bits of an index (tensors past 2**32 entries)
 _M32 = 0xFFFFFFFF
+KERNEL_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}  # what the CPU kernels read and write
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,21 @@ class Rule:
     thr: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class Mix:
+    """How kept entries combine, for one tensor: `scales` multiply each source's kept entries
+    (weight, rescale, and for the plain sum also lambda and normalization); `weights` are what
+    a kept entry adds to the TIES divisor; `consensus` elects a sign per entry; `normalize`
+    divides by the weight that voted; `lam` scales the consensus result."""
+
+    rule: Rule
+    scales: tuple[float, ...]
+    weights: tuple[float, ...] = ()
+    consensus: bool = False
+    normalize: bool = False
+    lam: float = 1.0
+
+
 def fold_key(key: int) -> int:
     """A source's 64-bit seed folded to the 32-bit key the draws use."""
     return (key ^ (key >> 32)) & _M32
@@ -82,7 +108,7 @@ def hashes_for(K: int) -> int:
     return (K + 1) // 2
 
 
-# ---- torch reference (and the path for non-CPU devices) ----------------------------------
+# ---- torch reference (and the path for non-CPU devices and other dtypes) -----------------
 
 
 def _hash_t(x: torch.Tensor) -> torch.Tensor:
@@ -111,30 +137,43 @@ def keep_mask(x: torch.Tensor, rule: Rule, k: int) -> torch.Tensor:
     return (draws_torch(x.numel(), rule.keys[k // 2], k % 2, x.device) < rule.thr[k]).view(x.shape)
 
 
-def combine_torch(base: torch.Tensor | None, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
-                  weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
+def task_vector(base: torch.Tensor | None, source: torch.Tensor) -> torch.Tensor:
+    """x_k in float32: source - base (both converted first), or the source itself."""
+    x = source.float()
+    return x - base.float() if base is not None else x
+
+
+def combine_torch(base: torch.Tensor | None, sources: Sequence[torch.Tensor], mix: Mix,
                   out: torch.Tensor) -> torch.Tensor:
-    """`combine` as torch ops, in the same order (float32 scalars, left-to-right sums)."""
-    dev = stack.device
+    """`combine` as torch ops, in the same order (float32 scalars, left-to-right sums); one
+    float32 task vector at a time is the only scratch beyond the running sums."""
+    dev = out.device
+    rule = mix.rule
     f32 = lambda v: torch.tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
     zero = torch.zeros((), dtype=torch.float32, device=dev)
-    ts = [torch.where(keep_mask(x, rule, k), x * f32(scales[k]), zero) for k, x in enumerate(stack)]
-    s = torch.zeros_like(ts[0])
-    for t in ts:
-        s = s + t
-    if consensus:
+
+    def term(k: int) -> torch.Tensor:
+        x = task_vector(base, sources[k]).to(dev)
+        return torch.where(keep_mask(x, rule, k), x * f32(mix.scales[k]), zero)
+
+    s = torch.zeros(out.shape, dtype=torch.float32, device=dev)
+    for k in range(len(sources)):
+        s = s + term(k)
+    if mix.consensus:
         g = torch.where(s < 0, f32(-1.0), f32(1.0))
         acc, div = torch.zeros_like(s), torch.zeros_like(s)
-        for t, w in zip(ts, weights):
-            p = t * g
+        for k, w in enumerate(mix.weights):
+            p = term(k) * g
             pos = p > 0
             acc = acc + torch.where(pos, p, zero)
             div = div + torch.where(pos, f32(w), zero)
         s = acc * g
-        if normalize:
+        if mix.normalize:
             s = s / torch.where(div != 0, div, f32(1.0))
-        s = s * f32(lam)
-    return out.copy_(s) if base is None else torch.add(s, base, out=out)
+        s = s * f32(mix.lam)
+    if base is not None:
+        s = s + base.to(dev).float()
+    return out.copy_(s)
 
 
 # ---- numba kernels ----------------------------------------------------------------------
@@ -147,15 +186,17 @@ _pool_key: tuple[int, int] = (0, 0)  # (threads, pid): a forked child builds its
 
 @functools.cache
 def _intrinsics():
-    """salt(i), mix(i, key) and its halves lo16(h) / hi16(h) as 32-bit LLVM integer ops (numba
-    would widen them to 64 bits and the vectorized loop would run at half width; the halves
-    are signed, as AVX2 compares only signed integers in one instruction);
-    f32p(address) as a float32 pointer."""
+    """salt(i), hash32(i, key) and its halves lo16(h) / hi16(h) as 32-bit LLVM integer ops
+    (numba would widen them to 64 bits and the vectorized loop would run at half width; the
+    halves are signed, as AVX2 compares only signed integers in one instruction); f32p / u16p
+    (address) as float32 / uint16 pointers; bf2f / f2bf between bfloat16 bits and float32
+    (round to nearest even, NaN -> 0x7FC0, as torch's scalar conversion); absbits(x), the bit
+    pattern of |x|; neg_if(x, cond)."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
 
-    i32 = ir.IntType(32)
+    i16, i32 = ir.IntType(16), ir.IntType(32)
     c = lambda v: ir.Constant(i32, v)  # noqa: E731
 
     def mix(b, x):
@@ -194,15 +235,42 @@ def _intrinsics():
 
         return types.int32(types.uint32), codegen
 
+    def pointer(elem):
+        @intrinsic
+        def to_ptr(typingctx, addr):
+            ptr = types.CPointer(elem)
+
+            def codegen(context, b, signature, args):
+                return b.inttoptr(args[0], context.get_value_type(ptr))
+
+            return ptr(types.uint64), codegen
+
+        return to_ptr
+
     @intrinsic
-    def f32p(typingctx, addr):
-        """A float32 pointer from an address (tensors reach the kernel as data_ptr())."""
-        ptr = types.CPointer(types.float32)
-
+    def bf2f(typingctx, h):
         def codegen(context, b, signature, args):
-            return b.inttoptr(args[0], context.get_value_type(ptr))
+            return b.bitcast(b.shl(b.zext(args[0], i32), c(16)), ir.FloatType())
 
-        return ptr(types.uint64), codegen
+        return types.float32(types.uint16), codegen
+
+    @intrinsic
+    def f2bf(typingctx, x):
+        def codegen(context, b, signature, args):
+            bits = b.bitcast(args[0], i32)
+            bias = b.add(b.and_(b.lshr(bits, c(16)), c(1)), c(0x7FFF))
+            rounded = b.trunc(b.lshr(b.add(bits, bias), c(16)), i16)
+            nan = b.fcmp_unordered("uno", args[0], args[0])
+            return b.select(nan, ir.Constant(i16, 0x7FC0), rounded)
+
+        return types.uint16(types.float32), codegen
+
+    @intrinsic
+    def absbits(typingctx, x):
+        def codegen(context, b, signature, args):
+            return b.and_(b.bitcast(args[0], i32), c(0x7FFFFFFF))
+
+        return types.int32(types.float32), codegen
 
     @intrinsic
     def neg_if(typingctx, x, cond):
@@ -215,30 +283,49 @@ def _intrinsics():
 
         return types.float32(types.float32, types.boolean), codegen
 
-    return salt, hash32, lo16, hi16, f32p, neg_if
+    return (salt, hash32, lo16, hi16, pointer(types.float32), pointer(types.uint16), bf2f, f2bf,
+            absbits, neg_if)
 
 
-def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool) -> str:
+_PTR = {"f32": "f32p", "bf16": "u16p"}
+_LOAD = {"f32": "{}", "bf16": "bf2f({})"}
+_STORE = {"f32": "{}", "bf16": "f2bf({})"}
+
+
+def _inputs(K: int, has_base: bool, dt: str, row: str) -> tuple[list[str], list[str]]:
+    """Kernel lines that bind base / r0..r{K-1} to a row of addresses, and per-entry lines that
+    load x0..x{K-1} (task vectors when there is a base) and bj (the base entry)."""
+    setup, load = [], []
+    if has_base:
+        setup.append(f"base = numba.carray({_PTR[dt]}({row}[0]), stop)")
+        load.append("bj = " + _LOAD[dt].format("base[j]"))
+    for k in range(K):
+        setup.append(f"r{k} = numba.carray({_PTR[dt]}({row}[{k + 1}]), stop)")
+        value = _LOAD[dt].format(f"r{k}[j]")
+        load.append(f"x{k} = {value} - bj" if has_base else f"x{k} = {value}")
+    return setup, load
+
+
+def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool, in_dt: str, out_dt: str) -> str:
     """Python source of the kernel, unrolled over the K sources (so LLVM vectorizes it).
 
     One call runs a list of pieces (tensor, start, stop): tensor t's inputs and output are
     found by address in row t of `addr` (base, sources..., out), its rule in row t of the
     per-source tables. A whole model is one call per thread, whatever its tensor count."""
+    setup, load = _inputs(K, has_base, in_dt, "addr[t]")
     L = ["def kernel(addr, lo, hi, key, thr, scale, w, lam, pieces, first, end):",
          "    for p in range(first, end):",
          "        t, start, stop = pieces[p, 0], pieces[p, 1], pieces[p, 2]",
-         f"        out = numba.carray(f32p(addr[t, {K + 1}]), stop)",
+         f"        out = numba.carray({_PTR[out_dt]}(addr[t, {K + 1}]), stop)",
          "        lm = lam[t]"]
-    if has_base:
-        L.append("        base = numba.carray(f32p(addr[t, 0]), stop)")
-    for k in range(K):  # separate arrays: row views of one 2-D array vectorize worse
-        L.append(f"        r{k} = numba.carray(f32p(addr[t, {k + 1}]), stop)")
+    L += ["        " + line for line in setup]
+    for k in range(K):  # separate scalars: row views of one 2-D array vectorize worse
         L.append(f"        lo{k} = lo[t, {k}]; hi{k} = hi[t, {k}]; key{k} = key[t, {k}] ^ salt(U64(start))")
         L.append(f"        thr{k} = thr[t, {k}]; sc{k} = scale[t, {k}]; w{k} = w[t, {k}]")
     L.append("        for j in range(U64(start), U64(stop)):")  # unsigned: no negative-index wraparound, so it vectorizes
-    body = [f"h{m} = hash32(j, key{m})" for m in range(hashes_for(K))] if kind == "draw" else []
+    body = list(load)
+    body += [f"h{m} = hash32(j, key{m})" for m in range(hashes_for(K))] if kind == "draw" else []
     for k in range(K):
-        body.append(f"x{k} = r{k}[j]")
         if kind == "dense":
             body.append(f"t{k} = x{k} * sc{k}")
         elif kind == "band":
@@ -251,9 +338,9 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool)
     # "F0 +" starts a sum only where the sign of a zero result can show (-0.0 + 0.0 is +0.0,
     # as in the torch formulation); s's sign test, a (never -0) and d (tested != 0) skip it
     terms = " + ".join(f"t{k}" for k in range(K))
-    plus_base = " + base[j]" if has_base else ""
+    plus_base = " + bj" if has_base else ""
     if not consensus:
-        body.append(f"out[j] = F0 + {terms}{plus_base}")
+        value = f"F0 + {terms}{plus_base}"
     else:
         body.append(f"s = {terms}")
         body.append("neg = s < F0")  # the elected sign; as NaN < 0 is false, NaN elects +
@@ -261,9 +348,10 @@ def _source(K: int, kind: str, consensus: bool, normalize: bool, has_base: bool)
         body.append("a = " + " + ".join(f"(p{k} if p{k} > F0 else F0)" for k in range(K)))
         if normalize:
             body.append("d = " + " + ".join(f"(w{k} if p{k} > F0 else F0)" for k in range(K)))
-            body.append(f"out[j] = neg_if(a, neg) / (d if d != F0 else F1) * lm{plus_base}")
+            value = f"neg_if(a, neg) / (d if d != F0 else F1) * lm{plus_base}"
         else:
-            body.append(f"out[j] = neg_if(a, neg) * lm{plus_base}")
+            value = f"neg_if(a, neg) * lm{plus_base}"
+    body.append("out[j] = " + _STORE[out_dt].format(value))
     L += ["            " + line for line in body]
     return "\n".join(L)
 
@@ -287,10 +375,33 @@ def _l1_source(kind: str) -> str:
     return "\n".join(L)
 
 
+def _histogram_source(K: int, has_base: bool, dt: str, refine: bool) -> str:
+    """Counts of |x_k|'s bit patterns over one range of one tensor: by the top 16 bits
+    (counts[k, top]), or, refining, by the low 16 bits of the entries whose top 16 bits are
+    one of source k's two target bins (counts[k, i, low] for target i; -1 targets nothing)."""
+    setup, load = _inputs(K, has_base, dt, "addr")
+    L = ["def kernel(addr, bins, counts, start, stop):" if refine else "def kernel(addr, counts, start, stop):"]
+    L += ["    " + line for line in setup]
+    if refine:
+        L += [f"    b{k}0 = bins[{k}, 0]; b{k}1 = bins[{k}, 1]" for k in range(K)]
+    L.append("    for j in range(U64(start), U64(stop)):")
+    body = list(load)
+    for k in range(K):
+        body.append(f"a{k} = absbits(x{k})")
+        if refine:
+            body += [f"top{k} = a{k} >> 16",
+                     f"if top{k} == b{k}0:", f"    counts[{k}, 0, a{k} & 0xFFFF] += 1",
+                     f"elif top{k} == b{k}1:", f"    counts[{k}, 1, a{k} & 0xFFFF] += 1"]
+        else:
+            body.append(f"counts[{k}, a{k} >> 16] += 1")
+    L += ["        " + line for line in body]
+    return "\n".join(L)
+
+
 def _kernel(*key):
-    """The compiled kernel for `key` (("l1", kind) or (K, kind, consensus, normalize, has_base)),
-    generated into a module file in the cache folder so that numba's on-disk cache spares
-    every later process (Ray workers, test runs) the ~1 s compile."""
+    """The compiled kernel for `key` (("l1", kind), ("hist", K, has_base, dt, refine) or a
+    combine variant), generated into a module file in the cache folder so that numba's
+    on-disk cache spares every later process (Ray workers, test runs) the ~1 s compile."""
     fn = _kernels.get(key)
     if fn is None:
         with _lock:
@@ -304,7 +415,8 @@ KERNEL_HEADER = """# generated by evomerge.ops.fused; safe to delete
 import numba
 import numpy as np
 from evomerge.ops.fused import _intrinsics
-F0, F1, U64, (salt, hash32, lo16, hi16, f32p, neg_if) = np.float32(0.0), np.float32(1.0), np.uint64, _intrinsics()
+F0, F1, U64 = np.float32(0.0), np.float32(1.0), np.uint64
+salt, hash32, lo16, hi16, f32p, u16p, bf2f, f2bf, absbits, neg_if = _intrinsics()
 """
 
 
@@ -321,7 +433,12 @@ def _vllm_compat() -> None:
 
 def _load(key: tuple):
     _vllm_compat()
-    body = _l1_source(key[1]) if key[0] == "l1" else _source(*key)
+    if key[0] == "l1":
+        body = _l1_source(key[1])
+    elif key[0] == "hist":
+        body = _histogram_source(*key[1:])
+    else:
+        body = _source(*key)
     src = KERNEL_HEADER + '@numba.njit(nogil=True, error_model="numpy", boundscheck=False, cache=True)\n' + body
     digest = hashlib.sha256(src.encode()).hexdigest()[:16]
     folder = kernel_cache_dir()
@@ -397,10 +514,10 @@ def _rule_arrays(rules: Sequence[Rule], K: int) -> tuple[np.ndarray, ...]:
 
 
 def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
-    """(sum |x|, sum of |x| over the entries source k keeps) of one task vector, in float64:
-    mergekit's L1 rescale. One pass on CPU; torch ops elsewhere (sums may differ in the last
-    bits there, being summed in another order)."""
-    if not _kernel_ready(row):
+    """(sum |x|, sum of |x| over the entries source k keeps) of one float32 task vector, in
+    float64: mergekit's L1 rescale. One pass on CPU; torch ops elsewhere (sums may differ in
+    the last bits there, being summed in another order)."""
+    if not (_cpu_contiguous(row) and row.dtype is torch.float32):
         a = row.abs()
         return a.sum(dtype=torch.float64).item(), (a * keep_mask(row, rule, k)).sum(dtype=torch.float64).item()
     kernel = _kernel("l1", rule.kind)
@@ -412,13 +529,60 @@ def abs_sums(row: torch.Tensor, rule: Rule, k: int) -> tuple[float, float]:
     return total, kept
 
 
+def _cpu_contiguous(t: torch.Tensor) -> bool:
+    return t.is_cpu and t.is_contiguous()
+
+
+def kernel_dtype(base: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> str | None:
+    """The CPU kernels' name for the inputs' common dtype, or None if they cannot read them
+    directly (another device or dtype, mixed dtypes, not contiguous)."""
+    inputs = ([base] if base is not None else []) + list(sources)
+    dts = {t.dtype for t in inputs}
+    if len(dts) != 1 or not all(_cpu_contiguous(t) for t in inputs):
+        return None
+    return KERNEL_DTYPES.get(dts.pop())
+
+
+def _addresses(base: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> np.ndarray:
+    return np.array([base.data_ptr() if base is not None else 0, *(s.data_ptr() for s in sources)], dtype=np.uint64)
+
+
+def _split_run(kernel, n: int, tables: tuple, shape_of_counts: tuple) -> np.ndarray:
+    """Run a counting kernel over [0, n) split across threads, each with its own counts;
+    their sum (int64)."""
+    bounds = [(int(a), int(b)) for _, a, b in _pieces([n], torch.get_num_threads())[0]]
+    parts = [np.zeros(shape_of_counts, dtype=np.int64) for _ in bounds]
+    if len(bounds) == 1:
+        kernel(*tables, parts[0], *bounds[0])
+    elif bounds:
+        list(_threads().map(lambda i: kernel(*tables, parts[i], *bounds[i]), range(len(bounds))))
+    return functools.reduce(np.add, parts) if parts else np.zeros(shape_of_counts, dtype=np.int64)
+
+
+def magnitude_histograms(base: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> np.ndarray:
+    """[K, 2**16] counts of every source's |x_k| by the top 16 bits of its float32 pattern
+    (CPU, float32 or bfloat16 inputs: see kernel_dtype)."""
+    dt = kernel_dtype(base, sources)
+    K = len(sources)
+    kernel = _kernel("hist", K, base is not None, dt, False)
+    return _split_run(kernel, sources[0].numel(), (_addresses(base, sources),), (K, BINS))
+
+
+def refine_histograms(base: torch.Tensor | None, sources: Sequence[torch.Tensor], bins: np.ndarray) -> np.ndarray:
+    """[K, 2, 2**16] counts, by the low 16 bits, of the entries of |x_k| whose top 16 bits are
+    bins[k, i] (i = 0, 1; -1 for none)."""
+    dt = kernel_dtype(base, sources)
+    K = len(sources)
+    kernel = _kernel("hist", K, base is not None, dt, True)
+    return _split_run(kernel, sources[0].numel(), (_addresses(base, sources), bins.astype(np.int64)), (K, 2, BINS))
+
+
 class Batch:
     """combine() calls gathered over a model's tensors and run as one parallel pass by run().
 
     Called per tensor, each pass pays ~0.3 ms of dispatch and thread hand-off: a third of a
     30M-parameter model's merge. Gathered, a model is one kernel call per thread (per kernel
-    variant, usually one). Whoever adds a job promises its tensors stay put until run().
-    (Starting chunks early, to overlap the caller's per-tensor Python, measured no faster.)"""
+    variant, usually one). Whoever adds a job promises its tensors stay put until run()."""
 
     def __init__(self) -> None:
         self._jobs: dict[tuple, list[_Job]] = {}
@@ -434,11 +598,8 @@ class Batch:
 
 class _Job(NamedTuple):
     base: torch.Tensor | None
-    stack: torch.Tensor
-    rule: Rule
-    scales: Sequence[float]
-    weights: Sequence[float]
-    lam: float
+    sources: Sequence[torch.Tensor]
+    mix: Mix
     out: torch.Tensor
 
 
@@ -447,12 +608,11 @@ def _run(variant: tuple, jobs: Sequence[_Job]) -> None:
     call per thread."""
     K = variant[0]
     addr = np.array([[j.base.data_ptr() if j.base is not None else 0,
-                      *(j.stack.data_ptr() + 4 * j.out.numel() * k for k in range(K)), j.out.data_ptr()]
-                     for j in jobs], dtype=np.uint64)
-    lo, hi, key, thr = _rule_arrays([j.rule for j in jobs], K)
-    scale = np.array([j.scales for j in jobs], dtype=np.float32).reshape(-1, K)
-    w = np.array([j.weights for j in jobs], dtype=np.float32).reshape(-1, K)
-    lam = np.array([j.lam for j in jobs], dtype=np.float32)
+                      *(s.data_ptr() for s in j.sources), j.out.data_ptr()] for j in jobs], dtype=np.uint64)
+    lo, hi, key, thr = _rule_arrays([j.mix.rule for j in jobs], K)
+    scale = np.array([j.mix.scales for j in jobs], dtype=np.float32).reshape(-1, K)
+    w = np.array([j.mix.weights or (0.0,) * K for j in jobs], dtype=np.float32).reshape(-1, K)
+    lam = np.array([j.mix.lam for j in jobs], dtype=np.float32)
     pieces, bounds = _pieces([j.out.numel() for j in jobs], torch.get_num_threads())
     kernel = _kernel(*variant)
     tables = (addr, lo, hi, key, thr, scale, w, lam, pieces)
@@ -462,24 +622,21 @@ def _run(variant: tuple, jobs: Sequence[_Job]) -> None:
         list(_threads().map(lambda b: kernel(*tables, *b), bounds))
 
 
-def _kernel_ready(t: torch.Tensor) -> bool:
-    return t.is_cpu and t.dtype is torch.float32 and t.is_contiguous()
+def combine(base: torch.Tensor | None, sources: Sequence[torch.Tensor], mix: Mix, out: torch.Tensor,
+            batch: Batch | None = None) -> torch.Tensor:
+    """Write the merged tensor into `out` (any float dtype, shaped like the sources).
 
-
-def combine(base: torch.Tensor | None, stack: torch.Tensor, rule: Rule, scales: Sequence[float],
-            weights: Sequence[float], consensus: bool, normalize: bool, lam: float,
-            out: torch.Tensor, batch: Batch | None = None) -> torch.Tensor:
-    """Write the merged tensor into `out` (float32, contiguous, shaped like the stack's rows).
-
-    `base`: added last, or None (linear); `stack`: float32 task vectors (or sources)
-    [K, *shape]; `scales`: per-source factors applied to kept entries (weight, rescale, and
-    for the plain sum also lambda and normalization); `weights`: what a kept entry adds to the
-    TIES divisor. With `batch`, a CPU pass is queued there and `out` is written at batch.run()."""
-    if not (_kernel_ready(stack) and _kernel_ready(out) and (base is None or _kernel_ready(base))):
-        return combine_torch(base, stack, rule, scales, weights, consensus, normalize, lam, out)
+    `base`: task vectors are taken against it and it is added last, or None (linear);
+    `sources`: K tensors in their stored dtype. With `batch`, a CPU pass is queued there and
+    `out` is written at batch.run()."""
+    in_dt = kernel_dtype(base, sources)
+    out_dt = KERNEL_DTYPES.get(out.dtype) if _cpu_contiguous(out) else None
+    if in_dt is None or out_dt is None:
+        return combine_torch(base, sources, mix, out)
+    rule = mix.rule
     kind = "floor" if rule.kind == "band" and all(h == math.inf for h in rule.hi) else rule.kind
-    variant = (stack.shape[0], kind, consensus, normalize, base is not None)
-    job = _Job(base, stack, rule, scales, weights, lam, out)
+    variant = (len(sources), kind, mix.consensus, mix.normalize, base is not None, in_dt, out_dt)
+    job = _Job(base, tuple(sources), mix, out)
     if batch is not None:
         batch.add(variant, job)
     else:

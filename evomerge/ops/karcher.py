@@ -50,7 +50,7 @@ def karcher_mean(tensors: list[torch.Tensor], alphas: list[float], max_iter: int
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     _, xs = inputs(None, tensors, p)
     if len(xs) == 1:
         return finish(xs[0], out)

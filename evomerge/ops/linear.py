@@ -7,31 +7,21 @@ from collections.abc import Sequence
 import torch
 
 from evomerge.ops import TensorParams
-from evomerge.ops.fused import Batch, Rule, combine
-from evomerge.ops.task_vector import weight_total
+from evomerge.ops.fused import Batch, Mix, Rule, combine
+from evomerge.ops.task_vector import kernel_inputs, weight_total
 from evomerge.ops.workspace import Workspace
 
 
-def stack_sources(tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tensor:
-    """The sources stacked [K, *shape] in float32."""
-    first = tensors[0]
-    stack = ws.buf("stack", (len(tensors), *first.shape), first.device)
-    for k, t in enumerate(tensors):
-        stack[k].copy_(t)
-    return stack
-
-
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None, batch: Batch | None = None) -> torch.Tensor:
-    """Float32 result in `out` or a workspace buffer; one pass over the stacked sources (the
-    fused kernel with no base; queued in `batch` when both `stack` and `out` are given)."""
+          ws: Workspace | None = None, *, out: torch.Tensor | None = None, memo=None,
+          batch: Batch | None = None) -> torch.Tensor:
+    """The result in `out` or a float32 workspace buffer; one pass over the sources in their
+    stored dtype (the fused kernel with no base; queued in `batch` when `out` is given)."""
     ws = ws or Workspace()
-    if stack is None or out is None:
+    _, tensors, staged = kernel_inputs(None, tensors, ws)
+    if staged or out is None:
         batch = None
-    if stack is None:
-        stack = stack_sources(tensors, ws)
-    res = out if out is not None else ws.buf("acc", stack.shape[1:], stack.device)
+    res = out if out is not None else ws.buf("acc", tensors[0].shape, tensors[0].device)
     total = weight_total(p.weights) if p.globals["normalize"] else 1.0
-    coef = [w / total for w in p.weights]
-    return combine(None, stack, Rule("dense"), coef, coef, False, False, 1.0, res, batch)
+    coef = tuple(w / total for w in p.weights)
+    return combine(None, tensors, Mix(Rule("dense"), coef, coef), res, batch)

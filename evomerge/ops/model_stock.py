@@ -20,7 +20,7 @@ EPS = 1e-6
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, xs = inputs(base, tensors, p)
     shape = b.shape
     if p.globals["filter_wise"]:  # one angle per row (a vector counts as one row)

@@ -18,7 +18,7 @@ from evomerge.ops.compute_dtype import finish, inputs
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, xs = inputs(base, tensors, p)
     if len(xs) == 1:
         return finish(xs[0], out)

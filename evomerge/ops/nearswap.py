@@ -18,7 +18,7 @@ MIN_DISTANCE = 1e-6
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, (x,) = inputs(base, tensors, p)
     w = (float(p.globals["t"]) / (b - x).abs().clamp(min=MIN_DISTANCE)).clamp(0, 1)
     return finish(w * x + (1 - w) * b, out)

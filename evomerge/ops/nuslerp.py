@@ -40,7 +40,7 @@ def nuslerp(t: float, a: torch.Tensor, b: torch.Tensor, flatten: bool, row_wise:
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, (x, y) = inputs(base, tensors, p)
     total = sum(p.weights)
     t = 0.5 if abs(total) < 1e-6 else p.weights[1] / total

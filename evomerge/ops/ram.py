@@ -19,7 +19,7 @@ from evomerge.ops.compute_dtype import finish, inputs
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, xs = inputs(base, tensors, p)
     eps = float(p.globals["epsilon"])
     taus = torch.stack([x - b for x in xs]).view(len(xs), -1)

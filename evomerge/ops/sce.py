@@ -39,7 +39,7 @@ def model_weights(taus: torch.Tensor) -> torch.Tensor:
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
-          stack=None, out: torch.Tensor | None = None, aux=None, batch=None) -> torch.Tensor:
+          out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
     b, xs = inputs(base, tensors, p)
     taus = torch.stack([x - b for x in xs])
     topk = float(p.globals["select_topk"])

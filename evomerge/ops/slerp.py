@@ -32,14 +32,15 @@ def slerp_(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None, batch=None) -> torch.Tensor:
+          ws: Workspace | None = None, *, out: torch.Tensor | None = None, memo=None,
+          batch=None) -> torch.Tensor:
     """From `base` to the one source, or from the first source to the second without a base."""
     ws = ws or Workspace()
     x, y = (base, tensors[0]) if base is not None else (tensors[0], tensors[1])
-    # computed in a workspace buffer, not in `out`: the norms and the dot product are
-    # reductions whose rounding depends on memory alignment, and both paths must agree bit for bit
+    # both in workspace buffers, not in `out` or in place: the norms and the dot product are
+    # reductions whose rounding depends on memory alignment (sources may be views of file
+    # pages at any offset), and every path must agree bit for bit
     a = ws.buf("acc", x.shape, x.device).copy_(x)
-    b = y if y.dtype == torch.float32 else ws.buf("other", y.shape, y.device).copy_(y)
+    b = ws.buf("other", y.shape, y.device).copy_(y)
     res = slerp_(a, b, float(p.globals["t"]))
     return out.copy_(res) if out is not None else res

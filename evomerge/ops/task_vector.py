@@ -1,6 +1,6 @@
 """Task-vector methods (task arithmetic, TIES, DARE, Model Breadcrumbs) as one computation:
 
-    tau_k = theta_k - theta_base            (per source)
+    tau_k = theta_k - theta_base            (per source, in float32)
     keep_k: which entries survive           (magnitude | random | outliers; see sparsify.py)
     t_k = keep_k * tau_k * w_k * rescale_k
     consensus (TIES): elect sign(sum_k t_k) per entry (>= 0 counts as +), keep agreeing entries
@@ -8,21 +8,22 @@
     theta = theta_base + lambda * mixed
 
 The per-source decisions (thresholds, draws, scales) are resolved here, then fused.combine
-makes one pass over base and task vectors. DARE draws from hashes keyed by (recipe seed,
-tensor name, pair of sources), so results do not depend on tensor order.
+makes one pass over base and sources in their stored dtype. DARE draws from hashes keyed by
+(recipe seed, tensor name, pair of sources), so results do not depend on tensor order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 
 import torch
 
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import DRAW_BITS, Batch, Rule, abs_sums, combine, draw_threshold, hashes_for
-from evomerge.ops.sparsify import kth_smallest, magnitude_band, outlier_band
+from evomerge.ops.fused import (DRAW_BITS, Batch, Mix, Rule, abs_sums, combine, draw_threshold, hashes_for,
+                                kernel_dtype, task_vector)
+from evomerge.ops.sparsify import magnitude_band, outlier_band
+from evomerge.ops.thresholds import TensorMemo, kth_magnitudes, resolve_bands
 from evomerge.ops.workspace import Workspace
 
 
@@ -33,37 +34,33 @@ def tensor_seed(seed: int, name: str, k: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def keep_rule(stack: torch.Tensor, spec: MethodSpec, p: TensorParams, ws: Workspace, aux: dict | None) -> Rule:
-    """Which entries of each task vector survive. `aux` (resident sources only) memoizes the
-    sorted magnitudes of each task vector, so a threshold is one lookup, not a selection."""
+def keep_rule(base: torch.Tensor, sources: Sequence[torch.Tensor], spec: MethodSpec, p: TensorParams,
+              memo: TensorMemo | None) -> Rule:
+    """Which entries of each task vector survive. Magnitude thresholds are exact order
+    statistics (thresholds.py); `memo` keeps their first counting pass across candidates."""
     how = spec.sparsify
     if how is None or all(d >= 1 for d in p.densities):
         return Rule("dense")
-    K, n = stack.shape[0], math.prod(stack.shape[1:])
+    K, n = len(sources), sources[0].numel()
     if how == "random":
         return Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(K))),
                     thr=tuple(draw_threshold(d) for d in p.densities))
-    if aux is not None and "sorted" not in aux:  # numpy views: a scalar lookup costs 0.1 us, not 2
-        aux["sorted"] = [torch.sort(row.abs().reshape(-1)).values.numpy(force=True) for row in stack]
-    bands = []
-    for k in range(K):
-        if aux is not None:
-            kth = lambda i, k=k: float(aux["sorted"][k][i - 1])  # noqa: E731
-        else:
-            a = torch.abs(stack[k], out=ws.buf("abs", stack.shape[1:], stack.device))
-            kth = lambda i, a=a: kth_smallest(a, i)  # noqa: E731
+
+    def band(k, kth):
         d = p.densities[k]
-        bands.append(magnitude_band(n, d, kth) if how == "magnitude" else outlier_band(n, d, p.gammas[k], kth))
+        return magnitude_band(n, d, kth) if how == "magnitude" else outlier_band(n, d, p.gammas[k], kth)
+
+    bands = resolve_bands(n, band, K, lambda requests: kth_magnitudes(base, sources, requests, memo))
     return Rule("band", lo=tuple(b[0] for b in bands), hi=tuple(b[1] for b in bands))
 
 
-def _rescale(stack: torch.Tensor, rule: Rule, p: TensorParams) -> list[float]:
+def _rescale(base: torch.Tensor, sources: Sequence[torch.Tensor], rule: Rule, p: TensorParams) -> list[float]:
     """The factor restoring each sparsified task vector's size: 1/density (for draws, the
     density they keep: the 16-bit threshold over 2**16), or mergekit's L1 rule (match the L1
     norm before trimming), or 1."""
     how = p.globals["rescale"]
     out = []
-    for k, d in enumerate(p.densities or [1.0] * len(stack)):
+    for k, d in enumerate(p.densities or [1.0] * len(sources)):
         f = 1.0
         if d >= 1 or rule.kind == "dense":
             pass  # not sparsified
@@ -72,19 +69,11 @@ def _rescale(stack: torch.Tensor, rule: Rule, p: TensorParams) -> list[float]:
         elif how == "inverse_density" and d > 0:
             f = 1.0 / d
         elif how == "l1":
-            before, after = abs_sums(stack[k], rule, k)
+            before, after = abs_sums(task_vector(base, sources[k]).contiguous(), rule, k)  # one tensor's scratch
             if before >= 1e-7 and after >= 1e-7:
                 f = before / after
         out.append(f)
     return out
-
-
-def task_vectors(base32: torch.Tensor, tensors: Sequence[torch.Tensor], ws: Workspace) -> torch.Tensor:
-    """tau_k = theta_k - theta_base for every source, stacked [K, *shape] in float32."""
-    stack = ws.buf("stack", (len(tensors), *base32.shape), base32.device)
-    for k, t in enumerate(tensors):
-        stack[k].copy_(t).sub_(base32)
-    return stack
 
 
 def weight_total(weights: Sequence[float]) -> float:
@@ -93,29 +82,38 @@ def weight_total(weights: Sequence[float]) -> float:
     return total if abs(total) >= 1e-8 else 1.0
 
 
-def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
-          ws: Workspace | None = None, *, stack: torch.Tensor | None = None,
-          out: torch.Tensor | None = None, aux: dict | None = None, batch: Batch | None = None) -> torch.Tensor:
-    """Float32 result, in `out` if given, else in a workspace buffer.
+def kernel_inputs(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], ws: Workspace
+                  ) -> tuple[torch.Tensor | None, list[torch.Tensor], bool]:
+    """The inputs as the CPU kernels can read them: unchanged when they can (float32 or
+    bfloat16, one dtype, contiguous) or when they are not on the CPU (the torch path reads
+    anything), else staged into float32 workspace buffers, one tensor's worth each.
+    Returns (base, sources, staged)."""
+    inputs = ([base] if base is not None else []) + list(tensors)
+    if not inputs[0].is_cpu or kernel_dtype(base, tensors) is not None:
+        return base, list(tensors), False
+    staged = [ws.buf(f"in{i}", t.shape, t.device).copy_(t) for i, t in enumerate(inputs)]
+    return (staged[0], staged[1:], True) if base is not None else (None, staged, True)
 
-    `stack`: precomputed task vectors [K, *shape] (float32, as `task_vectors` makes them);
-    never modified. Without it they are computed from `tensors`. `aux`: a dict kept with a
-    resident stack, for memoized thresholds (same results). `batch`: with a given stack and
-    `out`, the pass may be queued there (see fused.Batch); `out` is then written at its run()."""
+
+def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
+          ws: Workspace | None = None, *, out: torch.Tensor | None = None, memo: TensorMemo | None = None,
+          batch: Batch | None = None) -> torch.Tensor:
+    """The merged tensor, in `out` (any float dtype) if given, else in a float32 workspace
+    buffer. Inputs are read in their stored dtype. `memo`: kept threshold histograms (resident
+    sources). `batch`: with `out` given, the pass may be queued there (see fused.Batch); `out`
+    is then written at its run()."""
     if base is None:
         raise ValueError(f"{p.method} needs a base tensor")
     ws = ws or Workspace()
     spec = get_method(p.method)
-    shape, dev = base.shape, base.device
-    b32 = base if base.dtype == torch.float32 and base.is_contiguous() else ws.buf("base", shape, dev).copy_(base)
-    if stack is None or out is None or b32 is not base:  # inputs in workspace buffers: run now
+    base, tensors, staged = kernel_inputs(base, tensors, ws)
+    if staged or out is None:  # inputs or result in workspace buffers: run now
         batch = None
-    if stack is None:
-        stack = task_vectors(b32, tensors, ws)
-    res = out if out is not None else ws.buf("acc", shape, dev)
+    res = out if out is not None else ws.buf("acc", base.shape, base.device)
     normalize, lam = p.globals["normalize"], float(p.globals["lambda"])
-    rule = keep_rule(stack, spec, p, ws, aux)
-    scales = [w * f for w, f in zip(p.weights, _rescale(stack, rule, p))]
+    rule = keep_rule(base, tensors, spec, p, memo)
+    scales = [w * f for w, f in zip(p.weights, _rescale(base, tensors, rule, p))]
     if not spec.consensus:  # fold lambda and the normalization into each source's scale
         scales = [s * lam / (weight_total(p.weights) if normalize else 1.0) for s in scales]
-    return combine(b32, stack, rule, scales, p.weights, spec.consensus, normalize, lam, res, batch)
+    mix = Mix(rule, tuple(scales), tuple(p.weights), spec.consensus, normalize, lam)
+    return combine(base, tensors, mix, res, batch)

@@ -70,6 +70,10 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
     options = {**exp.fitness.options, "seed": exp.seed, "workers": workers}
     spec = EvaluatorSpec(sources=refs, tasks=tuple(exp.fitness.tasks), split=exp.fitness.split,
                          backend=exp.backend, options=options)
+    if exp.backend in ("hf", "vllm"):  # the models, device and memory, before anything is written
+        from evomerge.evaluate.loading import preflight
+
+        preflight(refs, options)
     scoring = Scoring(list(exp.fitness.objectives), [task_key(t) for t in exp.fitness.tasks])
     return Session(exp, space, searcher, spec, scoring)
 
