@@ -482,10 +482,11 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
     Only what the recipe sets is written (the defaults agree), plus `weight: 1.0` where
     mergekit requires a weight and `dtype` (the recipe's compute dtype, float32 unless set) with
     `out_dtype` (the recipe's `dtype`). Model
-    references become local paths. Raises ConfigError for what mergekit cannot express:
-    data-flow recipes and DARE's 1/density rescale (mergekit rescales by the L1 norm)."""
+    references become local paths. A data-flow recipe becomes passthrough slices when mergekit
+    can express it (see `_dataflow_to_mergekit`). Raises ConfigError for what mergekit cannot
+    express, e.g. DARE's 1/density rescale (mergekit rescales by the L1 norm)."""
     if not isinstance(recipe, ParameterRecipe):
-        raise ConfigError("recipe: data-flow recipes have no mergekit equivalent")
+        return _dataflow_to_mergekit(recipe)
     spec = get_method(recipe.method)
     rescale = recipe.parameters.get("rescale", spec.param("rescale").default if spec.param("rescale") else None)
     if spec.sparsify in ("random", "magnitude_rank") and rescale == "inverse_density":
@@ -507,9 +508,7 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
     out["models"] = models
     if glob:
         out["parameters"] = glob
-    out["dtype"] = recipe.compute_dtype or "float32"
-    if recipe.dtype:
-        out["out_dtype"] = recipe.dtype
+    out.update(_dtypes(recipe))
     ts = recipe.tokenizer_source
     if ts == "base":
         out["tokenizer_source"] = "base"
@@ -518,3 +517,46 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
     elif ts is not None:
         out["tokenizer_source"] = str(resolve_model_ref(ts))
     return out
+
+
+def _dtypes(recipe: Recipe) -> dict[str, str]:
+    """mergekit's dtype (our compute dtype; float32 when unset) and out_dtype (our dtype)."""
+    return {"dtype": recipe.compute_dtype or "float32", **({"out_dtype": recipe.dtype} if recipe.dtype else {})}
+
+
+def _dataflow_to_mergekit(recipe: DataflowRecipe) -> dict[str, Any]:
+    """Passthrough slices for a data-flow path: runs of consecutive layers of one model with the
+    same tensor_scale become one slice. Refused: inline parameter recipes (hybrid), hidden-state
+    scales, and ends that mergekit would take elsewhere (it takes the embeddings from the first
+    slice's model, the final norm and head from the last one's, and applies a slice's `scale`
+    to them too)."""
+    if any(s.recipe is not None for s in recipe.sources):
+        raise ConfigError("sources: inline parameter recipes (hybrid paths) have no mergekit equivalent")
+    bad = next((i for i, h in enumerate(recipe.layers) if h.scale != 1.0), None)
+    if bad is not None:
+        raise ConfigError(f"layers[{bad}].scale: hidden-state scales have no mergekit equivalent")
+    head = recipe.embeddings_from if recipe.head_from is None else recipe.head_from
+    if recipe.layers[0].source != recipe.embeddings_from or recipe.layers[-1].source != head:
+        raise ConfigError("embeddings_from: mergekit takes the embeddings from the first layer's model and the "
+                          "final norm and head from the last layer's")
+    runs: list[list] = []  # [source, start, end, tensor_scale]
+    for h in recipe.layers:
+        last = runs[-1] if runs else None
+        if last and last[0] == h.source and last[2] == h.layer and last[3] == (h.tensor_scale or {}):
+            last[2] += 1
+        else:
+            runs.append([h.source, h.layer, h.layer + 1, h.tensor_scale or {}])
+    ends = [(runs[0][3], "model.embed_tokens.weight"), (runs[-1][3], "model.norm.weight"),
+            (runs[-1][3], "lm_head.weight")]
+    for factors, tensor in ends:
+        if _factor(factors, tensor) != 1.0:
+            raise ConfigError(f"layers.tensor_scale: {factors} would scale {tensor} too in mergekit")
+    slices = []
+    for src, a, b, factors in runs:
+        sl: dict[str, Any] = {"sources": [{"model": str(resolve_model_ref(recipe.sources[src].model)),
+                                           "layer_range": [a, b]}]}
+        if factors:
+            sl["parameters"] = {"scale": [{"value": v} if k == "*" else {"filter": k, "value": v}
+                                          for k, v in factors.items()]}
+        slices.append(sl)
+    return {"merge_method": "passthrough", "slices": slices, **_dtypes(recipe)}

@@ -109,8 +109,12 @@ def test_to_mergekit_refuses_what_mergekit_cannot_express(tiny_family):
                       "sources": [{"model": str(tiny_family["e0"])}]})
     with pytest.raises(ConfigError, match="parameters.rescale: 'inverse_density'"):
         to_mergekit(r)
-    flow = parse_recipe({"kind": "dataflow", "sources": [{"model": "x"}], "layers": [{"source": 0, "layer": 0}]})
-    with pytest.raises(ConfigError, match="data-flow recipes"):
+    flow = parse_recipe({"kind": "dataflow", "sources": [{"model": "x"}], "layers": [{"source": 0, "layer": 0, "scale": 0.8}]})
+    with pytest.raises(ConfigError, match=r"layers\[0\].scale: hidden-state scales"):
+        to_mergekit(flow)
+    flow = parse_recipe({"kind": "dataflow", "sources": [{"model": "x"}, {"model": "y"}],
+                         "layers": [{"source": 1, "layer": 0}, {"source": 0, "layer": 1}]})
+    with pytest.raises(ConfigError, match="embeddings_from: mergekit takes the embeddings from the first layer's model"):
         to_mergekit(flow)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from evomerge.engine import merge_to_disk
 from evomerge.errors import ConfigError
-from evomerge.mergekit_config import from_mergekit
+from evomerge.mergekit_config import from_mergekit, to_mergekit
 from helpers_engine import load_tensors
 from helpers_mergekit import have_mergekit, run_mergekit
 
@@ -82,6 +82,13 @@ def test_shapes_read_into_recipes(tiny_family):
     hops = from_mergekit(cfgs["scale_filtered"]).layers
     assert [h.tensor_scale for h in hops] == [None] * 3 + [{"o_proj": 0.0, "down_proj": 0.5, "*": 1.0},
                                                          {"o_proj": 0.0, "down_proj": 0.25, "*": 1.0}]
+
+
+@pytest.mark.parametrize("name", ["ends_from_two_models", "scale_filtered"])
+def test_layer_paths_write_back_as_passthrough_slices(tiny_family, name):
+    r = from_mergekit(configs(tiny_family)[name])
+    cfg = to_mergekit(r)
+    assert cfg["merge_method"] == "passthrough" and from_mergekit(cfg) == r
 
 
 def test_union_of_different_vocabularies_is_refused_naming_a_token(tiny_family, tmp_path):
