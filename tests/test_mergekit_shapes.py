@@ -15,7 +15,7 @@ import torch
 from evomerge.engine import merge_to_disk
 from evomerge.errors import ConfigError
 from evomerge.mergekit_config import from_mergekit, to_mergekit
-from helpers_engine import load_tensors
+from helpers_engine import build_family, load_tensors
 from helpers_mergekit import have_mergekit, run_mergekit
 
 
@@ -102,6 +102,16 @@ def test_union_of_different_vocabularies_is_refused_naming_a_token(tiny_family, 
         from_mergekit(cfg)
     msg = str(err.value)
     assert "\n" not in msg and "tokenizer_source: 'union'" in msg and "'zebra'" in msg
+
+
+def test_no_dtype_over_models_stored_in_different_dtypes_is_refused(tiny_family, tmp_path):
+    """mergekit would compute in the stored dtype; with two of them there is none to choose."""
+    bf16 = build_family(tmp_path, n_experts=1, dtype=torch.bfloat16)
+    cfg = {"merge_method": "task_arithmetic", "base_model": str(tiny_family["base"]),
+           "models": [{"model": str(bf16["e0"]), "parameters": {"weight": 1.0}}]}
+    with pytest.raises(ConfigError, match="dtype: not set and the models are stored in bfloat16, float32"):
+        from_mergekit(cfg)
+    assert from_mergekit({**cfg, "dtype": "bfloat16"}).compute_dtype == "bfloat16"
 
 
 def test_remaining_shapes_are_refused_in_one_line(tiny_family):
