@@ -16,7 +16,8 @@ from typing import Any
 from evomerge.errors import ConfigError
 from evomerge.ops import METHODS, get_method
 from evomerge.recipe import (
-    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, interpolate, parse_recipe, resolve_model_ref,
+    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, parse_recipe,
+    resolve_model_ref, tensor_group,
 )
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -41,8 +42,36 @@ def _err(source: str, where: str, what: str) -> ConfigError:
 # ---- values --------------------------------------------------------------------------------
 
 
-def _value(v: Any, where: str, src: str) -> Any:
-    """A mergekit parameter setting as our parameter value (number, gradient, group mapping)."""
+class _Names:
+    """The tensor names of the config's first model, read on first need (any filter beyond the
+    known ones is checked against them)."""
+
+    def __init__(self, ref: str | None) -> None:
+        self.ref, self._groups = ref, None
+
+    def coverage(self, f: str) -> dict[str, bool]:
+        """Layer group -> True if filter `f` matches all of the group's tensors, False if only
+        some; groups it matches nothing of are absent."""
+        if self._groups is None:
+            from evomerge.engine.reader import CheckpointReader
+
+            names = CheckpointReader(resolve_model_ref(self.ref)).names if self.ref else []
+            self._groups = {g: [n for n in names if tensor_group(n) == g] for g in GROUPS}
+        return {g: all(f in n for n in ns) for g, ns in self._groups.items() if any(f in n for n in ns)}
+
+
+def _coverage(f: str, names: _Names | None) -> dict[str, bool]:
+    if f in FILTERS:  # by the groups' own definitions ("norm" also matches the layers' norms)
+        return {FILTERS[f]: True, **({"layernorm": True} if f == "norm" else {})}
+    return names.coverage(f) if names is not None else {}
+
+
+def _value(v: Any, where: str, src: str, names: _Names | None = None) -> Any:
+    """A mergekit parameter setting as our parameter value (number, gradient, group mapping).
+
+    A filter list becomes a group mapping when, on the model's tensor names, every filter
+    either claims whole layer groups or only groups an earlier filter already claimed
+    (mergekit takes the first match); a filter that splits a group is refused."""
     if isinstance(v, (bool, int, float)):
         return v
     if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
@@ -62,16 +91,25 @@ def _value(v: Any, where: str, src: str) -> Any:
             if f in (None, "*"):
                 groups.setdefault("default", inner)
                 break  # mergekit takes the first match: later entries are unreachable
-            if f not in FILTERS:
-                raise _err(src, f"{where}[{i}].filter", f"{f!r} is not supported (supported: {', '.join(FILTERS)}, *)")
-            groups.setdefault(FILTERS[f], inner)
-            if f == "norm":  # the substring also matches the layers' norms
-                groups.setdefault("layernorm", inner)
+            if not isinstance(f, str) or not f:
+                raise _err(src, f"{where}[{i}].filter", f"{f!r} is not a substring of tensor names")
+            for group, whole in _coverage(f, names).items():
+                if group in groups:
+                    continue  # claimed by an earlier filter
+                if not whole:
+                    raise _err(src, f"{where}[{i}].filter", f"{f!r} matches only some tensors of the {group} group; "
+                                                            f"evomerge sets one value per group ({', '.join(GROUPS)})")
+                groups[group] = inner
+        if "norm" in groups and "layernorm" not in groups:  # the layers' norms must not inherit the final norm's
+            if "default" not in groups:
+                raise _err(src, where, "a filter sets the final norm but not the layers' norms, with no catch-all "
+                                       "after it; add {value: ...} at the end")
+            groups["layernorm"] = groups["default"]
         return groups
     raise _err(src, where, f"{v!r} is not a supported parameter setting")
 
 
-def _params(raw: Any, where: str, src: str) -> dict[str, Any]:
+def _params(raw: Any, where: str, src: str, names: _Names | None = None) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -80,7 +118,7 @@ def _params(raw: Any, where: str, src: str) -> dict[str, Any]:
     for k, v in raw.items():
         if k in DROPPED:
             continue
-        val = _value(v, f"{where}.{k}", src)
+        val = _value(v, f"{where}.{k}", src, names)
         if k == "rescale":
             if not isinstance(val, bool):
                 raise _err(src, f"{where}.rescale", "must be true or false")
@@ -157,14 +195,15 @@ def _read(data: Any, path: Path | None, src: str) -> Recipe:
         raise _err(src, "models", "give exactly one of 'models' or 'slices'")
     folder = path.resolve().parent if path else None
     base = _model(data["base_model"], "base_model", src, folder) if data.get("base_model") else None
-    glob = _params(data.get("parameters"), "parameters", src)
+    dtype = data.get("out_dtype") or data.get("dtype")
+    if data.get("slices") and method == "passthrough":
+        return _stack_slices(data, src, folder, dtype)
+    names = _Names(base or _first_model(data, folder))
+    glob = _params(data.get("parameters"), "parameters", src, names)
     if method in ("dare_linear", "dare_ties", "della", "della_linear"):
         glob.setdefault("rescale", "l1")  # mergekit's default (ours is the papers' 1/keep probability)
-    dtype = data.get("out_dtype") or data.get("dtype")
     if data.get("slices"):
-        if method == "passthrough":
-            return _stack_slices(data, src, folder, dtype)
-        models, per_layer = _merge_slices(data, method, base, glob, src, folder)
+        models, per_layer = _merge_slices(data, method, base, glob, src, folder, names)
         sources = [{"model": m, "parameters": per_layer[m]} for m in models]
         glob = per_layer.get(None, {})
     else:
@@ -176,8 +215,18 @@ def _read(data: Any, path: Path | None, src: str) -> Recipe:
             if extra:
                 raise _err(src, f"models[{i}].{sorted(extra)[0]}", "not supported")
             ref = _model(m["model"], f"models[{i}].model", src, folder)
-            sources.append({"model": ref, "parameters": _params(m.get("parameters"), f"models[{i}].parameters", src)})
+            sources.append({"model": ref, "parameters": _params(m.get("parameters"), f"models[{i}].parameters", src, names)})
     return _assemble(data, method, base, sources, glob, dtype, src, folder)
+
+
+def _first_model(data: dict, folder: Path | None) -> str | None:
+    """The first model the config names (whose tensor names filters are checked against), or
+    None when the config is malformed there (reported by the reading itself)."""
+    try:
+        first = data["models"][0]["model"] if data.get("models") else data["slices"][0]["sources"][0]["model"]
+        return _model(first, "models[0]", "", folder)
+    except (ConfigError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
@@ -295,7 +344,8 @@ def _union(where: str, base: str | None, models: list[str], src: str) -> str:
     return "base" if base else models[0]
 
 
-def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[int, int], dict]]:
+def _slice_sources(sl: dict, i: int, src: str, folder, names: _Names | None = None,
+                   convert: bool = True) -> list[tuple[str, tuple[int, int], dict]]:
     if not isinstance(sl, dict) or "sources" not in sl:
         raise _err(src, f"slices[{i}]", "expected a mapping with 'sources'")
     extra = set(sl) - {"sources", "base_model", "parameters", "residual_weight"}  # the last: unused by mergekit 0.1.5
@@ -311,7 +361,7 @@ def _slice_sources(sl: dict, i: int, src: str, folder) -> list[tuple[str, tuple[
         if not (isinstance(lr, list) and len(lr) == 2 and all(isinstance(x, int) for x in lr) and 0 <= lr[0] < lr[1]):
             raise _err(src, f"{where}.layer_range", f"{lr!r} is not [start, end) with 0 <= start < end")
         out.append((_model(s.get("model"), f"{where}.model", src, folder), tuple(lr),
-                    _params(s.get("parameters"), f"{where}.parameters", src)))
+                    _params(s.get("parameters"), f"{where}.parameters", src, names) if convert else {}))
     return out
 
 
@@ -324,7 +374,7 @@ def _stack_slices(data, src, folder, dtype) -> DataflowRecipe:
     glob = data.get("parameters") or {}
     slices = data["slices"]
     for i, sl in enumerate(slices):
-        ss = _slice_sources(sl, i, src, folder)
+        ss = _slice_sources(sl, i, src, folder, convert=False)  # scale filters are read below
         if len(ss) != 1:
             raise _err(src, f"slices[{i}].sources", "passthrough slices take exactly one source")
         ref, (a, b), _ = ss[0]
@@ -378,7 +428,7 @@ def _factor(filters: dict[str, float], tensor: str) -> float:
     return next((f for key, f in filters.items() if key == "*" or key in tensor), 1.0)
 
 
-def _merge_slices(data, method, base, glob, src, folder):
+def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = None):
     """Aligned slices (every model contributes its own layers [a, b), slices tiling 0..L in
     order) -> per-layer parameter lists. Returns (models, {model or None: parameters})."""
     spec = get_method(method) if method in METHODS else None
@@ -386,7 +436,7 @@ def _merge_slices(data, method, base, glob, src, folder):
     models: list[str] | None = None
     expect = 0
     for i, sl in enumerate(data["slices"]):
-        ss = _slice_sources(sl, i, src, folder)
+        ss = _slice_sources(sl, i, src, folder, names)
         if sl.get("base_model") and _model(sl["base_model"], f"slices[{i}].base_model", src, folder) != base:
             raise _err(src, f"slices[{i}].base_model", "a per-slice base model is not supported")
         ranges = {lr for _, lr, _ in ss}
@@ -401,7 +451,7 @@ def _merge_slices(data, method, base, glob, src, folder):
             raise _err(src, f"slices[{i}].sources", "every slice must merge the same models in the same order")
         a, b = next(iter(ranges))
         expect = b
-        slices.append((a, b, {ref: p for ref, _, p in ss}, _params(sl.get("parameters"), f"slices[{i}].parameters", src)))
+        slices.append((a, b, {ref: p for ref, _, p in ss}, _params(sl.get("parameters"), f"slices[{i}].parameters", src, names)))
     n_layers = expect
     names = [p.name for p in spec.params] if spec else []
     out: dict[Any, dict[str, Any]] = {m: {} for m in models}
@@ -436,15 +486,9 @@ def _lookup(key, owner, sl, glob, tensor, t):
     scopes = ([sl[2].get(owner, {})] if owner is not None else []) + [sl[3], glob]
     for scope in scopes:
         if key in scope:
-            v = scope[key]
-            if isinstance(v, dict):
-                group = next((g for g, f in GROUP_FILTERS.items() if f in tensor), "default")
-                v = v.get(group, v.get("default"))
-                if v is None:
-                    continue
-            if isinstance(v, list):
-                return interpolate([float(x) for x in v], t)
-            return v
+            v = evaluate(scope[key], tensor_group(tensor), t)
+            if v is not None:
+                return v
     return None
 
 

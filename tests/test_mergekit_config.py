@@ -82,14 +82,16 @@ def test_unsupported_mergekit_features_are_refused_in_one_line(tiny_family, tmp_
         ({**ok, "base_model": "mistralai/Mistral-7B-v0.1"}, "base_model: 'mistralai/Mistral-7B-v0.1' is not a local model directory"),
         ({**ok, "models": [{"model": e0 + "+some/lora"}]}, "LoRA references"),
         ({**ok, "tokenizer_source": "union", "tokenizer": {"source": "base"}}, "tokenizer: give either tokenizer_source"),
-        ({**ok, "parameters": {"weight": [{"filter": "q_proj", "value": 1.0}]}}, "parameters.weight[0].filter: 'q_proj' is not supported"),
+        ({**ok, "parameters": {"weight": [{"filter": "q_proj", "value": 1.0}]}}, "parameters.weight[0].filter: 'q_proj' matches only some tensors of the attn group"),
         ({**ok, "parameters": {"epsilon": 0.1}}, "parameters.epsilon: method ties has no parameter"),
         ({**ok, "parameters": {"density": 1.5}}, "parameters.density: 1.5 is outside [0, 1]"),
         ({**ok, "models": [{"model": e0, "lora": "x"}]}, "models[0].lora: not supported"),
         ({"merge_method": "ties", "base_model": b, "slices": [
             {"sources": [sl(b, 0, 2), sl(e0, 2, 4)]}]}, "only aligned slices are supported"),
         ({**ok, "parameters": {"weight": [{"filter": "input_layernorm", "value": 1.0}]}},
-         "parameters.weight[0].filter: 'input_layernorm' is not supported"),
+         "parameters.weight[0].filter: 'input_layernorm' matches only some tensors of the layernorm group"),
+        ({**ok, "parameters": {"weight": [{"filter": "model.norm", "value": 1.0}]}},
+         "parameters.weight: a filter sets the final norm but not the layers' norms, with no catch-all"),
         ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)], "parameters": {"weight": 0.5}}]},
          "slices[0].parameters.weight: passthrough takes only a scale"),
         ({"merge_method": "passthrough", "slices": [{"sources": [sl(e0, 0, 2)], "parameters": {

@@ -1,5 +1,6 @@
 """Config shapes beyond models/slices: `modules:`, tokenizer union and the `tokenizer:` block,
-filters on the layers' norms (`layernorm`), a final norm whose value differs from the first
+filters on the layers' norms (`layernorm`) and any filter that claims whole layer groups on the
+models' tensor names (`layers`, `model.norm`, `attn`, ...), a final norm whose value differs from the first
 layer's, frankenmerges whose ends come from different models, passthrough `scale` filtered
 to modules;
 our tensors equal mergekit 0.1.5's (bfloat16 compute). And the refusals that remain."""
@@ -41,6 +42,15 @@ def configs(f):
         "norm_before_layernorm": {"merge_method": "slerp", "base_model": b, "models": [{"model": b}, {"model": e0}],
                                   "dtype": "bfloat16", "parameters": {"t": [
                                       {"filter": "norm", "value": 0.9}, {"filter": "layernorm", "value": 0.2}, {"value": 0.6}]}},
+        "filters_on_whole_groups": {"merge_method": "slerp", "base_model": b, "models": [{"model": b}, {"model": e0}],
+                                    "dtype": "bfloat16", "parameters": {"t": [
+                                        {"filter": "self_attn", "value": 0.3}, {"filter": "layers", "value": 0.7},
+                                        {"filter": "model.norm", "value": 0.9}, {"value": 0.1}]}},
+        "short_filters": {"merge_method": "ties", "base_model": b, "dtype": "bfloat16", "models": [
+            {"model": e0, "parameters": {"density": 0.6, "weight": [
+                {"filter": "embed", "value": 0.2}, {"filter": "head", "value": 0.4},
+                {"filter": "attn", "value": [0.5, 1.0]}, {"value": 1.0}]}},
+            {"model": e1, "parameters": {"weight": 0.8, "density": 0.6}}]},
         "final_norm_from_last_slice": {"merge_method": "ties", "base_model": b, "dtype": "bfloat16", "slices": [
             {"sources": [{"model": b, "layer_range": [0, 2]},
                          {"model": e0, "layer_range": [0, 2], "parameters": {"weight": [0.1, 1.0], "density": 0.5}}]},
