@@ -120,3 +120,43 @@ def test_in_memory_16_bit_compute_equals_merge_to_disk(tiny_family, tmp_path, me
     yielded = dict(materialize_tensors(r, sources, clone=True))
     for name, t in disk.items():
         assert torch.equal(state[name], t) and torch.equal(yielded[name], t), name
+
+
+def _wide_pair(root):
+    """Two 1-layer Llamas whose MLP matrices exceed 2**20 entries (mergekit reduces SLERP's
+    norms in chunks of that size)."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from helpers_engine import VOCAB, tiny_tokenizer
+
+    cfg = LlamaConfig(hidden_size=512, intermediate_size=2304, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=4, head_dim=128, vocab_size=VOCAB, max_position_embeddings=64,
+                      tie_word_embeddings=False, bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(cfg)
+        if seed:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(7)) * 0.02)
+        folder = root / f"wide{seed}"
+        model.save_pretrained(folder)
+        GenerationConfig(bos_token_id=2, eos_token_id=3, pad_token_id=1).save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+        out.append(str(folder))
+    return out
+
+
+@oracle_test
+def test_slerp_on_tensors_past_a_million_entries_is_bit_equal(tmp_path):
+    a, b = _wide_pair(tmp_path)
+    cfgs = {f"wide-{dt}": {"merge_method": "slerp", "base_model": a, "models": [{"model": a}, {"model": b}],
+                           "parameters": {"t": 0.4}, "dtype": dt} for dt in DTYPES}
+    outs = run_mergekit(cfgs, tmp_path)
+    for name, cfg in cfgs.items():
+        assert outs[name].is_dir(), outs[name].read_text()
+        ours, theirs = load_tensors(merge_to_disk(from_mergekit(cfg), tmp_path / f"ours_{name}")), load_tensors(outs[name])
+        assert max(t.numel() for t in ours.values()) > 1 << 20
+        for k in ours:
+            assert torch.equal(ours[k], theirs[k]), (name, k, (ours[k] != theirs[k]).sum().item())

@@ -23,6 +23,7 @@ from evomerge.ops.workspace import Workspace
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NORM_EPS = 1e-7  # below this an L1 norm counts as zero (no rescale)
+SLERP_CHUNK = 1 << 20  # entries per partial reduction in mergekit 0.1.5's SLERP (one tensor per call)
 
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams,
@@ -73,21 +74,29 @@ def _linear(xs: list[torch.Tensor], p: TensorParams) -> torch.Tensor:
 
 
 def _slerp(b, xs, p: TensorParams) -> torch.Tensor:
-    """mergekit 0.1.5's SLERP: float32 on the rounded inputs; each vector divided by its norm
-    before the dot product; nearly colinear pairs (|cos| > 0.9995) interpolate linearly; the
-    result rounded once to the compute dtype."""
+    """mergekit 0.1.5's SLERP: float32 on the rounded inputs; the norms and the dot product
+    (each vector divided by its norm first) reduced in chunks of SLERP_CHUNK entries, as its
+    pipeline does for one tensor at a time; nearly colinear pairs (|cos| > 0.9995) interpolate
+    linearly; the result rounded once to the compute dtype."""
     x, y = (b, xs[0]) if b is not None else (xs[0], xs[1])
-    u, v = x.reshape(1, -1).float(), y.reshape(1, -1).float()
-    nu, nv = (torch.linalg.vector_norm(z, dim=1, keepdim=True) for z in (u, v))
-    nu, nv = torch.where(nu > EPS, nu, 1), torch.where(nv > EPS, nv, 1)
-    dot = ((u / nu) * (v / nv)).sum(dim=1, keepdim=True).clamp(-1, 1)
+    u, v = x.reshape(1, -1), y.reshape(1, -1)
+    starts = range(0, u.shape[1], SLERP_CHUNK)
+
+    def norm(z: torch.Tensor) -> torch.Tensor:
+        parts = [torch.linalg.vector_norm(z[:, i:i + SLERP_CHUNK].float(), dim=1, keepdim=True) for i in starts]
+        n = torch.linalg.vector_norm(torch.stack(parts), dim=0)
+        return torch.where(n > EPS, n, 1)
+
+    nu, nv = norm(u), norm(v)
+    dot = torch.stack([((u[:, i:i + SLERP_CHUNK].float() / nu) * (v[:, i:i + SLERP_CHUNK].float() / nv)
+                        ).sum(dim=1, keepdim=True) for i in starts]).sum(dim=0).clamp(-1, 1)
     colinear = dot.abs() > DOT_THRESHOLD
     theta = torch.acos(torch.where(colinear, 0, dot))
     sin_theta = torch.sin(theta)
     t = torch.tensor([[float(p.globals["t"])]], dtype=torch.float32, device=u.device)
     ca = torch.where(colinear, 1 - t, torch.sin((1 - t) * theta) / sin_theta)
     cb = torch.where(colinear, t, torch.sin(t * theta) / sin_theta)
-    return (ca * u + cb * v).to(x.dtype).reshape(x.shape)
+    return (ca * u.float() + cb * v.float()).to(x.dtype).reshape(x.shape)
 
 
 def _sparsify(delta: torch.Tensor, k: int, p: TensorParams, spec: MethodSpec, draws: Rule | None) -> torch.Tensor:
