@@ -153,6 +153,9 @@ def from_mergekit(data: Any, path: Path | None = None) -> Recipe:
     unset: the dtype the models are stored in) and becomes `compute_dtype`; `out_dtype`
     (default: `dtype`) becomes `dtype`, the output."""
     src = str(path) if path else "mergekit config"
+    if isinstance(data, dict):  # mergekit also accepts "torch.bfloat16"
+        data = {k: (v.removeprefix("torch.") if k in ("dtype", "out_dtype") and isinstance(v, str) else v)
+                for k, v in data.items()}
     recipe = _read(data, path, src)
     compute = _compute_dtype(data, recipe, src)
     return recipe.model_copy(update={"compute_dtype": compute}) if compute != "float32" else recipe

@@ -59,6 +59,7 @@ def test_mergekit_config_file_is_detected_and_read(tiny_family, tmp_path):
     r = load_any_recipe(path)
     assert r.method == "dare_ties" and r.parameters == {"rescale": "l1"} and r.dtype == "bfloat16"
     assert load_any_recipe(path, format="mergekit") == r
+    assert from_mergekit({**cfg, "dtype": "torch.bfloat16"}) == r  # mergekit's other spelling
     with pytest.raises(ConfigError, match="mk.yaml: .*: unknown field"):
         load_any_recipe(path, format="evomerge")
 
