@@ -1,11 +1,14 @@
 """mergekit configs <-> evomerge recipes.
 
 `from_mergekit` reads a mergekit YAML (as a dict) into our Recipe with mergekit 0.1.5's
-meaning: parameter fallbacks (model -> global -> default), gradient lists over depth,
-`filter` conditions on self_attn / mlp / embed_tokens / lm_head / norm, `slices` that merge
+meaning: `dtype` as the compute dtype and `out_dtype` as the output, parameter fallbacks
+(model -> slice -> module -> global -> default), gradient lists over depth, `filter`
+conditions that claim whole layer groups on the models' tensor names, `slices` that merge
 aligned layer ranges (-> per-layer values) or stack single-model slices with `passthrough`
-(-> a data-flow recipe). Anything else is refused with one line naming it; never a silently
-different merge. `to_mergekit` writes a parameter recipe as a mergekit config.
+(-> a data-flow recipe: ends from two models, `scale` per module), `modules:` of decoder-only
+models, and the `union` tokenizer over one shared vocabulary. Anything else is refused with
+one line naming it; never a silently different merge. `to_mergekit` writes a parameter
+recipe, or a data-flow path mergekit can express, as a mergekit config.
 """
 
 from __future__ import annotations
@@ -25,11 +28,10 @@ TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dty
 FILTERS = {"self_attn": "attn", "mlp": "mlp", "embed_tokens": "embed", "lm_head": "head", "layernorm": "layernorm",
            "norm": "norm"}
 GROUP_FILTERS = {v: k for k, v in FILTERS.items()}
-# a tensor of each group, to evaluate mergekit's substring filters on
+# a tensor of each group, to read per-slice values at
 PROBES = {"attn": "model.layers.0.self_attn.q_proj.weight", "mlp": "model.layers.0.mlp.up_proj.weight",
           "layernorm": "model.layers.0.input_layernorm.weight", "norm": "model.norm.weight",
-          "embed": "model.embed_tokens.weight",
-          "head": "lm_head.weight"}
+          "embed": "model.embed_tokens.weight", "head": "lm_head.weight"}
 DROPPED = {"int8_mask"}  # changes only the mask's storage type, not the result
 INERT = {"task_arithmetic": {"density"}}  # accepted by mergekit 0.1.5 without any effect
 SUPPORTED = sorted(set(METHODS) | {"passthrough"})
