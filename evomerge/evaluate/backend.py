@@ -1,16 +1,21 @@
-"""The backend interface every scorer talks to, and a lazy registry of implementations.
+"""The backend interface every scorer talks to, and the one registry of implementations.
 
-A backend answers whole batches (so it can sort and pad them itself). ``load(recipe)`` lets
-the evaluator put a candidate's weights in place; a backend decides how (in-place tensor copy
-for ``hf``, a weight reload inside the engine for ``vllm``). Registry entries are strings, so
-``import evomerge.evaluate`` never imports torch, transformers or vllm.
+A language-model backend answers whole batches (so it can sort and pad them itself), as
+lm-evaluation-harness's models do. ``from_spec`` builds one for an Evaluator (resident sources
+and a model); ``load(recipe)`` puts a candidate's weights in place (an in-place tensor copy for
+``hf``, a weight reload inside the engine for ``vllm``). A backend that implements no
+``from_spec`` cannot score merge candidates, and an experiment naming it is refused before the
+run starts. Registry entries are strings, so ``import evomerge.evaluate`` never imports torch,
+transformers or vllm.
+
+Adding a backend: one module with a ``Backend`` subclass, one line in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Protocol
 
 from evomerge.errors import ConfigError
 from evomerge.evaluate.requests import (
@@ -23,6 +28,12 @@ from evomerge.evaluate.requests import (
 
 class Backend(ABC):
     """Scores requests with one model; methods take and return whole batches, in order."""
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> "Backend":
+        """A backend holding ``spec.sources`` resident, ready to ``load`` candidate recipes."""
+        raise ConfigError(f"backend {cls.__name__} cannot score merge candidates (it is built on one "
+                          "checkpoint or network only); use hf or vllm")
 
     @abstractmethod
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
@@ -44,12 +55,14 @@ class Backend(ABC):
         """The first weight tensor of the loaded candidate holding NaN or inf, else None."""
         return None
 
-    def classify(self, requests: list[ClassificationRequest]) -> list[list[float]]:
-        """Per-class log-probabilities (from-scratch classifiers only)."""
-        raise ConfigError(f"backend {type(self).__name__} cannot classify feature vectors")
+
+class Classifier(Protocol):
+    """What classify tasks need instead (from-scratch nets on feature vectors: torch backend)."""
+
+    def classify(self, requests: list[ClassificationRequest]) -> list[list[float]]: ...
 
 
-# name -> "module:Class"; each class has from_spec(sources, options) for the Evaluator.
+# name -> "module:Class"
 BACKENDS: dict[str, str] = {
     "hf": "evomerge.evaluate.hf_backend:HFBackend",
     "torch": "evomerge.evaluate.torch_backend:TorchBackend",
@@ -63,3 +76,10 @@ def backend_class(name: str) -> Any:
         raise ConfigError(f"backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def check_scores_candidates(name: str) -> None:
+    """One line, before a run starts, if backend `name` cannot score merge candidates."""
+    cls = backend_class(name)
+    if getattr(cls.from_spec, "__func__", None) is Backend.from_spec.__func__:
+        cls.from_spec(None)  # raises its one-line ConfigError

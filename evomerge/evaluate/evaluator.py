@@ -15,7 +15,8 @@ from typing import Any
 
 from evomerge.evaluate.backend import backend_class
 from evomerge.evaluate.result import EvalResult
-from evomerge.evaluate.tasks import TaskResult, load_task
+from evomerge.evaluate.task_refs import load_task_ref
+from evomerge.evaluate.tasks import TaskResult
 from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
 
@@ -24,7 +25,7 @@ class Evaluator:
 
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.spec = spec
-        self.tasks = [load_task(t) for t in spec.tasks]
+        self.tasks = [load_task_ref(t, f"fitness.tasks[{i}]") for i, t in enumerate(spec.tasks)]
         for task in self.tasks:
             task.items(spec.split)  # read the data now: a missing file fails at start, not per job
         self.backend = backend_class(spec.backend).from_spec(spec)
@@ -61,6 +62,7 @@ class Evaluator:
         return result
 
 
-def evaluate_model(backend: Any, tasks: list[str], split: str = "test", limit: int | None = None) -> dict[str, TaskResult]:
-    """Score one already-loaded backend on named tasks (used by `evomerge eval`)."""
-    return {t.name: t.evaluate(backend, split, limit) for t in (load_task(n) for n in tasks)}
+def evaluate_model(backend: Any, tasks: list[Any], split: str = "test",
+                   limit: int | None = None) -> dict[str, TaskResult]:
+    """Score one already-loaded backend on task references (native names or lm-eval mappings)."""
+    return {t.name: t.evaluate(backend, split, limit) for t in (load_task_ref(r) for r in tasks)}

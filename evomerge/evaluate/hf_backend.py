@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from evomerge.errors import ConfigError
-from evomerge.evaluate.backend import Backend
-from evomerge.evaluate.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from evomerge.evaluate.requests import GenerationRequest
+from evomerge.evaluate.token_lm import TokenLM, cut_at_stop
 
 
-class HFBackend(Backend):
+class HFBackend(TokenLM):
     """A causal LM + tokenizer; ``load(recipe)`` swaps candidate weights in (see Evaluator)."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 128, loader: Any = None):
@@ -63,10 +63,6 @@ class HFBackend(Backend):
 
         return nonfinite_parameter(self.model)
 
-    def _encode(self, texts: list[str], special: bool) -> list[list[int]]:
-        """Token ids of many texts in one tokenizer call (much faster than one by one)."""
-        return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"] if texts else []
-
     def _batches(self, seqs: list[list[int]]):
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         for start in range(0, len(order), self.batch_size):
@@ -93,19 +89,6 @@ class HFBackend(Backend):
                 out[i] = (lp.gather(1, target[:, None])[:, 0], lp.argmax(-1) == target)
         return out
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
-        contexts = self._encode([r.context for r in requests], True)
-        conts = self._encode([r.continuation for r in requests], False)
-        seqs, lengths = [c + k for c, k in zip(contexts, conts)], [len(k) for k in conts]
-        results = []
-        for (lp, greedy), k in zip(self._token_logprobs(seqs), lengths):
-            results.append((float(lp[-k:].sum()), bool(greedy[-k:].all())))
-        return results
-
-    def loglikelihood_rolling(self, requests: list[RollingRequest]) -> list[tuple[float, int]]:
-        scored = self._token_logprobs(self._encode([r.text for r in requests], True))
-        return [(float(lp.sum()), int(lp.numel())) for lp, _ in scored]
-
     @torch.inference_mode()
     def generate_until(self, requests: list[GenerationRequest]) -> list[str]:
         out: list[str] = [""] * len(requests)
@@ -117,7 +100,7 @@ class HFBackend(Backend):
             for idx in self._batches(seqs):
                 texts = self._generate([seqs[i] for i in idx], max_tokens)
                 for i, text in zip(idx, texts):
-                    out[members[i]] = _cut(text, until)
+                    out[members[i]] = cut_at_stop(text, until)
         return out
 
     def _generate(self, seqs: list[list[int]], max_tokens: int) -> list[str]:
@@ -134,9 +117,3 @@ class HFBackend(Backend):
         )
         return self.tokenizer.batch_decode(gen[:, width:].cpu(), skip_special_tokens=True)
 
-
-def _cut(text: str, until: tuple[str, ...]) -> str:
-    for stop in until:
-        if stop and stop in text:
-            text = text[:text.index(stop)]
-    return text.strip()

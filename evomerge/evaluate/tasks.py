@@ -86,6 +86,9 @@ class Task:
             total = sum(n for _, n in rolled)
             ppl = math.exp(-sum(lp for lp, _ in rolled) / max(total, 1))
             return TaskResult(self.name, ppl, scores, higher_is_better=False, metric="perplexity")
+        if not hasattr(backend, "classify"):
+            raise ConfigError(f"task {self.name}: classify tasks need a classifier backend (torch), "
+                              f"not {type(backend).__name__}")
         logps = backend.classify([ClassificationRequest(tuple(it["features"])) for it in items])
         scores = [float(max(range(len(lp)), key=lp.__getitem__) == int(it["label"])) for lp, it in zip(logps, items)]
         return TaskResult(self.name, _mean(scores), scores)

@@ -42,7 +42,8 @@ class DigitsMLP(torch.nn.Module):
 
 
 class TorchBackend(Backend):
-    """Wraps an ``nn.Module`` that maps a [batch, features] tensor to class logits."""
+    """Wraps an ``nn.Module`` that maps a [batch, features] tensor to class logits (a
+    ``Classifier``; it is built on one network, so it scores no merge candidates)."""
 
     def __init__(self, model: torch.nn.Module, batch_size: int = 1024) -> None:
         self.model = model.eval()

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from evomerge.errors import ConfigError, EvomergeError
-from evomerge.evaluate.backend import Backend
-from evomerge.evaluate.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from evomerge.evaluate.requests import GenerationRequest
+from evomerge.evaluate.token_lm import TokenLM, cut_at_stop
 
 WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
@@ -59,7 +59,7 @@ def _shell_dir(source: Path, depth: int | None) -> tuple[Path, int]:
     return shell, depth
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(TokenLM):
     """A vLLM engine plus the HF tokenizer of the sources; ``load(recipe)`` swaps weights.
 
     The engine holds ``max_layers`` decoder layers (default: the sources' own count). A
@@ -68,13 +68,13 @@ class VLLMBackend(Backend):
     """
 
     def __init__(self, model_dir: str | Path, *, sources: tuple[str, ...] = (), max_layers: int | None = None,
-                 dtype: str = "auto", max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
+                 dtype: str | None = None, max_model_len: int | None = None, kv_cache_gib: int = 1, seed: int = 0,
                  multiprocessing: bool = False, engine_args: dict[str, Any] | None = None,
                  placement: str = "device") -> None:
         """Start an engine on ``model_dir``. With ``sources``, the engine starts without weights
         (``model_dir`` gives config and tokenizer) and every candidate comes in via ``load``.
-        ``dtype`` "auto" runs the engine in the checkpoint's dtype (bf16 sources: a bf16 engine,
-        2 bytes per parameter); ``placement`` is where the worker keeps the sources (device, or
+        ``dtype`` None runs the engine in the checkpoint's stored dtype (bf16 sources: a bf16
+        engine, 2 bytes per parameter; vLLM's own "auto" would run float32 checkpoints in 16 bits); ``placement`` is where the worker keeps the sources (device, or
         host memory streamed to the device per tensor)."""
         from transformers import AutoTokenizer
 
@@ -82,6 +82,10 @@ class VLLMBackend(Backend):
         self.model_dir = Path(model_dir)
         self.sources = tuple(sources)
         self.placement = placement
+        if dtype is None:
+            from evomerge.evaluate.loading import stored_dtype
+
+            dtype = str(stored_dtype(self.model_dir)).removeprefix("torch.")
         self.engine_kwargs: dict[str, Any] = dict(dtype=dtype, seed=seed, enforce_eager=True,
                                                   max_model_len=max_model_len, worker_extension_cls=WORKER_EXTENSION)
         self.engine_kwargs.update(engine_args or {})
@@ -170,10 +174,6 @@ class VLLMBackend(Backend):
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _encode(self, texts: list[str], special: bool) -> list[list[int]]:
-        """Token ids exactly as the HF backend makes them (one batched tokenizer call)."""
-        return self.tokenizer(list(texts), add_special_tokens=special)["input_ids"] if texts else []
-
     def _run(self, seqs: list[list[int]], params: list[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt
 
@@ -187,7 +187,7 @@ class VLLMBackend(Backend):
         prompts = [TokensPrompt(prompt_token_ids=s) for s in seqs]
         return self.llm.generate(prompts, params, use_tqdm=False)
 
-    def _prompt_logprobs(self, seqs: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
+    def _token_logprobs(self, seqs: list[list[int]]) -> list[tuple[list[float], list[bool]]]:
         """Per sequence: log P(token t | tokens < t) for t >= 1, and whether it is the argmax."""
         from vllm import SamplingParams
 
@@ -202,24 +202,12 @@ class VLLMBackend(Backend):
             out.append((lps, greedy))
         return out
 
-    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
-        contexts = self._encode([r.context for r in requests], True)
-        conts = self._encode([r.continuation for r in requests], False)
-        seqs, lengths = [c + k for c, k in zip(contexts, conts)], [len(k) for k in conts]
-        return [(float(sum(lp[-k:])), all(g[-k:])) for (lp, g), k in zip(self._prompt_logprobs(seqs), lengths)]
-
-    def loglikelihood_rolling(self, requests: list[RollingRequest]) -> list[tuple[float, int]]:
-        scored = self._prompt_logprobs(self._encode([r.text for r in requests], True))
-        return [(float(sum(lp)), len(lp)) for lp, _ in scored]
-
     def generate_until(self, requests: list[GenerationRequest]) -> list[str]:
         from vllm import SamplingParams
-
-        from evomerge.evaluate.hf_backend import _cut
 
         seqs = self._encode([r.context for r in requests], True)
         params = [SamplingParams(max_tokens=r.max_tokens, temperature=0.0, detokenize=False) for r in requests]
         results = self._run(seqs, params)
         texts = self.tokenizer.batch_decode([list(res.outputs[0].token_ids) for res in results],
                                             skip_special_tokens=True)
-        return [_cut(text, r.until) for text, r in zip(texts, requests)]
+        return [cut_at_stop(text, r.until) for text, r in zip(texts, requests)]

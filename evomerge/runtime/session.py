@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from evomerge.evaluate.backend import BACKENDS, check_scores_candidates
 from evomerge.evaluate.result import EvalResult
-from evomerge.experiment import Experiment, Objective, task_key
+from evomerge.evaluate.task_refs import task_key
+from evomerge.experiment import Experiment, Objective
 from evomerge.runtime.pool import EvaluatorSpec
 
 
@@ -70,9 +72,10 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
     options = {**exp.fitness.options, "seed": exp.seed, "workers": workers}
     spec = EvaluatorSpec(sources=refs, tasks=tuple(exp.fitness.tasks), split=exp.fitness.split,
                          backend=exp.backend, options=options)
-    if exp.backend in ("hf", "vllm"):  # the models, device and memory, before anything is written
+    if exp.backend in BACKENDS:  # the backend, models, device and memory, before anything is written
         from evomerge.evaluate.loading import preflight
 
+        check_scores_candidates(exp.backend)
         preflight(refs, options)
     scoring = Scoring(list(exp.fitness.objectives), [task_key(t) for t in exp.fitness.tasks])
     return Session(exp, space, searcher, spec, scoring)

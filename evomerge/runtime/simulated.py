@@ -32,7 +32,9 @@ def recipe_numbers(node: Any) -> list[float]:
 
 class SimulatedEvaluator:
     def __init__(self, spec: Any) -> None:
-        self.tasks = [str(t) for t in spec.tasks] or ["simulated"]
+        from evomerge.evaluate.task_refs import task_key
+
+        self.tasks = [task_key(t) for t in spec.tasks] or ["simulated"]   # the keys the run scores by
         self.sleep = float(spec.options.get("sleep", 0.0))
         self.target = float(spec.options.get("target", 0.7))
         flag = spec.options.get("refuse_start_if")
