@@ -20,7 +20,8 @@ from evomerge.errors import ConfigError
 from evomerge.ops import METHODS
 
 DTYPES = ("float32", "bfloat16", "float16")
-GROUPS = ("attn", "mlp", "embed", "head", "norm", "default")
+GROUPS = ("attn", "mlp", "embed", "head", "layernorm", "norm", "default")
+PARENT = {"layernorm": "norm"}  # a mapping without the group falls back to its parent, then default
 Number = Union[int, float]
 Layered = Union[Number, list[Number], dict[str, Union[Number, list[Number]]]]
 ParamValue = Union[bool, str, Layered]
@@ -61,10 +62,11 @@ class ParameterRecipe(_RecipeBase):
     sources: list[SourceSpec]
     parameters: dict[str, ParamValue] = Field(default_factory=dict)
     dtype: str | None = None
+    compute_dtype: str | None = None  # None: float32
     seed: int = 0
     tokenizer_source: Union[int, str, None] = None
 
-    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+    _dtype = field_validator("dtype", "compute_dtype")(classmethod(lambda cls, v: _check_dtype(v)))
 
     @model_validator(mode="after")
     def _check(self) -> ParameterRecipe:
@@ -95,6 +97,9 @@ class Hop(_Strict):
     source: int = Field(ge=0)
     layer: int = Field(ge=0)
     scale: float = 1.0
+    # multiplies this layer's tensors whose name contains the key (first match in order; "*"
+    # matches all): mergekit's passthrough `scale`, e.g. {o_proj: 0.0} silences attention
+    tensor_scale: dict[str, float] | None = None
 
     @field_validator("scale")
     @classmethod
@@ -103,6 +108,18 @@ class Hop(_Strict):
             raise ValueError(f"{v} is not a finite number")
         return v
 
+    @field_validator("tensor_scale")
+    @classmethod
+    def _finite_factors(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for key, factor in (v or {}).items():
+            if not math.isfinite(factor):
+                raise ValueError(f"{key}: {factor} is not a finite number")
+        return v
+
+    def factor(self, tensor: str) -> float:
+        """The tensor_scale factor for one of this layer's tensors (1 when none matches)."""
+        return next((f for key, f in (self.tensor_scale or {}).items() if key == "*" or key in tensor), 1.0)
+
 
 class DataflowRecipe(_RecipeBase):
     """A path of (source, layer, scale) hops; embeddings, final norm, head from one source."""
@@ -110,17 +127,21 @@ class DataflowRecipe(_RecipeBase):
     kind: Literal["dataflow"]
     sources: list[DataflowSource] = Field(min_length=1)
     embeddings_from: int = Field(default=0, ge=0)
+    head_from: int | None = Field(default=None, ge=0)  # final norm and head; None: embeddings_from
     layers: list[Hop] = Field(min_length=1)
     dtype: str | None = None
+    compute_dtype: str | None = None  # None: float32
     seed: int = 0
 
-    _dtype = field_validator("dtype")(classmethod(lambda cls, v: _check_dtype(v)))
+    _dtype = field_validator("dtype", "compute_dtype")(classmethod(lambda cls, v: _check_dtype(v)))
 
     @model_validator(mode="after")
     def _indices(self) -> DataflowRecipe:
         n = len(self.sources)
         if self.embeddings_from >= n:
             raise ValueError(f"embeddings_from: {self.embeddings_from} but there are {n} sources")
+        if self.head_from is not None and self.head_from >= n:
+            raise ValueError(f"head_from: {self.head_from} but there are {n} sources")
         for i, hop in enumerate(self.layers):
             if hop.source >= n:
                 raise ValueError(f"layers[{i}].source: {hop.source} but there are {n} sources")
@@ -143,8 +164,14 @@ def _check_parameter_recipe(r: ParameterRecipe) -> None:
             raise ValueError("sources: slerp takes a base and one source, or two sources without base")
     elif spec.needs_base and r.base is None:
         raise ValueError(f"base: method {r.method} needs a base model")
-    elif not spec.needs_base and r.base is not None:
+    elif not spec.needs_base and not spec.base_optional and r.base is not None:
         raise ValueError(f"base: method {r.method} does not use a base model; remove it")
+    if n < spec.min_sources or (spec.max_sources is not None and n > spec.max_sources and spec.name != "slerp"):
+        lo, hi = spec.min_sources, spec.max_sources
+        count = f"exactly {hi}" if hi == lo else (f"{lo} to {hi}" if hi else f"at least {lo}")
+        noun = "source" if (hi or lo) == 1 else "sources"
+        besides = " besides the base" if spec.needs_base else ""
+        raise ValueError(f"sources: method {r.method} takes {count} {noun}{besides}, got {n}")
     for key, value in r.parameters.items():
         _check_value(spec, key, value, "parameters", per_source=False)
     for i, src in enumerate(r.sources):
@@ -180,7 +207,8 @@ def _check_value(spec, key: str, value: Any, where: str, per_source: bool) -> No
         if not math.isfinite(number):
             raise ValueError(f"{sub}: {number} is not a finite number")
         if (p.lo is not None and number < p.lo) or (p.hi is not None and number > p.hi):
-            raise ValueError(f"{sub}: {number} is outside [{p.lo:g}, {p.hi:g}]")
+            lo, hi = ("-inf" if p.lo is None else f"{p.lo:g}"), ("inf" if p.hi is None else f"{p.hi:g}")
+            raise ValueError(f"{sub}: {number} is outside [{lo}, {hi}]")
 
 
 def _numbers(value: Any, path: str):
@@ -227,7 +255,7 @@ def tensor_group(tensor_name: str) -> str:
     if "lm_head" in tensor_name:
         return "head"
     if "norm" in tensor_name:
-        return "norm"
+        return "layernorm" if layer_index(tensor_name) is not None else "norm"
     return "default"
 
 
@@ -255,6 +283,8 @@ def interpolate(values: list[float], t: float) -> float:
 def evaluate(value: ParamValue, group: str, t: float) -> Any:
     """A parameter value for one tensor; None when a group mapping does not cover the group."""
     if isinstance(value, dict):
+        while group not in value and group in PARENT:
+            group = PARENT[group]
         value = value.get(group, value.get("default"))
         if value is None:
             return None

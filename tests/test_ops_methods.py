@@ -19,7 +19,8 @@ def params(method: str, n: int, weights=None, density=1.0, gamma=0.0, seed=0, na
     spec = get_method(method)
     g = {p.name: p.default for p in spec.global_params()}
     g.update({k.replace("lam", "lambda") if k == "lam" else k: v for k, v in glob.items()})
-    return TensorParams(name, method, list(weights or [1.0] * n), [density] * n, [gamma] * n, g, seed)
+    return TensorParams(name, method, list(weights or [1.0] * n), [density] * n, [gamma] * n, g, seed,
+                        epsilons=[0.15] * n)
 
 
 def run(method, base, tensors, p):
@@ -142,8 +143,8 @@ def test_every_registered_method_runs_and_keeps_the_base_when_sources_equal_it()
     torch.manual_seed(6)
     base = torch.randn(3, 5)
     for name, spec in METHODS.items():
-        n = 1 if name == "slerp" else 2
-        kw = {"t": 0.3} if name == "slerp" else {}
+        n = 1 if spec.max_sources == 1 or name == "slerp" else max(2, spec.min_sources)
+        kw = {"t": 0.3} if name in ("slerp", "nearswap") else {}
         out = run(name, base, [base.clone() for _ in range(n)], params(name, n, density=0.5, **kw))
         assert torch.allclose(out, base, atol=1e-6), name
 
@@ -156,3 +157,65 @@ def test_bracketed_selection_is_exact_on_large_tensors_with_and_without_ties():
         n = a.numel()
         for k in (1, 5, n // 7, n // 2, n - 3, n):
             assert kth_smallest(a, k) == torch.kthvalue(a, k).values.item(), k
+
+
+def test_nearswap_swaps_in_near_entries_only():
+    base = torch.tensor([0.0, 0.0, 0.0])
+    other = torch.tensor([0.1, 0.4, 2.0])
+    out = run("nearswap", base, [other], params("nearswap", 1, t=0.2))
+    # w = clamp(0.2 / |d|, 0, 1) = [1, 0.5, 0.1]
+    assert torch.allclose(out, torch.tensor([0.1, 0.2, 0.2]))
+
+
+def test_model_stock_ratio_from_the_angle_between_task_vectors():
+    base = torch.zeros(2)
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])  # orthogonal: cos 0 -> t 0, the base
+    assert torch.allclose(run("model_stock", base, [a, b], params("model_stock", 2)), base)
+    c = torch.tensor([1.0, 1.0])  # cos 45 deg between a and c: t = 2c/(1+c) with c = 0.7071
+    t = 2 * 0.5 ** 0.5 / (1 + 0.5 ** 0.5)
+    assert torch.allclose(run("model_stock", base, [a, c], params("model_stock", 2)), t * (a + c) / 2)
+
+
+def test_nuslerp_midpoint_of_orthogonal_unit_vectors_and_weights_set_t():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    mid = run("nuslerp", None, [a, b], params("nuslerp", 2, [1.0, 1.0]))
+    assert torch.allclose(mid, torch.tensor([0.5 ** 0.5, 0.5 ** 0.5]))
+    end = run("nuslerp", None, [a, b], params("nuslerp", 2, [0.0, 3.0]))  # t = 3 / 3 = 1
+    assert torch.allclose(end, b, atol=1e-6)
+
+
+def _della(base, x, seed=0, rescale="none"):
+    p = params("della_linear", 1, density=0.5, seed=seed, rescale=rescale)
+    p.epsilons = [0.3]
+    return run("della_linear", base, [x], p)
+
+
+def test_della_keeps_density_on_average_more_of_the_large_entries_and_is_unbiased():
+    torch.manual_seed(8)
+    base, x = torch.zeros(64, 512), torch.randn(64, 512)
+    kept = _della(base, x) != 0
+    rank = x.abs().argsort(dim=1).argsort(dim=1)
+    p = 0.2 + 0.6 * rank.float() / 511  # keep probability: 0.2 for a row's smallest, 0.8 its largest
+    assert abs(kept.float().mean().item() - 0.5) < 0.01
+    for band in (rank < 64, rank >= 448):
+        assert abs(kept[band].float().mean().item() - p[band].mean().item()) < 0.02
+    runs = torch.stack([_della(base, x, s, "inverse_density") for s in range(100)])  # the paper's 1/p_i
+    assert (runs.mean(0) - x).abs().mean() < 0.15 * x.abs().mean()  # unbiased: E = x
+
+
+def test_sce_weights_by_mean_square_and_drops_disagreeing_signs():
+    base = torch.zeros(3)
+    a, b = torch.tensor([2.0, 2.0, -2.0]), torch.tensor([1.0, -1.0, 1.0])  # mean squares 4 and 1
+    out = run("sce", base, [a, b], params("sce", 2))
+    # weights 0.8 / 0.2; signs elected by the sum: [+, +, -]; b disagrees at 1 and 2
+    assert torch.allclose(out, torch.tensor([(0.8 * 2 + 0.2 * 1) / 1.0, 2.0, -2.0]))
+
+
+def test_ram_keeps_unique_changes_in_full_and_averages_shared_ones():
+    base = torch.zeros(4)
+    a, b = torch.tensor([1.0, 2.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, -3.0, 1e-7])
+    out = run("ram", base, [a, b], params("ram", 2))
+    assert torch.allclose(out, torch.tensor([1.0, 3.0, -3.0, 0.0]))  # unique, shared mean, unique, unchanged
+    # RAM+: a has 1 shared / 1 unique change (rho 1, clipped to alpha 0.2): its unique one x 1.1
+    out = run("ramplus_tl", base, [a, b], params("ramplus_tl", 2, r=0.5))
+    assert torch.allclose(out, torch.tensor([1.1, 3.0, -3.3, 0.0]))

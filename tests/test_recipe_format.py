@@ -91,7 +91,10 @@ def test_dataflow_recipe_with_inline_parameter_source(tmp_path):
 def test_groups_gradients_and_depth():
     assert tensor_group("model.layers.3.self_attn.q_proj.weight") == "attn"
     assert tensor_group("model.layers.3.mlp.down_proj.weight") == "mlp"
-    assert tensor_group("model.layers.3.input_layernorm.weight") == "norm"
+    assert tensor_group("model.layers.3.input_layernorm.weight") == "layernorm"  # a norm inside the blocks
+    assert tensor_group("model.norm.weight") == "norm"
+    assert evaluate({"norm": 2.0}, "layernorm", 0.0) == 2.0  # layernorm falls back to norm, then default
+    assert evaluate({"layernorm": 3.0, "default": 1.0}, "norm", 0.0) == 1.0
     assert tensor_group("model.embed_tokens.weight") == "embed"
     assert tensor_group("lm_head.weight") == "head"
     assert depth_position("model.layers.0.mlp.up_proj.weight", 4) == 0.0

@@ -113,29 +113,36 @@ def _check(recipe: DataflowRecipe, sources: list[_Source]) -> None:
             raise CheckpointError(f"layers[{k}].scale: {hop.scale} must be > 0 to fold into the weights")
 
 
-def _plan(recipe: DataflowRecipe, sources: list[_Source]) -> list[tuple[str, int, str, float]]:
-    """(output name, source index, source name, divisor) for every output tensor, in order."""
+def _plan(recipe: DataflowRecipe, sources: list[_Source]) -> list[tuple[str, int, str, float, float]]:
+    """(output name, source index, source name, divisor, factor) for every output tensor, in
+    order; final norm and head come from `head_from` (default: the embeddings' source)."""
     emb = sources[recipe.embeddings_from]
+    head_from = recipe.embeddings_from if recipe.head_from is None else recipe.head_from
     plan = []
-    outside = [n for n in emb.outside if "norm" not in n and "lm_head" not in n]
-    plan += [(n, recipe.embeddings_from, n, 1.0) for n in outside]
+    ends = lambda n: "norm" in n or "lm_head" in n  # noqa: E731
+    plan += [(n, recipe.embeddings_from, n, 1.0, 1.0) for n in emb.outside if not ends(n)]
     cumulative = 1.0
     for k, hop in enumerate(recipe.layers):
         cumulative *= hop.scale
         src = sources[hop.source]
         for name, suffix in src.layers[hop.layer]:
             div = cumulative if suffix.startswith(OUTPUT_PROJECTIONS) else 1.0
-            plan.append((f"{emb.prefix}{k}.{suffix}", hop.source, name, div))
-    plan += [(n, recipe.embeddings_from, n, 1.0) for n in emb.outside if n not in outside]
+            plan.append((f"{emb.prefix}{k}.{suffix}", hop.source, name, div, hop.factor(name)))
+    plan += [(n, head_from, n, 1.0, 1.0) for n in sources[head_from].outside if ends(n)]
     return plan
 
 
 def _tensors(recipe: DataflowRecipe, sources: list[_Source], plan: list) -> Iterator[tuple[str, torch.Tensor]]:
     out_dtype = _DTYPES.get(recipe.dtype or "")
+    compute = _DTYPES.get(recipe.compute_dtype or "float32")
     with torch.no_grad():
-        for out_name, s, name, div in plan:
+        for out_name, s, name, div, factor in plan:
             t = sources[s].get(name)
             dtype = out_dtype or t.dtype
+            if compute != torch.float32:  # a mergekit config's dtype: inputs rounded to it
+                t = t.to(compute)
+            if factor != 1.0:
+                t = t.to(compute) * factor
             if div != 1.0:
                 t = t.to(torch.float32) / div
             yield out_name, t.to(dtype)
@@ -190,7 +197,7 @@ def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = 
     plan = _plan(recipe, sources)
     out_dtype = _DTYPES.get(recipe.dtype or "")
     layout = []
-    for out_name, s, name, _ in plan:
+    for out_name, s, name, _, _ in plan:
         src = sources[s].model
         layout.append((out_name, tuple(src.shape(name)), out_dtype or src.dtype(name)))
     emb = sources[recipe.embeddings_from]

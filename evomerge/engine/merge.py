@@ -48,7 +48,7 @@ def merged_tensors(plan: MergePlan, base, sources, ws: Workspace, outs=None, mem
     (any dtype) or None; `memo(name)` to the tensor's kept threshold histograms. With `batch`
     (fused.Batch), results written into `outs` may be queued there: they are final only
     after batch.run()."""
-    fn = plan.spec.fn()
+    fn = plan.spec.fn_for(plan.compute_dtype)
     for name in plan.names:
         b = base(name) if base is not None else None
         tensors = [s(name) for s in sources]

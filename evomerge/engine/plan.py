@@ -5,7 +5,7 @@ streaming and the in-memory paths run from the same plan, so they compute the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -36,6 +36,11 @@ class MergePlan:
     out_dtypes: dict[str, torch.dtype]
     params: dict[str, TensorParams]
     num_layers: int
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the merge arithmetic runs in (inputs are cast to it)."""
+        return self.recipe.compute_dtype or "float32"
 
     def layout(self) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
         return [(n, self.shapes[n], self.out_dtypes[n]) for n in self.names]
@@ -99,7 +104,8 @@ def tensor_params(recipe: ParameterRecipe, spec: MethodSpec, name: str, num_laye
     globals_ = {p.name: _value(glob, p.name, group, t, p.default, name) for p in spec.global_params()}
     return TensorParams(name=name, method=spec.name, weights=per_source.get("weight", []),
                         densities=per_source.get("density", []), gammas=per_source.get("gamma", []),
-                        globals=globals_, seed=recipe.seed)
+                        epsilons=per_source.get("epsilon", []),
+                        globals=globals_, seed=recipe.seed, compute_dtype=recipe.compute_dtype or "float32")
 
 
 def build_plan(recipe: ParameterRecipe, models: list[tuple[str, TensorSource]],
@@ -124,6 +130,6 @@ def build_plan(recipe: ParameterRecipe, models: list[tuple[str, TensorSource]],
         if place not in by_place:
             by_place[place] = tensor_params(recipe, spec, n, num_layers)
         q = by_place[place]
-        params[n] = TensorParams(n, q.method, q.weights, q.densities, q.gammas, q.globals, q.seed)
+        params[n] = replace(q, name=n)
     return MergePlan(recipe, spec, names, {n: tuple(ref.shape(n)) for n in names}, out_dtypes,
                      params, num_layers)

@@ -44,6 +44,8 @@ class MethodSpec:
     consensus: bool = False  # TIES sign election
     min_sources: int = 1
     max_sources: int | None = None
+    base_optional: bool = False  # may take a base without needing one (nuslerp: task-vector space)
+    any_dtype: bool = False  # its function computes in TensorParams.compute_dtype itself
     doc: str = ""
     _fn: list = field(default_factory=list, compare=False, repr=False)
 
@@ -63,10 +65,20 @@ class MethodSpec:
             self._fn.append(getattr(importlib.import_module(module), attr))
         return self._fn[0]
 
+    def fn_for(self, compute_dtype: str) -> Callable:
+        """The tensor function for a compute dtype: 16-bit math (mergekit's `dtype`) goes
+        through ops.compute_dtype unless the method computes in any dtype itself."""
+        if compute_dtype == "float32" or self.any_dtype:
+            return self.fn()
+        from evomerge.ops.compute_dtype import merge
+
+        return merge
+
 
 WEIGHT = ParamDef("weight", "source", default=1.0)
 DENSITY = ParamDef("density", "source", default=1.0, lo=0.0, hi=1.0)
 GAMMA = ParamDef("gamma", "source", default=0.01, lo=0.0, hi=1.0)
+EPSILON = ParamDef("epsilon", "source", default=0.15, lo=0.0, hi=0.5)
 LAMBDA = ParamDef("lambda", "global", default=1.0)
 RESCALES = ("none", "inverse_density", "l1")
 
@@ -80,11 +92,20 @@ def _rescale(default: str) -> ParamDef:
 
 
 def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: str,
-                 extra: tuple[ParamDef, ...] = (), doc: str = "") -> MethodSpec:
+                 extra: tuple[ParamDef, ...] = (), doc: str = "", function: str = "evomerge.ops.task_vector:merge",
+                 any_dtype: bool = False) -> MethodSpec:
     params = (WEIGHT,) + ((DENSITY,) if sparsify else ()) + extra
     params += (LAMBDA, _normalize(normalize), _rescale(rescale))
-    return MethodSpec(name, "evomerge.ops.task_vector:merge", params, sparsify=sparsify,
-                      consensus=consensus, doc=doc)
+    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, doc=doc, any_dtype=any_dtype)
+
+
+def _own(name: str, params: tuple[ParamDef, ...], doc: str, **kw) -> MethodSpec:
+    """A method in its own module `evomerge.ops.NAME`, computing in the compute dtype."""
+    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, any_dtype=True, doc=doc, **kw)
+
+
+def _flag(name: str, default: bool) -> ParamDef:
+    return ParamDef(name, "global", kind="bool", default=default, layered=False)
 
 
 # Defaults follow mergekit's for the same method names, so a mergekit config means the same
@@ -106,6 +127,32 @@ METHODS: dict[str, MethodSpec] = {
                    (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
                    needs_base=False, min_sources=1, max_sources=2,
                    doc="spherical interpolation from base (t=0) to the other model (t=1)"),
+        _task_vector("della", "magnitude_rank", True, True, "inverse_density", extra=(EPSILON,),
+                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop + TIES"),
+        _task_vector("della_linear", "magnitude_rank", False, False, "inverse_density", extra=(EPSILON,),
+                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop"),
+        _own("sce", (ParamDef("select_topk", "global", default=1.0, lo=0.0, hi=1.0),),
+             "select by variance, weight by mean square, erase by sign", min_sources=1),
+        _own("model_stock", (_flag("filter_wise", False),), "base-to-average ratio from task-vector angles",
+             min_sources=2),
+        _own("nuslerp", (WEIGHT, _flag("nuslerp_flatten", True), _flag("nuslerp_row_wise", False)),
+             "slerp of two models (of their task vectors with a base), t from weights",
+             needs_base=False, base_optional=True, min_sources=2, max_sources=2),
+        _own("karcher", (ParamDef("max_iter", "global", default=10, lo=0, hi=1000, layered=False),
+                         ParamDef("tol", "global", default=1e-5, lo=0.0, layered=False)),
+             "Riemannian mean of directions times mean norm", needs_base=False, min_sources=2),
+        _own("arcee_fusion", (), "fuse the other model's changes where importance is an outlier", max_sources=1),
+        _own("nearswap", (ParamDef("t", "global", default=None, lo=0.0),),
+             "swap in the other model's entries where they are near the base", max_sources=1),
+        _own("multislerp", (WEIGHT, _flag("normalize_weights", True),
+                            ParamDef("eps", "global", default=1e-8, lo=0.0, layered=False)),
+             "weighted spherical mean of any number of models", needs_base=False, base_optional=True),
+        _own("ram", (ParamDef("epsilon", "global", default=1e-5, lo=0.0),),
+             "unique changes in full, shared ones averaged"),
+        MethodSpec("ramplus_tl", "evomerge.ops.ram:merge",
+                   (ParamDef("r", "global", default=0.1), ParamDef("alpha", "global", default=0.2, lo=0.0),
+                    ParamDef("epsilon", "global", default=1e-5, lo=0.0)),
+                   any_dtype=True, doc="RAM with unique changes boosted by their overlap ratio"),
     )
 }
 
@@ -121,6 +168,8 @@ class TensorParams:
     gammas: list[float]
     globals: dict[str, Any]
     seed: int = 0
+    epsilons: list[float] = field(default_factory=list)
+    compute_dtype: str = "float32"  # float32 | bfloat16 | float16: inputs cast to it, math in it
 
 
 def get_method(name: str) -> MethodSpec:
