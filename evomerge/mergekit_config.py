@@ -19,8 +19,8 @@ from typing import Any
 from evomerge.errors import ConfigError
 from evomerge.ops import METHODS, get_method
 from evomerge.recipe import (
-    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, parse_recipe,
-    resolve_model_ref, tensor_group,
+    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, load_recipe, parse_recipe,
+    read_yaml, resolve_model_ref, tensor_group,
 )
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -609,3 +609,15 @@ def _dataflow_to_mergekit(recipe: DataflowRecipe) -> dict[str, Any]:
                                           for k, v in factors.items()]}
         slices.append(sl)
     return {"merge_method": "passthrough", "slices": slices, **_dtypes(recipe)}
+
+
+def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
+    """A recipe from our YAML or from a mergekit config (detected by `merge_method`)."""
+    if format not in ("auto", "evomerge", "mergekit"):
+        raise ConfigError(f"--format: {format!r} is not auto, evomerge or mergekit")
+    if format == "evomerge":
+        return load_recipe(path)
+    data = read_yaml(path)
+    if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
+        return from_mergekit(data, Path(path))
+    return load_recipe(path)

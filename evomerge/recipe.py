@@ -388,17 +388,3 @@ def load_recipe(path: str | Path) -> Recipe:
     if isinstance(data, dict):
         data = _absolutize(data, path.resolve().parent)
     return parse_recipe(data, str(path))
-
-
-def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
-    """A recipe from our YAML or from a mergekit config (detected by `merge_method`)."""
-    if format not in ("auto", "evomerge", "mergekit"):
-        raise ConfigError(f"--format: {format!r} is not auto, evomerge or mergekit")
-    if format == "evomerge":
-        return load_recipe(path)
-    data = read_yaml(path)
-    if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
-        from evomerge.mergekit_config import from_mergekit
-
-        return from_mergekit(data, Path(path))
-    return load_recipe(path)

@@ -66,7 +66,7 @@ def test_the_search_split_must_be_mapped():
 
 def test_naming_only_native_tasks_never_imports_lm_eval():
     code = ("import sys; from evomerge.experiment import load_experiment; "
-            "from evomerge.evaluate.task_refs import load_task_ref; "
+            "from evomerge.evaluate.task_loading import load_task_ref; "
             "load_experiment('experiments/demo.yaml'); load_task_ref('math_words'); "
             "print('lm_eval' in sys.modules)")
     out = subprocess.run([PY, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -83,7 +83,7 @@ def _write_task(folder: Path, **fields) -> Path:
 
 
 def _load(**ref):
-    from evomerge.evaluate.task_refs import load_task_ref
+    from evomerge.evaluate.task_loading import load_task_ref
 
     return load_task_ref({**LM_MATH_WORDS, **ref}, "fitness.tasks[1]")
 
@@ -120,7 +120,7 @@ def test_a_missing_data_file_names_the_file_and_where_it_was_looked_for(tmp_path
 
 def test_without_the_extra_the_reference_says_how_to_install_it():
     code = ("import sys; sys.modules['lm_eval'] = None\n"
-            "from evomerge.evaluate.task_refs import load_task_ref\n"
+            "from evomerge.evaluate.task_loading import load_task_ref\n"
             "try:\n    load_task_ref({'lm_eval': 'math_words', 'metric': 'exact_match',"
             " 'splits': {'validation': 'validation', 'test': 'test'}}, 'fitness.tasks[0]')\n"
             "except Exception as e:\n    print(type(e).__name__, e)")
@@ -154,7 +154,7 @@ class _Counting:
 def _same_items(backend_name, zoo_dir, split, limit, extra=None):
     """Native math_words and lm-eval math_words on the zoo's merged model, through one Evaluator."""
     from evomerge.evaluate.evaluator import Evaluator
-    from evomerge.recipe import load_any_recipe
+    from evomerge.mergekit_config import load_any_recipe
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     spec = EvaluatorSpec(("zoo:base", "zoo:math", "zoo:words"), ("math_words", LM_MATH_WORDS), split, backend_name,
@@ -293,7 +293,7 @@ def test_multiple_choice_and_rolling_lm_eval_tasks_score_like_the_native_ones(zo
     """The adapter's loglikelihood and loglikelihood_rolling paths: fitness/lm_eval/count.yaml
     (multiple choice) and story_ppl.yaml (word perplexity; the zoo's words are its tokens)."""
     from evomerge.evaluate.hf_backend import HFBackend
-    from evomerge.evaluate.task_refs import load_task_ref
+    from evomerge.evaluate.task_loading import load_task_ref
 
     backend = HFBackend.from_pretrained("zoo:count")
     native = load_task_ref(name).evaluate(backend, "validation", 60)

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from evomerge.cli import app
 from evomerge.errors import ConfigError
 from evomerge.mergekit_config import from_mergekit, to_mergekit
-from evomerge.recipe import load_any_recipe, parse_recipe
+from evomerge.mergekit_config import load_any_recipe
+from evomerge.recipe import parse_recipe
 
 
 def recipes(f):

@@ -32,7 +32,7 @@ def eval_model(
         from rich.table import Table
 
         from evomerge.evaluate.hf_backend import HFBackend
-        from evomerge.evaluate.task_refs import load_task_ref
+        from evomerge.evaluate.task_loading import load_task_ref
         from evomerge.evaluate.tasks import SPLITS
 
         if split not in SPLITS:

@@ -33,7 +33,7 @@ def merge(
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
         from evomerge.engine import merge_to_disk
-        from evomerge.recipe import load_any_recipe
+        from evomerge.mergekit_config import load_any_recipe
 
         r = load_any_recipe(recipe, format=format)
         start = time.perf_counter()

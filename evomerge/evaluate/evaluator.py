@@ -15,9 +15,9 @@ from typing import Any
 
 from evomerge.evaluate.backend import backend_class
 from evomerge.evaluate.result import EvalResult
-from evomerge.evaluate.task_refs import load_task_ref
+from evomerge.evaluate.task_loading import load_task_ref
 from evomerge.evaluate.tasks import TaskResult
-from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+from evomerge.evaluate.result import EvalJob, EvaluatorSpec
 
 
 class Evaluator:

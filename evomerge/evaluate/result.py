@@ -1,9 +1,11 @@
-"""The outcome of scoring one candidate: what every layer above evaluation consumes."""
+"""The evaluation contract: a job to score (``EvalJob``), what builds an evaluator
+(``EvaluatorSpec``), the outcome (``EvalResult``), and the ``Evaluator`` protocol every
+evaluation pool drives. Every layer above evaluation consumes these."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -34,3 +36,34 @@ class EvalResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalResult":
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One candidate to score: its id in the store and its recipe as a plain dict."""
+
+    candidate_id: int
+    recipe: dict[str, Any]
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """Everything a worker needs to build an evaluator: picklable, no tensors.
+
+    ``sources`` are the model references the recipes draw from (loaded once, kept resident);
+    ``tasks`` the fitness task names or paths with the split to score on; ``backend`` one of
+    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...).
+    """
+
+    sources: tuple[str, ...]
+    tasks: tuple[str, ...]
+    split: str = "validation"
+    backend: str = "hf"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(Protocol):
+    """Scores one job at a time (built once per worker from an EvaluatorSpec)."""
+
+    def evaluate(self, job: EvalJob) -> EvalResult: ...

@@ -9,7 +9,7 @@ a native task, or a mapping naming an lm-evaluation-harness task::
 ``splits`` maps evomerge's split names to the task's dataset splits, explicitly: the search
 scores ``splits[fitness.split]``, the export holds out ``splits["test"]``; the mapping is part
 of the stored experiment, so every run records it. Scores are keyed ``lm_eval:NAME``.
-lm-eval itself is imported only by ``load_task_ref`` on such a reference.
+lm-eval itself is imported only by ``task_loading.load_task_ref`` on such a reference.
 """
 
 from __future__ import annotations
@@ -99,20 +99,3 @@ def lm_eval_card_note(ref: LmEvalRef | dict, limit: int | None = None) -> str:
             f"{ref.num_fewshot}-shot). Where its YAML's test_split is `{ref.splits['test']}`, `lm_eval --model hf "
             f"--model_args pretrained=THIS_FOLDER{include} --tasks {ref.lm_eval} --num_fewshot {ref.num_fewshot}{cap}` "
             f"gives the test score above.")
-
-
-def load_task_ref(ref: TaskRef | dict, where: str = "task") -> Any:
-    """The task object (``name``, ``items(split)``, ``evaluate(backend, split, limit)``)."""
-    ref = parse_task_ref(ref, where)
-    if isinstance(ref, str):
-        from evomerge.evaluate.tasks import load_task
-
-        return load_task(ref)
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"{where}: lm-eval task {ref.lm_eval!r} needs lm-evaluation-harness, which is not "
-                          f"installed: {EXTRA_HINT}") from None
-    from evomerge.evaluate.lm_eval_tasks import LmEvalTask
-
-    return LmEvalTask.load(ref, where)

@@ -10,7 +10,7 @@ import socket
 import time
 
 from evomerge.evaluate.result import EvalResult
-from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+from evomerge.evaluate.result import EvalJob, EvaluatorSpec
 
 
 class WeightsEvaluator:

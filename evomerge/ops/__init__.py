@@ -61,8 +61,7 @@ class MethodSpec:
     def fn(self) -> Callable:
         """The tensor function, imported on first use (torch is only needed here)."""
         if not self._fn:
-            module, attr = self.function.split(":")
-            self._fn.append(getattr(importlib.import_module(module), attr))
+            self._fn.append(_resolve(self.function))
         return self._fn[0]
 
     def fn_for(self, compute_dtype: str) -> Callable:
@@ -70,9 +69,16 @@ class MethodSpec:
         through ops.compute_dtype unless the method computes in any dtype itself."""
         if compute_dtype == "float32" or self.any_dtype:
             return self.fn()
-        from evomerge.ops.compute_dtype import merge
+        return _resolve(COMPUTE_DTYPE_FUNCTION)
 
-        return merge
+
+COMPUTE_DTYPE_FUNCTION = "evomerge.ops.compute_dtype:merge"  # every method's math in bf16 / fp16
+
+
+def _resolve(function: str) -> Callable:
+    """A "module:function" string's function (the registry names modules, never imports them)."""
+    module, attr = function.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 WEIGHT = ParamDef("weight", "source", default=1.0)

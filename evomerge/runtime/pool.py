@@ -2,40 +2,17 @@
 
 The loop only sees this protocol. ``InProcessPool`` evaluates in the driver process; the Ray
 pool keeps long-lived actors with resident sources. Both build their evaluators from the same
-picklable ``EvaluatorSpec`` so a Ray worker can construct one locally.
+picklable ``EvaluatorSpec`` so a Ray worker can construct one locally (the job, spec and result
+types are the evaluation contract: they live in ``evaluate.result``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from evomerge.evaluate.result import EvalResult
+from evomerge.evaluate.result import EvalJob, EvalResult, EvaluatorSpec
 
-
-@dataclass(frozen=True)
-class EvalJob:
-    """One candidate to score: its id in the store and its recipe as a plain dict."""
-
-    candidate_id: int
-    recipe: dict[str, Any]
-    timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
-class EvaluatorSpec:
-    """Everything a worker needs to build an evaluator: picklable, no tensors.
-
-    ``sources`` are the model references the recipes draw from (loaded once, kept resident);
-    ``tasks`` the fitness task names or paths with the split to score on; ``backend`` one of
-    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...).
-    """
-
-    sources: tuple[str, ...]
-    tasks: tuple[str, ...]
-    split: str = "validation"
-    backend: str = "hf"
-    options: dict[str, Any] = field(default_factory=dict)
+__all__ = ["EvalJob", "EvalResult", "EvaluationPool", "EvaluatorSpec"]  # the evaluation contract, re-exported
 
 
 class EvaluationPool(Protocol):

@@ -83,6 +83,6 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
 
 def _load_initial(path: str) -> Any:
     """Our recipe YAML or a mergekit config, whichever the file is."""
-    from evomerge.recipe import load_any_recipe
+    from evomerge.mergekit_config import load_any_recipe
 
     return load_any_recipe(path)
