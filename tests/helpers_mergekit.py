@@ -41,3 +41,19 @@ def run_mergekit(jobs: dict[str, dict], root: Path) -> dict[str, Path]:
         args += [str(cfg_path), str(outs[name])]
     subprocess.run([str(MERGEKIT_PYTHON), "-c", DRIVER, *args], check=True, capture_output=True, timeout=900)
     return {n: (p if p.exists() else Path(str(p) + ".error")) for n, p in outs.items()}
+
+
+def oracle_run(configs: dict[str, dict], root: Path) -> tuple[dict[str, dict], dict[str, Path], Path]:
+    """Every config merged by mergekit under `root` (the value an oracle fixture returns)."""
+    return configs, run_mergekit(configs, root), root
+
+
+def ours_and_theirs(oracle: tuple[dict[str, dict], dict[str, Path], Path], name: str) -> tuple[dict, dict]:
+    """The tensors evomerge and mergekit make from config `name` of an oracle run."""
+    from evomerge.engine import merge_to_disk
+    from evomerge.mergekit_config import from_mergekit
+    from helpers_engine import load_tensors
+
+    cfgs, outs, root = oracle
+    assert outs[name].is_dir(), outs[name].read_text()
+    return load_tensors(merge_to_disk(from_mergekit(cfgs[name]), root / f"ours_{name}")), load_tensors(outs[name])

@@ -13,7 +13,7 @@ import torch
 from evomerge.engine import merge_to_disk
 from evomerge.mergekit_config import from_mergekit, to_mergekit
 from helpers_engine import load_tensors
-from helpers_mergekit import have_mergekit, run_mergekit
+from helpers_mergekit import have_mergekit, oracle_run, ours_and_theirs, run_mergekit
 from test_mergekit_oracle import configs as float32_configs
 
 
@@ -43,15 +43,10 @@ def configs(f):
 
 @pytest.fixture(scope="module")
 def oracle(tiny_family, tmp_path_factory):
-    root = tmp_path_factory.mktemp("mergekit16")
-    cfgs = configs(tiny_family)
-    return cfgs, run_mergekit(cfgs, root), root
+    return oracle_run(configs(tiny_family), tmp_path_factory.mktemp("mergekit16"))
 
 
-def pair(oracle, name):
-    cfgs, outs, root = oracle
-    assert outs[name].is_dir(), outs[name].read_text()
-    return load_tensors(merge_to_disk(from_mergekit(cfgs[name]), root / f"ours_{name}")), load_tensors(outs[name])
+pair = ours_and_theirs
 
 
 @pytest.mark.parametrize("dt", DTYPES)

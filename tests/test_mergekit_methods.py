@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evomerge.engine import merge_to_disk
-from evomerge.mergekit_config import from_mergekit
 from helpers_engine import load_tensors
-from helpers_mergekit import have_mergekit, run_mergekit
+from helpers_mergekit import have_mergekit, oracle_run, ours_and_theirs
 
 pytestmark = [pytest.mark.mergekit, pytest.mark.skipif(
     not have_mergekit(), reason="mergekit oracle venv .venv-mergekit absent (scripts/setup.sh creates it)")]
@@ -67,15 +65,10 @@ def configs(f):
 
 @pytest.fixture(scope="module")
 def oracle(tiny_family, tmp_path_factory):
-    root = tmp_path_factory.mktemp("mergekit_methods")
-    cfgs = configs(tiny_family)
-    return cfgs, run_mergekit(cfgs, root), root
+    return oracle_run(configs(tiny_family), tmp_path_factory.mktemp("mergekit_methods"))
 
 
-def pair(oracle, name):
-    cfgs, outs, root = oracle
-    assert outs[name].is_dir(), outs[name].read_text()
-    return load_tensors(merge_to_disk(from_mergekit(cfgs[name]), root / f"ours_{name}")), load_tensors(outs[name])
+pair = ours_and_theirs
 
 
 @pytest.mark.parametrize("dt", DTYPES)
