@@ -49,8 +49,8 @@ SHAPES = {  # Llama shapes: hidden, layers, heads, kv heads, intermediate, vocab
     "1.1b": (2048, 22, 32, 4, 5632, 32000),
     "7b": (4096, 32, 32, 32, 11008, 32000),
 }
-SENTENCES = ["the cat sat on the mat .", "a dog runs in the park .", "we read a book at home .",
-             "the sun is warm today .", "she plays the old piano .", "they walk to the red house ."]
+SENTENCES = ["the cat sat on the mat .", "a dog runs in the park ."]  # scored: a cheap task (bf16 CPU matmuls are slow)
+VOCAB_WORDS = SENTENCES + ["we read a book at home .", "the sun is warm today .", "she plays the old piano ."]
 PY = sys.executable
 
 
@@ -69,7 +69,7 @@ def write_tokenizer(folder: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for s in SENTENCES for w in s.split()})
+    words = sorted({w for s in VOCAB_WORDS for w in s.split()})
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -221,7 +221,7 @@ def write_task(folder: Path) -> Path:
     for split in ("train", "validation", "test"):
         (data / f"{split}.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in SENTENCES))
     task = folder / "rehearsal_ppl.yaml"
-    task.write_text("name: rehearsal_ppl\ndescription: perplexity of six sentences (scale rehearsal)\n"
+    task.write_text("name: rehearsal_ppl\ndescription: perplexity of two sentences (scale rehearsal)\n"
                     "kind: perplexity\ndata: ppl\n")
     return task
 
