@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from evomerge.errors import EvomergeError
-from evomerge.runtime.records import RunInfo, TrialRecord
+from evomerge.runtime.records import RunInfo, TrialRecord, best_trial
 
 SPLITS = ("validation", "test")
 
@@ -59,12 +59,11 @@ def pick_trial(info: RunInfo, trials: list[TrialRecord], which: str, objective: 
     if name not in info.objectives:
         raise EvomergeError(f"--objective: {name!r} is not an objective of run {info.name} (have: {', '.join(info.objectives)})")
     direction = info.objectives[name]
-    scored = [t for t in trials if t.state == "complete" and math.isfinite(t.objectives.get(name, math.nan))]
-    if not scored:
+    best = best_trial(trials, name, direction)
+    if best is None:
         raise EvomergeError(f"run {info.name}: no completed trial has a value for {name!r} yet")
-    sign = 1.0 if direction == "maximize" else -1.0
-    best = max(scored, key=lambda t: (sign * t.objectives[name], -t.number))
-    return best, f"the best trial by `{name}` ({direction}) among {len(scored)} completed"
+    scored = sum(t.state == "complete" and math.isfinite(t.objectives.get(name, math.nan)) for t in trials)
+    return best, f"the best trial by `{name}` ({direction}) among {scored} completed"
 
 
 def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,

@@ -56,3 +56,18 @@ def test_evaluation_imports_nothing_from_the_runtime():
     bad = {m: sorted(t for t in ts if t.startswith("evomerge.runtime")) for m, ts in graph.items()
            if m.startswith("evomerge.evaluate")}
     assert not any(bad.values()), {m: t for m, t in bad.items() if t}
+
+
+def test_status_and_export_name_the_same_best_trial_under_ties(tmp_path):
+    """One rule for "the best trial" (the earliest of equal values), whatever the direction."""
+    from evomerge.export import pick_trial
+    from evomerge.report.status import run_status
+    from evomerge.runtime.store import RunStore
+    from helpers_runs import write_run
+
+    recipe = {"kind": "parameter", "method": "linear", "sources": [{"model": "zoo:a"}]}
+    for direction, values in (("minimize", [0.7, 0.2, 0.5, 0.2]), ("maximize", [0.1, 0.9, 0.9, 0.3])):
+        run = write_run(tmp_path / direction, "r", {"loss": direction}, [{"recipe": recipe, "values": [v]} for v in values])
+        store = RunStore.open(run)
+        info, trials = store.info(), store.trials()
+        assert run_status(info, trials).best[0].trial == pick_trial(info, trials, "best")[0].number == 1

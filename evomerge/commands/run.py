@@ -108,6 +108,9 @@ def _best_line(store) -> str | None:
 
 
 def _best_of(trials, name: str, direction: str) -> str:
-    pick = max if direction == "maximize" else min
-    best = pick(trials, key=lambda t: t.objectives[name])
+    from evomerge.runtime.records import best_trial
+
+    best = best_trial(trials, name, direction)
+    if best is None:
+        return f"no candidate with a value for {name}"
     return f"candidate {best.number} with {name} = {best.objectives[name]:.4g}"

@@ -5,7 +5,6 @@ Computed from the store's records only, so it works while the run is still writi
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,7 +12,7 @@ from datetime import datetime, timezone
 from rich.table import Table
 
 from evomerge.report.summary import recipe_summary
-from evomerge.runtime.records import RunInfo, TrialRecord
+from evomerge.runtime.records import RunInfo, TrialRecord, best_trial
 
 
 @dataclass
@@ -55,12 +54,9 @@ def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = 
     running = [t for t in trials if t.state == "running"]
     best = []
     for name, direction in info.objectives.items():
-        scored = [(t.objectives[name], t) for t in done
-                  if name in t.objectives and math.isfinite(float(t.objectives[name]))]
-        if scored:
-            pick = max if direction == "maximize" else min
-            value, trial = pick(scored, key=lambda vt: (vt[0], -vt[1].number))
-            best.append(Best(name, direction, float(value), trial.number, recipe_summary(trial.recipe)))
+        trial = best_trial(done, name, direction)
+        if trial is not None:
+            best.append(Best(name, direction, float(trial.objectives[name]), trial.number, recipe_summary(trial.recipe)))
     starts = [_aware(t) for t in [info.started, *(t.started for t in trials)] if t is not None]
     finishes = [_aware(t.finished) for t in done + failed if t.finished is not None]
     last = max(finishes) if finishes else None

@@ -21,6 +21,7 @@ from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.pool import EvalJob, EvaluationPool
 from evomerge.runtime.progress import RunProgress
+from evomerge.runtime.records import best_trial
 from evomerge.runtime.session import Session
 from evomerge.runtime.store import RunStore, StoreError
 
@@ -169,7 +170,10 @@ class StateSaver:
 
 
 def _best(records: list[Any], direction: str) -> float | None:
-    vals = [next(iter(r.objectives.values())) for r in records if r.state == "complete" and r.objectives]
-    if not vals:
+    """The first objective's best value so far (for the progress bar)."""
+    named = [r for r in records if r.objectives]
+    if not named:
         return None
-    return max(vals) if direction == "maximize" else min(vals)
+    name = next(iter(named[0].objectives))
+    best = best_trial(named, name, direction)
+    return None if best is None else best.objectives[name]

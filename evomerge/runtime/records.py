@@ -38,3 +38,15 @@ class RunInfo:
     started: datetime | None = None          # when `evomerge run` began, start-up included
     startup_s: list[float] = field(default_factory=list)   # start-up seconds, one per session
     baselines: dict[str, Any] = field(default_factory=dict)   # label -> {objectives, scores} | {error}
+
+
+def best_trial(trials: list[Any], objective: str, direction: str) -> Any | None:
+    """The one rule for "the best trial": the completed trial with the best finite value of
+    `objective` in its `direction`; among equal values, the earliest (lowest number)."""
+    import math
+
+    scored = [t for t in trials if t.state == "complete" and math.isfinite(float(t.objectives.get(objective, math.nan)))]
+    if not scored:
+        return None
+    sign = 1.0 if direction == "maximize" else -1.0
+    return max(scored, key=lambda t: (sign * float(t.objectives[objective]), -t.number))
