@@ -30,6 +30,21 @@ def test_eval_errors_are_one_line_and_write_nothing(zoo_dir, tmp_path):
     assert res.exit_code == 2 and "no_such_task" in res.output and not out.exists()
     res = runner.invoke(app, ["eval", str(tmp_path), "--task", "words"])
     assert res.exit_code == 2 and "config.json" in res.output
+    res = runner.invoke(app, ["eval", "zoo:words", "--task", "words", "--backend", "torch"])
+    assert res.exit_code == 2 and "--backend: torch does not score checkpoints" in res.output
+    res = runner.invoke(app, ["eval", "zoo:words", "--task", "words", "--backend", "tpu"])
+    assert res.exit_code == 2 and "unknown backend 'tpu'" in res.output
+
+
+def test_eval_on_the_vllm_backend_gives_the_hf_scores(zoo_dir, tmp_path):
+    scores = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / f"{backend}.json"
+        res = runner.invoke(app, ["eval", "zoo:math", "--task", "math", "--split", "validation", "--limit", "40",
+                                  "--backend", backend, "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        scores[backend] = json.loads(out.read_text())["tasks"]["math"]["item_scores"]
+    assert scores["hf"] == scores["vllm"]
 
 
 def test_zoo_list_shows_every_model(zoo_dir):

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from evomerge.commands import user_errors
+from evomerge.errors import EvomergeError
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +21,10 @@ def eval_model(
     split: str = typer.Option("test", "--split", help="train | validation | test"),
     json_out: Path = typer.Option(None, "--json", help="write per-item scores to this JSON file"),
     limit: int = typer.Option(None, "--limit", min=1, help="score only the first N items per task"),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="requests per forward pass"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="requests per forward pass (hf)"),
+    backend_name: str = typer.Option("hf", "--backend", help="hf (transformers, the exact reference) | vllm"),
 ) -> None:
-    """Print a table of task scores (HF transformers backend, greedy, deterministic)."""
+    """Print a table of task scores (greedy, deterministic)."""
     with user_errors():
         import json
         import os
@@ -31,23 +33,24 @@ def eval_model(
         from rich.console import Console
         from rich.table import Table
 
-        from evomerge.evaluate.hf_backend import HFBackend
+        from evomerge.evaluate.backend import backend_class
         from evomerge.evaluate.task_loading import load_task_ref
         from evomerge.evaluate.tasks import SPLITS
 
         if split not in SPLITS:
             raise typer.BadParameter(f"{split!r} is not one of {', '.join(SPLITS)}", param_hint="--split")
         if json_out is not None:  # checked now: the scores must not be lost after the evaluation
-            from evomerge.errors import EvomergeError
-
             if not json_out.parent.is_dir():
                 raise EvomergeError(f"--json: folder {json_out.parent} does not exist")
             if json_out.is_dir():
                 raise EvomergeError(f"--json: {json_out} is a folder, not a file name")
             if not os.access(json_out.parent, os.W_OK):
                 raise EvomergeError(f"--json: folder {json_out.parent} is not writable")
+        cls = backend_class(backend_name)
+        if not hasattr(cls, "from_pretrained"):
+            raise EvomergeError(f"--backend: {backend_name} does not score checkpoints (use hf or vllm)")
         tasks = [load_task_ref(ref, f"--task {ref}") for ref in task]  # all checked before the model loads
-        backend = HFBackend.from_pretrained(model, batch_size=batch_size)
+        backend = cls.from_pretrained(model, batch_size=batch_size)
         table = Table(title=f"{model} ({split})")
         for col in ("task", "metric", "score", "items", "seconds"):
             table.add_column(col, justify="left" if col in ("task", "metric") else "right")

@@ -118,8 +118,9 @@ class VLLMBackend(TokenLM):
             self.loaded = False
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **options: Any) -> "VLLMBackend":
-        """An engine on one checkpoint (no swapping), e.g. for ``evomerge eval``."""
+    def from_pretrained(cls, path: str | Path, batch_size: int | None = None, **options: Any) -> "VLLMBackend":
+        """An engine on one checkpoint (no swapping), e.g. for ``evomerge eval`` (vLLM batches
+        requests itself: ``batch_size`` is ignored)."""
         from evomerge.evaluate.loading import check_checkpoint
 
         return cls(check_checkpoint(path), **options)
