@@ -171,7 +171,7 @@ def test_non_utf8_experiment_and_space_files_are_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_task_files_non_utf8_malformed_or_bad_jsonl_are_one_line(tmp_path):
+def test_task_files_non_utf8_malformed_or_bad_jsonl_are_one_line(tmp_path, zoo_dir):
     (tmp_path / "latin.yaml").write_bytes(b"name: t\nkind: generate\ndescription: caf\xe9\n")
     (tmp_path / "broken.yaml").write_text("name: t\nkind: [generate\ndata: d\n")
     for name, needle in (("latin.yaml", "latin.yaml: not UTF-8 text"), ("broken.yaml", "broken.yaml: malformed YAML (line")):
@@ -179,7 +179,8 @@ def test_task_files_non_utf8_malformed_or_bad_jsonl_are_one_line(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "validation.jsonl").write_bytes(b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xff"}\n')
     (tmp_path / "jl.yaml").write_text("name: jl\nkind: generate\ndata: d\n")
-    exp = experiment("jl", backend="torch", fitness={"tasks": [str(tmp_path / "jl.yaml")]})
+    exp = experiment("jl", backend="hf", models={"base": "zoo:base", "sources": ["zoo:math", "zoo:words"]},
+                     fitness={"tasks": [str(tmp_path / "jl.yaml")]})
     _one_line(cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"]),
               "validation.jsonl:2: not UTF-8 text (byte 0xff)")
     assert not (tmp_path / "runs").exists()

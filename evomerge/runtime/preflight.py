@@ -9,17 +9,17 @@ their own inputs and are left to themselves.
 
 from __future__ import annotations
 
+from evomerge.evaluate.backend import BACKENDS
 from evomerge.runtime.session import Session
-
-BUILT_IN = ("hf", "vllm", "torch")
 
 
 def preflight(session: Session) -> None:
     """Raise a one-line EvomergeError for what would make every evaluation fail."""
     spec = session.spec
-    if spec.backend not in BUILT_IN:
+    if spec.backend not in BACKENDS:
         return
     from evomerge.evaluate.tasks import load_task
 
     for name in spec.tasks:
-        load_task(name).items(spec.split)
+        if isinstance(name, str):  # lm-eval references are checked when the experiment is read
+            load_task(name).items(spec.split)
