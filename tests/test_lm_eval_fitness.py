@@ -254,7 +254,8 @@ def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_
     assert [len(t.item_scores.get(k, [])) for t in trials for k in ("math", "lm_eval:math_words")] == [limit] * 12
 
     out = tmp_path / "winner"
-    res = CliRunner().invoke(app, ["export", str(runs / "mixed-lm-eval"), "--out", str(out)])
+    res = CliRunner().invoke(app, ["export", str(runs / "mixed-lm-eval"), "--out", str(out),
+                                   "--test-limit", str(limit)])  # the card's test score on the first `limit` items
     assert res.exit_code == 0, res.output
     card = (out / "README.md").read_text()
     row = next(line for line in card.splitlines() if line.startswith("| task `lm_eval:math_words`"))
