@@ -75,7 +75,7 @@ def test_baselines_are_the_parents_and_the_untuned_merge():
 
     from dataclasses import replace
 
-    session = build_session(Experiment.model_validate(experiment("b", backend="torch")))
+    session = build_session(Experiment.model_validate(experiment("b")))
     session.spec = replace(session.spec, backend="hf")   # as an hf run's (without loading the models)
     recipes = baseline_recipes(session)
     assert list(recipes) == ["parent base", "parent a", "parent b", "untuned merge"]

@@ -202,7 +202,7 @@ def test_initial_recipe_seeds_the_search(tmp_path):
     ours = {"kind": "parameter", "method": "dare_ties", "base": "zoo:base",
             "sources": [{"model": "zoo:a", "parameters": {"weight": 1.25, "density": 0.75}},
                         {"model": "zoo:b", "parameters": {"weight": 0.5, "density": 0.25}}]}
-    mergekit = {"merge_method": "dare_ties", "base_model": "zoo:base",
+    mergekit = {"merge_method": "dare_ties", "base_model": "zoo:base", "dtype": "float32",
                 "models": [{"model": "zoo:a", "parameters": {"weight": 1.25, "density": 0.75}},
                            {"model": "zoo:b", "parameters": {"weight": 0.5, "density": 0.25}}]}
     for name, recipe in (("ours.yaml", ours), ("mk.yaml", mergekit)):
