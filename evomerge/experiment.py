@@ -86,7 +86,8 @@ class Resources(_Strict):
 
     ``custom``: Ray custom resources per worker, one mapping for all or a list cycled over the
     workers (pins workers to the nodes offering them); ``local_cpus``: CPUs of a local Ray
-    instance (default: all of this machine's).
+    instance (default: all of this machine's); ``threads``: torch threads per evaluation
+    (default: its share of the machine, see evomerge/runtime/threads.py).
     """
 
     cpus_per_worker: float = Field(default=1.0, gt=0)
@@ -95,6 +96,7 @@ class Resources(_Strict):
     local_cpus: int | None = Field(default=None, ge=1)
     address: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
+    threads: int | None = Field(default=None, ge=1)
 
 
 class Experiment(_Strict):

@@ -36,3 +36,17 @@ class SphereEvaluator:
         score = sum(items) / len(items)
         return EvalResult(job.candidate_id, scores={t: score for t in self.tasks},
                           item_scores={t: items for t in self.tasks}, timings={"score": self.sleep})
+
+
+class ThreadsEvaluator:
+    """Scores every candidate with the torch thread count it ran under (loads torch, as the
+    real backends do), for the thread-setting tests."""
+
+    def __init__(self, spec) -> None:
+        import torch
+
+        self.torch, self.tasks = torch, list(spec.tasks)
+
+    def evaluate(self, job) -> EvalResult:
+        n = float(self.torch.get_num_threads())
+        return EvalResult(job.candidate_id, scores={t: n for t in self.tasks}, item_scores={t: [n] for t in self.tasks})

@@ -8,6 +8,7 @@ stored in the run; an experiment file given beside it must match except for budg
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,17 @@ from evomerge.errors import ConfigError
 from evomerge.experiment import Experiment, load_experiment, resolved
 from evomerge.runtime.session import Session, build_session
 from evomerge.runtime.store import RunStore, sqlite_url, write_run_file
+from evomerge.runtime.threads import evaluation_threads
 
 MAY_CHANGE_ON_RESUME = ("budget", "workers", "resources")
 
 
 def make_pool(session: Session, workers: int, address: str | None = None) -> Any:
-    """In-process evaluation for one worker, the Ray actor pool for more (or to join a cluster)."""
+    """In-process evaluation for one worker, the Ray actor pool for more (or to join a cluster).
+    Sets ``session.spec.threads`` to each evaluation's share of the machine first."""
     address = address or session.experiment.resources.address
+    threads = evaluation_threads(session.experiment.resources, workers, address)
+    session.spec = replace(session.spec, threads=threads)
     if workers <= 1 and not address:
         from evomerge.runtime.inprocess import InProcessPool
 
@@ -54,7 +59,8 @@ def open_run(experiment: Path | None, resume: str | None, workers: int | None,
         store = RunStore.create(url, exp.name, resolved(exp), exp.searcher.name,
                                 exp.objective_directions(), exp.budget,
                                 extra={"run_dir": str(run_dir), "space_kind": session.space.kind,
-                                       "dim": session.space.dim})
+                                       "dim": session.space.dim, "workers": n_workers,
+                                       "threads": session.spec.threads})
     except Exception:
         pool.close()
         if created:
@@ -84,4 +90,7 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
             store.update_meta(budget=given.budget)
     n_workers = workers or exp.workers
     session = build_session(exp, n_workers)
-    return store, session, make_pool(session, n_workers, address)
+    pool = make_pool(session, n_workers, address)
+    if (store.meta.get("workers"), store.meta.get("threads")) != (n_workers, session.spec.threads):
+        store.update_meta(workers=n_workers, threads=session.spec.threads)   # this session's setting
+    return store, session, pool

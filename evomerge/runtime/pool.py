@@ -28,7 +28,8 @@ class EvaluatorSpec:
 
     ``sources`` are the model references the recipes draw from (loaded once, kept resident);
     ``tasks`` the fitness task names or paths with the split to score on; ``backend`` one of
-    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...).
+    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...);
+    ``threads`` the torch threads one evaluation uses (None: leave the process's setting).
     """
 
     sources: tuple[str, ...]
@@ -36,6 +37,7 @@ class EvaluatorSpec:
     split: str = "validation"
     backend: str = "hf"
     options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
 
 
 class EvaluationPool(Protocol):
