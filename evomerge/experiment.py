@@ -113,6 +113,7 @@ class Experiment(_Strict):
     resources: Resources = Field(default_factory=Resources)
     store: str | None = None
     initial_recipe: str | None = None
+    references: list[str] = Field(default_factory=list)   # parents | untuned | start | recipe file
     _space_where: str = PrivateAttr("search_space")   # the space file, for error messages
 
     @field_validator("backend")
@@ -120,6 +121,16 @@ class Experiment(_Strict):
     def _backend(cls, v: str) -> str:
         if v not in BACKENDS and not re.fullmatch(r"[\w.]+:\w+", v):
             raise ValueError(f"{v!r} is not one of {', '.join(BACKENDS)} (or module:Class)")
+        return v
+
+    @field_validator("references")
+    @classmethod
+    def _references(cls, v: list[str]) -> list[str]:
+        for i, ref in enumerate(v):
+            if ref not in ("parents", "untuned", "start") and not ref.endswith((".yaml", ".yml")):
+                raise ValueError(f"[{i}]: {ref!r} is not parents, untuned, start or a recipe .yaml file")
+        if len(set(v)) != len(v):
+            raise ValueError("an entry is listed twice")
         return v
 
     def objective_directions(self) -> dict[str, str]:
@@ -156,6 +167,7 @@ def parse_experiment(data: Any, where: str, folder: Path) -> Experiment:
     exp.models.sources = [_local(m, folder) or m for m in exp.models.sources]
     exp.fitness.tasks = [_local(t, folder) or t for t in exp.fitness.tasks]
     exp.initial_recipe = _local(exp.initial_recipe, folder)
+    exp.references = [r if r in ("parents", "untuned", "start") else _local(r, folder) or r for r in exp.references]
     if isinstance(exp.search_space, str):
         from evomerge.genome import read_space_spec
 

@@ -68,6 +68,15 @@ def pick_trial(info: RunInfo, trials: list[TrialRecord], which: str, objective: 
 def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tuple[dict, dict]:
     """Task scores and objective values of ``recipe`` per split, from the run's own evaluator
     settings (backend, tasks, options) with only the split changed."""
+    scored = score_many_on_splits(info, {"": recipe}, splits)[""]
+    if isinstance(scored, str):
+        raise EvomergeError(scored)
+    return scored
+
+
+def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], splits=SPLITS) -> dict[str, Any]:
+    """``score_on_splits`` for several recipes, one evaluator per split: name -> (scores per
+    split, objectives per split), or a one-line reason when a recipe failed on a split."""
     from evomerge.experiment import parse_experiment
     from evomerge.runtime.inprocess import build_evaluator
     from evomerge.runtime.pool import EvalJob
@@ -75,19 +84,24 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS) -> tup
 
     exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
     session = build_session(exp)
-    scores, objectives = {}, {}
+    out: dict[str, Any] = {name: ({}, {}) for name in recipes}
     for split in splits:
         evaluator = build_evaluator(replace(session.spec, split=split))
-        result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
-        if result.error:
-            raise EvomergeError(f"export: scoring on the {split} split failed: {result.error}")
-        scores[split] = dict(result.scores)
-        values = session.scoring.values(result.scores) or []
-        objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
+        for name, recipe in recipes.items():
+            if isinstance(out[name], str):
+                continue
+            result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
+            if result.error:
+                out[name] = f"export: scoring on the {split} split failed: {result.error}"
+                continue
+            scores, objectives = out[name]
+            scores[split] = dict(result.scores)
+            values = session.scoring.values(result.scores) or []
+            objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
         close = getattr(evaluator, "close", None)
         if close:
             close()
-    return scores, objectives
+    return out
 
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
@@ -150,7 +164,13 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
             facts.notes.append("No mergekit.yaml: mergekit's passthrough cannot express scaled or hybrid "
                                "layer paths; recipe.yaml is the exact description.")
         if evaluate:
-            facts.split_scores, facts.split_objectives = score_on_splits(info, trial.recipe)
+            refs = store.references()
+            scored = score_many_on_splits(info, {"": trial.recipe, **{n: r["recipe"] for n, r in refs.items()}})
+            if isinstance(scored[""], str):
+                raise EvomergeError(scored[""])
+            facts.split_scores, facts.split_objectives = scored.pop("")
+            facts.references = {n: (refs[n].get("objectives", {}), None if isinstance(v, str) else v[1])
+                                for n, v in scored.items()}
             limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
             if limit:
                 facts.notes.append(f"Scores use the run's fitness settings: the first {limit} items of each split.")

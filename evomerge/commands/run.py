@@ -57,6 +57,10 @@ def _search(store, session, pool, progress: bool) -> None:
     best = _best_line(store)
     if best:
         typer.echo(best)
+    from evomerge.runtime.references import comparison_lines
+
+    for line in comparison_lines(store):
+        typer.echo(line)
 
 
 def _where(store) -> str:

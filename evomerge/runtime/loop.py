@@ -21,6 +21,7 @@ from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.pool import EvalJob, EvaluationPool
 from evomerge.runtime.progress import RunProgress
+from evomerge.runtime.references import score_references
 from evomerge.runtime.session import Session
 from evomerge.runtime.store import RunStore, StoreError
 
@@ -73,6 +74,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     """Search until ``budget`` evaluations are stored (counting earlier sessions) or the searcher stops."""
     searcher, space, scoring = session.searcher, session.space, session.scoring
     seq, resubmit = restore(store, session)
+    score_references(store, session, pool, echo=_stderr if show_progress else None)
     records = {r.number: r for r in store.trials()}
     finished = [r for r in records.values() if r.state != "running"]
     total, failed_before = len(finished), sum(r.state == "failed" for r in finished)
@@ -166,6 +168,12 @@ class StateSaver:
             seq = current_seq()
             if seq >= 0 and seq != self.saved_seq:
                 self.save(seq, force=True)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _best(records: list[Any], direction: str) -> float | None:

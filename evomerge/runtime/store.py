@@ -232,6 +232,14 @@ class RunStore:
         saved = self._storage.get_study_user_attrs(self.study._study_id).get("searcher_state")
         return None if saved is None else (int(saved["seq"]), saved["state"])
 
+    def references(self) -> dict[str, dict[str, Any]]:
+        """Reference points scored beside the search (evomerge/runtime/references.py), by name."""
+        return dict(self._storage.get_study_user_attrs(self.study._study_id).get("references") or {})
+
+    def save_reference(self, name: str, payload: dict[str, Any]) -> None:
+        self._storage.set_study_user_attr(self.study._study_id, "references",
+                                          {**self.references(), name: payload})
+
     def update_meta(self, **changes: Any) -> None:
         self._meta = {**self._meta, **changes}
         self._storage.set_study_user_attr(self.study._study_id, "evomerge", self._meta)
