@@ -99,6 +99,16 @@ class Resources(_Strict):
     threads: int | None = Field(default=None, ge=1)
 
 
+class RacingSpec(_Strict):
+    """Multi-fidelity evaluation (evomerge/runtime/racing.py): score ``first`` items, then up to
+    ``eta`` times as many per rung while the candidate's upper bound (``z`` standard errors) can
+    still beat the best fully scored candidate."""
+
+    first: int = Field(default=64, ge=1)
+    eta: float = Field(default=2.0, gt=1)
+    z: float = Field(default=2.0, gt=0)
+
+
 class Experiment(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -114,6 +124,7 @@ class Experiment(_Strict):
     store: str | None = None
     initial_recipe: str | None = None
     references: list[str] = Field(default_factory=list)   # parents | untuned | start | recipe file
+    racing: RacingSpec | None = None
     _space_where: str = PrivateAttr("search_space")   # the space file, for error messages
 
     @field_validator("backend")
@@ -132,6 +143,15 @@ class Experiment(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("an entry is listed twice")
         return v
+
+    @model_validator(mode="after")
+    def _racing(self) -> "Experiment":
+        if self.racing is not None:
+            if len(self.fitness.objectives) != 1:
+                raise ValueError("racing: needs exactly one objective (it races on the objective's value)")
+            if self.searcher.name in ("m2n2", "map"):
+                raise ValueError(f"racing: {self.searcher.name} compares candidates item by item and needs every item scored")
+        return self
 
     def objective_directions(self) -> dict[str, str]:
         return {o.name: o.direction for o in self.fitness.objectives}

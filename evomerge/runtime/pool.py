@@ -15,11 +15,13 @@ from evomerge.evaluate.result import EvalResult
 
 @dataclass(frozen=True)
 class EvalJob:
-    """One candidate to score: its id in the store and its recipe as a plain dict."""
+    """One candidate to score: its id in the store and its recipe as a plain dict; ``items``
+    [a, b) restricts scoring to those items of each task's split (a rung of a race)."""
 
     candidate_id: int
     recipe: dict[str, Any]
     timeout_s: float | None = None
+    items: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
