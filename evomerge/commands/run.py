@@ -57,9 +57,10 @@ def _search(store, session, pool, progress: bool) -> None:
     best = _best_line(store)
     if best:
         typer.echo(best)
-    from evomerge.runtime.references import comparison_lines
+    from evomerge.runtime.references import climb_line, comparison_lines
 
-    for line in comparison_lines(store):
+    climb = climb_line(store)
+    for line in ([climb] if climb else []) + comparison_lines(store):
         typer.echo(line)
 
 

@@ -104,3 +104,22 @@ def comparison_lines(store: Any) -> list[str]:
     lines = [f"{name} on {split}, winner vs references:"]
     lines += [f"  {n:<{width}}  " + ("failed" if v is None else f"{v:.4f}") for n, v in rows]
     return lines
+
+
+def climb_line(store: Any, limit: int = 8) -> str | None:
+    """How the best value grew, in the order candidates finished: ``0.31 (#0) -> 0.45 (#14)``
+    (the first objective; at most ``limit`` steps, the last ones)."""
+    info = store.info()
+    name, direction = next(iter(info.objectives.items()))
+    done = sorted((t for t in store.trials() if t.state == "complete" and name in t.objectives),
+                  key=lambda t: (t.finished is None, t.finished, t.number))
+    steps, best = [], None
+    for k, t in enumerate(done):
+        v = t.objectives[name]
+        if best is None or (v > best if direction == "maximize" else v < best):
+            best = v
+            steps.append(f"{v:.4f} (#{t.number}, evaluation {k + 1})")
+    if not steps:
+        return None
+    shown = steps if len(steps) <= limit else ["..."] + steps[-limit:]
+    return f"best {name} so far: " + " -> ".join(shown)
