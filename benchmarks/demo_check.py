@@ -35,7 +35,8 @@ def best_plain_ta() -> dict:
     return {"weights": best, "test": grid[best], "grid": grid}
 
 
-def demo(seed: int, workdir: Path) -> dict:
+def demo(seed: int, workdir: Path, finished: Path | None = None) -> dict:
+    """Run the demo with ``seed`` (or take ``finished``, a run of it that ran to its budget), export."""
     exp = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
     exp["seed"] = seed
     exp["search_space"] = str(ROOT / "search_spaces" / Path(exp["search_space"]).name)
@@ -44,31 +45,39 @@ def demo(seed: int, workdir: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     evo = [sys.executable, "-m", "evomerge.cli"]
     t0 = time.perf_counter()
-    run = subprocess.run(evo + ["run", str(path), "--runs-dir", str(workdir / f"runs{seed}"), "--no-progress"],
-                         capture_output=True, text=True, env=env, cwd=workdir)
+    runs_dir = finished.parent if finished else workdir / f"runs{seed}"
+    # a finished run: --resume does no evaluation and prints the same summary
+    args = ["run", "--resume", str(finished)] if finished else ["run", str(path), "--runs-dir", str(runs_dir)]
+    run = subprocess.run(evo + args + ["--no-progress"], capture_output=True, text=True, env=env, cwd=workdir)
     run_s = time.perf_counter() - t0
     if run.returncode:
         raise SystemExit(run.stderr)
+    if finished:
+        from evomerge.runtime.store import RunStore
+
+        done = RunStore.open(finished).trials()
+        run_s = (max(t.finished for t in done) - min(t.started for t in done)).total_seconds()
     out = workdir / f"winner{seed}"
     t1 = time.perf_counter()
-    exp_run = subprocess.run(evo + ["export", str(workdir / f"runs{seed}" / exp["name"]), "--trial", "best",
+    exp_run = subprocess.run(evo + ["export", str(runs_dir / exp["name"]), "--trial", "best",
                                     "--out", str(out)], capture_output=True, text=True, env=env, cwd=workdir)
     export_s = time.perf_counter() - t1
     if exp_run.returncode:
         raise SystemExit(exp_run.stderr)
     from evomerge.runtime.store import RunStore
 
-    store = RunStore.open(workdir / f"runs{seed}" / exp["name"])
+    store = RunStore.open(runs_dir / exp["name"])
     trials = store.trials()
     best = max((t for t in trials if t.state == "complete"), key=lambda t: (t.objectives["score"], -t.number))
     card = (out / "README.md").read_text()
     row = next(line for line in card.splitlines() if line.startswith("| objective **score**"))
     stored, val, test = (float(c) for c in row.split("|")[2:5])
     refs = {}
-    for line in card.splitlines():
-        if line.startswith("| ") and ("parent" in line or "untuned" in line or "start" in line) and "|---" not in line:
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            refs[cells[0]] = {"stored": cells[1], "validation": cells[2], "test": cells[3]}
+    compared = card.split("## Compared with", 1)[-1].split("\n## ", 1)[0]
+    for line in compared.splitlines()[4:]:             # after the note, a blank line and the header
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] and not cells[0].startswith("---"):
+            refs[cells[0]] = {"stored": float(cells[1]), "validation": float(cells[2]), "test": float(cells[3])}
     from evomerge.search.cmaes_searcher import default_population
 
     opts = exp["searcher"].get("options") or {}
@@ -84,22 +93,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
     ap.add_argument("--plain", type=Path, help="reuse the plain-TA grid from this earlier demo.json")
+    ap.add_argument("--finished", type=Path, nargs="*", default=[],
+                    help="finished demo runs (one per seed, in --seeds order) to export instead of running")
     args = ap.parse_args()
     plain = json.loads(args.plain.read_text())["best_plain_ta"] if args.plain else best_plain_ta()
     print("best plain TA on test:", plain["weights"], plain["test"], flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            rows.append(demo(seed, Path(tmp)))
+        for k, seed in enumerate(args.seeds):               # the JSON is rewritten after every seed
+            rows.append(demo(seed, Path(tmp), args.finished[k] if k < len(args.finished) else None))
             r = rows[-1]
             print(f"seed {seed}: winner #{r['winner']} test {r['test']:.4f} (val {r['validation']:.4f}); "
                   f"run {r['run_s']} s, export {r['export_s']} s", flush=True)
-    out = {"benchmark": "demo_check", "experiment": yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text()),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-           "best_plain_ta": plain, "runs": rows,
-           "margin_over_best_plain_ta": [r["test"] - plain["test"] for r in rows]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+            out = {"benchmark": "demo_check",
+                   "experiment": yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text()),
+                   "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+                   "best_plain_ta": plain, "runs": rows,
+                   "margin_over_best_plain_ta": [r["test"] - plain["test"] for r in rows]}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["margin_over_best_plain_ta"]))
 
 
