@@ -154,3 +154,11 @@ def test_racing_refuses_searchers_that_need_every_item_and_several_objectives():
     data["searcher"] = {"name": "m2n2", "options": {}}
     with pytest.raises(ValidationError, match="racing: m2n2"):
         Experiment.model_validate(data)
+
+
+def test_an_evaluator_that_ignores_item_ranges_fails_its_candidates_instead_of_double_counting(tmp_path):
+    exp = experiment("ignores", 3, {"first": 2}).model_dump()
+    exp["backend"] = "analytic_backend:SphereEvaluator"          # scores all 4 recipe numbers every time
+    store, _ = run(tmp_path, Experiment.model_validate(exp))
+    assert [t.state for t in store.trials()] == ["failed"] * 3
+    assert "ignores item ranges" in store.trials()[0].error

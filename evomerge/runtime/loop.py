@@ -136,6 +136,10 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
             return
         state = races[cid]
         bounds = race.rung(len(state.rungs))
+        if any(len(v) > bounds[1] - bounds[0] for v in result.item_scores.values()):
+            finish(EvalResult(candidate_id=cid, worker=result.worker, error=f"racing: the evaluator scored more "
+                              f"than the {bounds[1] - bounds[0]} items asked (it ignores item ranges)"))
+            return
         state.add(bounds, result.item_scores, result.timings, result.worker)
         store.add_rung(cid, len(state.rungs) - 1, {"items": list(bounds), "item_scores": result.item_scores,
                                                    "timings": result.timings, "worker": result.worker})
