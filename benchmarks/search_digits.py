@@ -14,6 +14,12 @@ images. Methods:
 
     nice -n 10 .venv/bin/python benchmarks/search_digits.py             # 3 seeds x 2000 evaluations
     .venv/bin/python benchmarks/search_digits.py --quick                # 2 seeds x 300
+    .venv/bin/python benchmarks/search_digits.py --cpu-seconds 60 --methods m2n2 cmaes \
+        --out benchmarks/results/search_digits_equal_time.json          # equal compute, not evaluations
+
+With ``--cpu-seconds`` every run stops when its process CPU time (searcher + evaluations, one
+thread) reaches that many seconds, however many evaluations it has done: the comparison at equal
+compute (CPU time, not wall time, so other jobs on a shared machine do not skew it).
 
 Writes benchmarks/results/search_digits.json (or --out).
 """
@@ -47,7 +53,7 @@ METHODS = {
 }
 
 
-def search(task: DigitsTask, method: str, budget: int, seed: int) -> dict:
+def search(task: DigitsTask, method: str, budget: int, seed: int, cpu_seconds: float | None = None) -> dict:
     inits = [task.init_weights(np.random.default_rng([seed, i])) for i in range(ARCHIVE)]
     if method == "random_init":
         pool = inits + [task.init_weights(np.random.default_rng([seed, i])) for i in range(ARCHIVE, budget)]
@@ -60,7 +66,8 @@ def search(task: DigitsTask, method: str, budget: int, seed: int) -> dict:
     searcher = make_searcher(name, space, options, seed)
     inflight: deque = deque()
     told, best = 0, (-1.0, None)
-    while told < budget:
+    stop_at = None if cpu_seconds is None else time.process_time() + cpu_seconds
+    while told < budget and (stop_at is None or time.process_time() < stop_at):
         inflight.extend(searcher.ask(4 - len(inflight)))
         cand = inflight.popleft()
         items = task.item_scores(cand.x)
@@ -77,18 +84,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--budget", type=int)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_digits.json")
+    ap.add_argument("--cpu-seconds", type=float, help="stop each run at this much CPU time (equal compute)")
+    ap.add_argument("--methods", nargs="+", choices=[*METHODS, "random_init"], default=[*METHODS, "random_init"])
     args = ap.parse_args()
     seeds = args.seeds or (2 if args.quick else 3)
-    budget = args.budget or (300 if args.quick else 2000)
+    budget = args.budget or (300 if args.quick else (10 ** 9 if args.cpu_seconds else 2000))
     task = DigitsTask(hidden=10)
     results: dict = {}
     with threadpool_limits(1):
-        for method in [*METHODS, "random_init"]:
+        for method in args.methods:
+            if args.cpu_seconds and method == "random_init":
+                continue                 # a fixed number of draws, not a time budget
             runs = []
             for seed in range(seeds):
-                t0 = time.perf_counter()
-                r = search(task, method, budget, seed)
+                t0, c0 = time.perf_counter(), time.process_time()
+                r = search(task, method, budget, seed, args.cpu_seconds)
                 r["seconds"] = round(time.perf_counter() - t0, 2)
+                r["cpu_seconds"] = round(time.process_time() - c0, 2)
                 r["seed"] = seed
                 runs.append(r)
                 print(method, r, flush=True)
@@ -105,6 +117,7 @@ def main() -> None:
            "versions": {"numpy": np.__version__, "cmaes": cmaes.__version__, "sklearn": sklearn.__version__},
            "setup": {"net": "64-10-10 tanh MLP", "weights": task.dim, "train_items": len(task.y_train),
                      "test_items": len(task.y_test), "evaluations_per_run": budget, "seeds": seeds,
+                     "cpu_seconds_per_run": args.cpu_seconds,
                      "in_flight": 4, "bound": BOUND, "archive_size": ARCHIVE},
            "results": {m: {k: v for k, v in r.items()} for m, r in results.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

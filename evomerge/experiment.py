@@ -120,7 +120,8 @@ class Resources(_Strict):
 
     ``custom``: Ray custom resources per worker, one mapping for all or a list cycled over the
     workers (pins workers to the nodes offering them); ``local_cpus``: CPUs of a local Ray
-    instance (default: all of this machine's).
+    instance (default: all of this machine's); ``threads``: torch threads per evaluation
+    (default: its share of the machine, see evomerge/runtime/threads.py).
     """
 
     cpus_per_worker: float = Field(default=1.0, gt=0)
@@ -129,6 +130,17 @@ class Resources(_Strict):
     local_cpus: int | None = Field(default=None, ge=1)
     address: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class RacingSpec(_Strict):
+    """Multi-fidelity evaluation (evomerge/runtime/racing.py): score ``first`` items, then up to
+    ``eta`` times as many per rung while the candidate's upper bound (``z`` standard errors) can
+    still beat the best fully scored candidate."""
+
+    first: int = Field(default=64, ge=1)
+    eta: float = Field(default=2.0, gt=1)
+    z: float = Field(default=2.0, gt=0)
 
 
 class Experiment(_Strict):
@@ -145,6 +157,8 @@ class Experiment(_Strict):
     resources: Resources = Field(default_factory=Resources)
     store: str | None = None
     initial_recipe: str | None = None
+    references: list[str] = Field(default_factory=list)   # parents | untuned | start | recipe file
+    racing: RacingSpec | None = None
     _space_where: str = PrivateAttr("search_space")   # the space file, for error messages
 
     @field_validator("backend")
@@ -153,6 +167,25 @@ class Experiment(_Strict):
         if v not in BACKENDS and not re.fullmatch(r"[\w.]+:\w+", v):
             raise ValueError(f"{v!r} is not one of {', '.join(BACKENDS)} (or module:Class)")
         return v
+
+    @field_validator("references")
+    @classmethod
+    def _references(cls, v: list[str]) -> list[str]:
+        for i, ref in enumerate(v):
+            if ref not in ("parents", "untuned", "start") and not ref.endswith((".yaml", ".yml")):
+                raise ValueError(f"[{i}]: {ref!r} is not parents, untuned, start or a recipe .yaml file")
+        if len(set(v)) != len(v):
+            raise ValueError("an entry is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _racing(self) -> "Experiment":
+        if self.racing is not None:
+            if len(self.fitness.objectives) != 1:
+                raise ValueError("racing: needs exactly one objective (it races on the objective's value)")
+            if self.searcher.name in ("m2n2", "map"):
+                raise ValueError(f"racing: {self.searcher.name} compares candidates item by item and needs every item scored")
+        return self
 
     def objective_directions(self) -> dict[str, str]:
         return {o.name: o.direction for o in self.fitness.objectives}
@@ -183,6 +216,7 @@ def parse_experiment(data: Any, where: str, folder: Path) -> Experiment:
     exp.models.sources = [_local(m, folder) or m for m in exp.models.sources]
     exp.fitness.tasks = [_local_task(t, folder) for t in exp.fitness.tasks]
     exp.initial_recipe = _local(exp.initial_recipe, folder)
+    exp.references = [r if r in ("parents", "untuned", "start") else _local(r, folder) or r for r in exp.references]
     if isinstance(exp.search_space, str):
         from evomerge.genome import read_space_spec
 

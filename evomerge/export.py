@@ -73,6 +73,16 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,
     held-out test split is scored in full (or on its first ``test_limit`` items), not on the
     run's ``limit``: the search split reproduces what the run stored, the test split is the
     honest estimate."""
+    scored = score_many_on_splits(info, {"": recipe}, splits, test_limit)[""]
+    if isinstance(scored, str):
+        raise EvomergeError(scored)
+    return scored
+
+
+def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], splits=SPLITS,
+                         test_limit: int | None = None) -> dict[str, Any]:
+    """``score_on_splits`` for several recipes, one evaluator per split: name -> (scores,
+    objectives, item counts per split), or a one-line reason when a recipe failed on a split."""
     from evomerge.experiment import parse_experiment
     from evomerge.runtime.inprocess import build_evaluator
     from evomerge.runtime.pool import EvalJob
@@ -80,7 +90,7 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,
 
     exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
     session = build_session(exp)
-    scores, objectives, items = {}, {}, {}
+    out: dict[str, Any] = {name: ({}, {}, {}) for name in recipes}
     for split in splits:
         options = dict(session.spec.options)
         if split == "test":
@@ -88,17 +98,22 @@ def score_on_splits(info: RunInfo, recipe: dict[str, Any], splits=SPLITS,
             if test_limit:
                 options["limit"] = test_limit
         evaluator = build_evaluator(replace(session.spec, split=split, options=options))
-        result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
-        if result.error:
-            raise EvomergeError(f"export: scoring on the {split} split failed: {result.error}")
-        scores[split] = dict(result.scores)
-        items[split] = {t: len(v) for t, v in result.item_scores.items()}
-        values = session.scoring.values(result.scores) or []
-        objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
+        for name, recipe in recipes.items():
+            if isinstance(out[name], str):
+                continue
+            result = evaluator.evaluate(EvalJob(candidate_id=-1, recipe=recipe))
+            if result.error:
+                out[name] = f"export: scoring on the {split} split failed: {result.error}"
+                continue
+            scores, objectives, items = out[name]
+            scores[split] = dict(result.scores)
+            items[split] = {t: len(v) for t, v in result.item_scores.items()}
+            values = session.scoring.values(result.scores) or []
+            objectives[split] = dict(zip((o.name for o in session.scoring.objectives), values))
         close = getattr(evaluator, "close", None)
         if close:
             close()
-    return scores, objectives, items
+    return out
 
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
@@ -154,8 +169,14 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
                                                + yaml.safe_dump(config, sort_keys=False))
         facts.notes.append(note if config is not None else f"{note} recipe.yaml is the exact description.")
         if evaluate:
-            facts.split_scores, facts.split_objectives, facts.split_items = score_on_splits(
-                info, trial.recipe, test_limit=test_limit)
+            refs = store.references()
+            scored = score_many_on_splits(info, {"": trial.recipe, **{n: r["recipe"] for n, r in refs.items()}},
+                                          test_limit=test_limit)
+            if isinstance(scored[""], str):
+                raise EvomergeError(scored[""])
+            facts.split_scores, facts.split_objectives, facts.split_items = scored.pop("")
+            facts.references = {n: (refs[n].get("objectives", {}), None if isinstance(v, str) else v[1])
+                                for n, v in scored.items()}
             limit = ((info.experiment.get("fitness") or {}).get("options") or {}).get("limit")
             if limit:
                 facts.notes.append(f"The stored and validation scores use the run's fitness settings (the first "

@@ -60,11 +60,20 @@ def short_run(kind: str, family: dict[str, Path], root: Path) -> Path:
            "searcher": {"name": "cmaes", "options": {"sigma0": 0.3}}, "budget": 3, "seed": 0, "backend": "hf"}
     if kind != "dfs":
         exp["models"]["base"] = str(family["base"])
+        exp["references"] = ["parents", "untuned", "start"]
     path = root / f"{kind}.yaml"
     path.write_text(yaml.safe_dump(exp))
     result = CliRunner().invoke(app, ["run", str(path), "--runs-dir", str(root / "runs"), "--no-progress"])
     assert result.exit_code == 0, result.output
+    _outputs[exp["name"]] = result.output
     return root / "runs" / exp["name"]
+
+
+_outputs: dict[str, str] = {}
+
+
+def run_output(run: Path) -> str:
+    return _outputs[run.name]
 
 
 def card_row(card: str, label: str) -> list[float]:
@@ -110,3 +119,15 @@ def test_exported_winner_reloads_and_reproduces_the_stored_validation_score(fitn
     assert card_row(card, "task `tiny_mc`")[2] == pytest.approx(test["tiny_mc"].score, abs=5e-5)
     assert card_row(card, "objective **ppl** (minimize)")[1] == pytest.approx(val["tiny_ppl"].score, abs=5e-5)
     assert "| searcher | cmaes |" in card and "| budget | 3 evaluations (3 finished at export) |" in card
+
+    # the references the run scored before searching sit next to the winner, re-scored per split
+    refs = store.references()
+    e0 = f"parent {tiny_family['e0'].name}"
+    assert set(refs) == {e0, f"parent {tiny_family['e1'].name}", "untuned task_arithmetic", "untuned ties",
+                         "untuned dare_ties", "start"}
+    assert card_row(card, f"**this model** (trial {best.number})")[2] == pytest.approx(test["tiny_ppl"].score, abs=5e-5)
+    parent = evaluate_model(HFBackend.from_pretrained(tiny_family["e0"]), ["tiny_ppl"], "test")["tiny_ppl"].score
+    stored, _, on_test = card_row(card, e0)
+    assert stored == pytest.approx(refs[e0]["objectives"]["ppl"], abs=5e-5)
+    assert on_test == pytest.approx(parent, rel=1e-4)
+    assert "ppl on validation, winner vs references:" in run_output(run)

@@ -164,6 +164,16 @@ def test_bad_backend_and_impossible_resources_are_one_line_errors(ray_local):
     assert ray_local.is_initialized()     # a pool that did not start Ray leaves it running
 
 
+def test_each_worker_runs_under_the_threads_of_the_spec(ray_local):
+    sys.path.insert(0, os.path.dirname(__file__))      # analytic_backend, for the actors too
+    threaded = EvaluatorSpec(sources=(), tasks=("t",), backend="analytic_backend:ThreadsEvaluator", threads=3)
+    with pool(ray_local, sp=threaded) as p:
+        assert sorted(p.worker_threads.values()) == [3, 3]
+        p.submit(EvalJob(0, {}))
+        (res,) = drain(p, 1)
+    assert res.scores == {"t": 3.0}
+
+
 def test_import_evomerge_does_not_import_ray():
     code = "import sys, evomerge, evomerge.cli, evomerge.runtime.driver; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

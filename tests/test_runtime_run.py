@@ -233,3 +233,21 @@ def test_in_process_pool_fails_a_job_past_its_timeout_and_goes_on():
     (ok,) = pool.wait()
     assert ok.error is None and ok.scores == {"t": 0.0}
     assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
+
+
+def test_summary_shows_how_the_best_climbed_and_the_winner_next_to_its_references(tmp_path):
+    sys.path.insert(0, str(TESTS))
+    exp = experiment("refs", budget=12, references=["parents", "untuned", "start"])
+    res = cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"])
+    assert res.returncode == 0, res.stderr
+    store = RunStore.open(tmp_path / "runs" / "refs")
+    refs = store.references()
+    assert list(refs) == ["parent a", "parent b", "untuned task_arithmetic", "untuned ties", "untuned dare_ties", "start"]
+    # the analytic sphere scores each recipe number -(v - 0.7)^2: a parent is one weight of 1
+    assert refs["parent a"]["value"] == pytest.approx(-0.09) and refs["start"]["items"] == {"sphere": 4}
+    assert all(t.number >= 0 for t in store.trials()) and len(store.trials()) == 12
+    best = max(t.objectives["score"] for t in store.trials())
+    climb = next(line for line in res.stdout.splitlines() if line.startswith("best score so far:"))
+    assert climb.split(" -> ")[-1].startswith(f"{best:.4f}")
+    assert "score on validation, winner vs references:" in res.stdout
+    assert re.search(r"^  parent a +-0\.0900$", res.stdout, re.M)

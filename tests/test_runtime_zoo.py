@@ -1,5 +1,6 @@
 """A short `evomerge run` of the README demo experiment on the real zoo, then --resume of the
-finished run: the search's best recipe already beats both parents on the target task."""
+finished run: the search's best recipe already beats both parents on the target task, and the
+parents the run scored as references are the parents scored directly."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_demo_experiment_on_the_zoo(zoo_dir, tmp_path):
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     exp = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
-    exp["search_space"] = str(ROOT / "search_spaces" / "ps_dare_ties.yaml")
+    exp["search_space"] = str(ROOT / "search_spaces" / Path(exp["search_space"]).name)
     exp["budget"], exp["fitness"]["options"]["limit"] = 6, 100
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(exp))
@@ -37,6 +38,10 @@ def test_demo_experiment_on_the_zoo(zoo_dir, tmp_path):
                                        "sources": [{"model": m, "parameters": {"weight": 1.0}}]})).scores["math_words"]
                for i, m in enumerate(("zoo:math", "zoo:words"))]
     assert best.objectives["score"] > max(parents), (best.objectives, parents)
+    refs = RunStore.open(tmp_path / "runs" / "demo").references()
+    assert [refs["parent math"]["value"], refs["parent words"]["value"]] == parents
+    assert {"untuned task_arithmetic", "untuned ties", "untuned dare_ties", "start"} <= set(refs)
+    assert "winner vs references:" in res.stdout and "best score so far:" in res.stdout
 
     again = runner.invoke(app, ["run", "--resume", str(tmp_path / "runs" / "demo"), "--no-progress"])
     assert again.exit_code == 0 and "6/6 evaluations" in again.stdout

@@ -87,3 +87,41 @@ def test_default_population_is_a_multiple_of_the_workers_so_none_idles_at_a_gene
     assert popsize(10, 8) == 16          # rounded up to two waves of 8
     assert popsize(4, 8) == 8
     assert popsize(10, 8, population_size=10) == 10  # an explicit size is kept
+
+
+def test_initial_design_scores_x0_and_a_sobol_spread_first_then_starts_at_their_best():
+    s = make_searcher("cmaes", SPACE, {"initial_design": 8, "population_size": 6}, seed=0)
+    design = s.ask(20)
+    assert len(design) == 8 and [c.meta["design"] for c in design] == list(range(8))
+    assert design[0].x.tolist() == SPACE.x0.tolist()
+    pts = np.array([c.x for c in design[1:]])
+    assert np.all(pts >= -5) and np.all(pts <= 5) and len({tuple(p) for p in pts}) == 7
+    assert np.ptp(pts, axis=0).min() > 4                      # spread over the box, not around x0
+    for c in design[:-1]:
+        s.tell(c.id, sphere(c))
+    assert s.ask(3) == []                                     # CMA-ES waits for the whole design
+    s.tell(design[-1].id, sphere(design[-1]))
+    best = max(design, key=lambda c: sphere(c).values[0])
+    assert s.segment["mean"] == best.x.tolist()
+    gen = s.ask(6)
+    assert [c.meta["generation"] for c in gen] == [0] * 6 and gen[0].id == 8
+
+
+@pytest.mark.parametrize("stop_at", [3, 8, 13])
+def test_initial_design_resumes_exactly_mid_design_and_after(stop_at):
+    from helpers_search import resumed_equals_uninterrupted, same_log
+
+    a, b, sa, sb = resumed_equals_uninterrupted("cmaes", SPACE, {"initial_design": 8, "population_size": 6},
+                                                sphere, stop_at, 30)
+    assert same_log(a, b) and sa == sb
+
+
+def test_initial_design_reaches_a_sphere_optimum_off_x0_faster_at_a_small_budget():
+    """x0 far from the optimum: at 40 evaluations the design's start wins on most seeds."""
+    far = SpaceInfo(-5 * np.ones(DIM), 5 * np.ones(DIM), x0=np.full(DIM, -4.5))
+    wins = 0
+    for seed in range(5):
+        plain, _ = best_of("cmaes", {"population_size": 8}, sphere, 40, seed, far)
+        designed, _ = best_of("cmaes", {"population_size": 8, "initial_design": 8}, sphere, 40, seed, far)
+        wins += designed > plain
+    assert wins >= 4

@@ -72,6 +72,11 @@ def _search(store, session, pool, progress: bool) -> None:
     best = _best_line(store)
     if best:
         typer.echo(best)
+    from evomerge.runtime.references import climb_line, comparison_lines
+
+    climb = climb_line(store)
+    for line in ([climb] if climb else []) + comparison_lines(store):
+        typer.echo(line)
 
 
 def _baseline(label: str, ref: dict) -> str:

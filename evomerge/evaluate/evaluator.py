@@ -32,9 +32,11 @@ class Evaluator:
         self.worker = f"{socket.gethostname()}:{spec.backend}"
         self.limit = spec.options.get("limit")
 
-    def score(self) -> dict[str, TaskResult]:
-        """Score whatever weights the backend holds now on every task."""
-        return {t.name: t.evaluate(self.backend, self.spec.split, self.limit) for t in self.tasks}
+    def score(self, items: tuple[int, int] | None = None) -> dict[str, TaskResult]:
+        """Score whatever weights the backend holds now on every task (on items [a, b) of each
+        split when given: a rung of a race, evomerge/runtime/racing.py)."""
+        which = slice(*items) if items is not None else self.limit
+        return {t.name: t.evaluate(self.backend, self.spec.split, which) for t in self.tasks}
 
     def evaluate(self, job: EvalJob) -> EvalResult:
         """Materialize the job's recipe, score it; errors become a failed EvalResult."""
@@ -51,7 +53,7 @@ class Evaluator:
                 result.error = f"non-finite weights (NaN/inf) in {bad}"
                 return result
             t1 = time.perf_counter()
-            for name, task_result in self.score().items():
+            for name, task_result in self.score(job.items).items():
                 result.scores[name] = task_result.score
                 result.item_scores[name] = task_result.item_scores
             result.timings["score"] = time.perf_counter() - t1

@@ -40,11 +40,13 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EvalJob:
-    """One candidate to score: its id in the store and its recipe as a plain dict."""
+    """One candidate to score: its id in the store and its recipe as a plain dict; ``items``
+    [a, b) restricts scoring to those items of each task's split (a rung of a race)."""
 
     candidate_id: int
     recipe: dict[str, Any]
     timeout_s: float | None = None
+    items: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class EvaluatorSpec:
 
     ``sources`` are the model references the recipes draw from (loaded once, kept resident);
     ``tasks`` the fitness task names or paths with the split to score on; ``backend`` one of
-    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...).
+    ``hf``, ``torch``, ``vllm``; ``options`` backend-specific settings (batch size, device...);
+    ``threads`` the torch threads one evaluation uses (None: leave the process's setting).
     """
 
     sources: tuple[str, ...]
@@ -61,6 +64,7 @@ class EvaluatorSpec:
     split: str = "validation"
     backend: str = "hf"
     options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
 
 
 class Evaluator(Protocol):

@@ -63,9 +63,9 @@ class Task:
             self._cache[split] = _read_items(self, split)
         return self._cache[split]
 
-    def evaluate(self, backend: Any, split: str = "validation", limit: int | None = None) -> TaskResult:
-        """Score backend on the split (the first ``limit`` items if given)."""
-        items = self.items(split)[:limit]
+    def evaluate(self, backend: Any, split: str = "validation", limit: int | slice | None = None) -> TaskResult:
+        """Score backend on the split (the first ``limit`` items, or the items of a slice, if given)."""
+        items = self.items(split)[limit if isinstance(limit, slice) else slice(limit)]
         if self.kind == "generate":
             outs = backend.generate_until([GenerationRequest(it["prompt"], self.until, self.max_tokens) for it in items])
             scores = [float(self.scorer(o, it)) for o, it in zip(outs, items)]

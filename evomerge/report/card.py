@@ -27,6 +27,8 @@ class CardFacts:
     source_layers: list[int] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # reference name -> (stored objectives on the search split, split -> objectives at export or None)
+    references: dict[str, tuple[dict[str, float], dict[str, dict[str, float]] | None]] = field(default_factory=dict)
 
 
 def _models(recipe: dict[str, Any]) -> list[str]:
@@ -77,6 +79,8 @@ def model_card(facts: CardFacts) -> str:
         lines.append(f"| layers | {facts.num_layers} decoder layers (sources: {', '.join(map(str, facts.source_layers))}) |")
     lines += ["", "## Scores", ""]
     lines += _score_table(facts)
+    if facts.references:
+        lines += ["", "## Compared with", ""] + _reference_table(facts)
     if facts.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in facts.notes]
     lines += ["", "## Files", "", *[f"- `{f}`" for f in facts.files], "",
@@ -91,6 +95,22 @@ def _items(counts: dict[str, int]) -> str:
         return ""
     values = list(dict.fromkeys(counts.values()))
     return f", {values[0]} items" if len(values) == 1 else f", {'/'.join(map(str, counts.values()))} items"
+
+
+def _reference_table(facts: CardFacts) -> list[str]:
+    """This model next to the run's references (parents, untuned merges, start point) on the
+    first objective: as stored during the search and re-scored on each split at export."""
+    name = next(iter(facts.info.objectives), None) or next(iter(facts.trial.objectives), "score")
+    splits = list(facts.split_objectives)
+    head = [f"stored ({facts.search_split}, during search)"] + [f"{s} (at export)" for s in splits]
+    out = [f"Objective `{name}`. References are scored by the run with the same evaluator settings.", "",
+           "| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    rows = [(f"**this model** (trial {facts.trial.number})", facts.trial.objectives, facts.split_objectives)]
+    rows += [(ref, stored, at_export or {}) for ref, (stored, at_export) in facts.references.items()]
+    for label, stored, by_split in rows:
+        cells = [_fmt(stored.get(name))] + [_fmt(by_split.get(s, {}).get(name)) for s in splits]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _score_table(facts: CardFacts) -> list[str]:

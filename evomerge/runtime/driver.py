@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ from evomerge.runtime.session import Session, build_session
 from evomerge.runtime.store import (
     DB_FILE, RUN_FILE, RunStore, StoreError, gene_meta, sqlite_url, write_run_file,
 )
+from evomerge.runtime.threads import evaluation_threads
 
 MAY_CHANGE_ON_RESUME = ("budget", "workers", "resources")
 
 
 def make_pool(session: Session, workers: int, address: str | None = None) -> Any:
-    """In-process evaluation for one worker, the Ray actor pool for more (or to join a cluster)."""
+    """In-process evaluation for one worker, the Ray actor pool for more (or to join a cluster).
+    Sets ``session.spec.threads`` to each evaluation's share of the machine first."""
     address = address or session.experiment.resources.address
+    threads = evaluation_threads(session.experiment.resources, workers, address)
+    session.spec = replace(session.spec, threads=threads)
     if workers <= 1 and not address:
         from evomerge.runtime.inprocess import InProcessPool
 
@@ -86,7 +91,8 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
                                        "dim": session.space.dim, "experiment_file": _abs(source),
                                        "started": began.isoformat(timespec="seconds"), "startup_s": [startup],
                                        "genes": gene_meta(session.space.gene_labels(), session.space.lower,
-                                                          session.space.upper)})
+                                                          session.space.upper),
+                                       "workers": n_workers, "threads": session.spec.threads})
         if logs:
             logs.move_into(run_dir)
     except BaseException:  # Ctrl-C included: nothing half made stays behind
@@ -157,6 +163,8 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
     _engine_logs(session, n_workers, address, Path(store.meta.get("run_dir") or "."))
     pool = make_pool(session, n_workers, address)
     store.update_meta(startup_s=[*store.meta.get("startup_s", []), round(time.perf_counter() - t0, 2)])
+    if (store.meta.get("workers"), store.meta.get("threads")) != (n_workers, session.spec.threads):
+        store.update_meta(workers=n_workers, threads=session.spec.threads)   # this session's setting
     return store, session, pool
 
 

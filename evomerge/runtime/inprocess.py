@@ -22,6 +22,7 @@ from typing import Any
 from evomerge.errors import ConfigError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+from evomerge.runtime.threads import set_torch_threads
 
 
 def build_evaluator(spec: EvaluatorSpec) -> Any:
@@ -86,11 +87,13 @@ def safe_evaluate(evaluator: Any, job: EvalJob, worker: str, timeout_s: float | 
 
 class InProcessPool:
     """Capacity 1: ``submit`` queues, ``wait`` evaluates the next job in this process (a job's
-    ``timeout_s`` is enforced with SIGALRM when the loop runs in the main thread)."""
+    ``timeout_s`` is enforced with SIGALRM when the loop runs in the main thread). The spec's
+    ``threads`` apply to torch while the pool is open; ``close`` restores the previous setting."""
 
     def __init__(self, spec: EvaluatorSpec, evaluator: Any | None = None) -> None:
         self.spec = spec
         self._evaluator = evaluator if evaluator is not None else build_evaluator(spec)
+        self._threads_before = set_torch_threads(spec.threads)   # torch is loaded by now if used
         self._queue: deque[EvalJob] = deque()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -112,3 +115,6 @@ class InProcessPool:
         close = getattr(self._evaluator, "close", None)
         if callable(close):
             close()
+        if self._threads_before is not None:
+            set_torch_threads(self._threads_before)
+            self._threads_before = None

@@ -21,7 +21,9 @@ from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.pool import EvalJob, EvaluationPool
 from evomerge.runtime.progress import RunProgress
+from evomerge.runtime.racing import RaceState, build_race
 from evomerge.runtime.records import best_trial
+from evomerge.runtime.references import score_references
 from evomerge.runtime.session import Session
 from evomerge.runtime.store import RunStore, StoreError
 
@@ -74,6 +76,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     """Search until ``budget`` evaluations are stored (counting earlier sessions) or the searcher stops."""
     searcher, space, scoring = session.searcher, session.space, session.scoring
     seq, resubmit = restore(store, session)
+    score_references(store, session, pool, echo=_stderr if show_progress else None)
     records = {r.number: r for r in store.trials()}
     finished = [r for r in records.values() if r.state != "running"]
     total, failed_before = len(finished), sum(r.state == "failed" for r in finished)
@@ -82,6 +85,22 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     directions = [o.direction for o in scoring.objectives]
     progress = RunProgress(store.name, budget, total, directions, show_progress,
                            getattr(pool, "utilization", None))
+    race = _race(session)
+    races: dict[int, RaceState] = {}
+    recipes: dict[int, dict[str, Any]] = {}
+    incumbent = _incumbent(finished, directions[0]) if race else None
+    timeout_s = session.experiment.resources.timeout_s
+
+    def dispatch(cid: int) -> None:
+        """The candidate's next job: the whole evaluation, or the next rung of its race."""
+        if race is None:
+            pool.submit(EvalJob(cid, recipes[cid], timeout_s))
+            return
+        state = races[cid]
+        if race.goes_on(state, incumbent):
+            pool.submit(EvalJob(cid, recipes[cid], timeout_s, items=race.rung(len(state.rungs))))
+        else:
+            finish(_raced_result(cid, state), state)
 
     def submit(cand: Any) -> None:
         nonlocal seq
@@ -90,6 +109,10 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
             _check_same(cand, rec.genome, store)
             recipe: dict[str, Any] | None = rec.recipe or None
             error = None if recipe else "no recipe"
+            if race is not None:                # mid-race: go on from the last stored rung
+                races[cand.id] = RaceState()
+                for r in rec.rungs:
+                    races[cand.id].add(tuple(r["items"]), r["item_scores"], r.get("timings", {}), r.get("worker", ""))
         else:
             try:
                 recipe, error = space.recipe_dict(cand.x), None
@@ -99,18 +122,44 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
             seq += 1
         in_flight[cand.id] = cand
         if error is None:
-            pool.submit(EvalJob(cand.id, recipe, session.experiment.resources.timeout_s))
+            recipes[cand.id] = recipe
+            races.setdefault(cand.id, RaceState())
+            dispatch(cand.id)
         else:
-            receive(EvalResult(candidate_id=cand.id, error=error, worker="driver"))
+            finish(EvalResult(candidate_id=cand.id, error=error, worker="driver"))
 
     def receive(result: EvalResult) -> None:
-        nonlocal seq, total, evaluated
         cid = result.candidate_id
         if cid not in in_flight:
             return  # a late duplicate (e.g. re-queued after a worker died): already stored
+        if race is None or result.failed:
+            finish(result)
+            return
+        state = races[cid]
+        bounds = race.rung(len(state.rungs))
+        if any(len(v) > bounds[1] - bounds[0] for v in result.item_scores.values()):
+            finish(EvalResult(candidate_id=cid, worker=result.worker, error=f"racing: the evaluator scored more "
+                              f"than the {bounds[1] - bounds[0]} items asked (it ignores item ranges)"))
+            return
+        state.add(bounds, result.item_scores, result.timings, result.worker)
+        store.add_rung(cid, len(state.rungs) - 1, {"items": list(bounds), "item_scores": result.item_scores,
+                                                   "timings": result.timings, "worker": result.worker})
+        dispatch(cid)
+
+    def finish(result: EvalResult, state: RaceState | None = None) -> None:
+        nonlocal seq, total, evaluated, incumbent
+        cid = result.candidate_id
         outcome = scoring.of_result(result)
         values = scoring.values(result.scores) if not outcome.failed else None
-        store.finish(cid, result, values, seq)
+        fidelity = None
+        if race is not None and state is not None:
+            fidelity = {"items": state.scored, "full": race.complete(state), "rungs": [list(r) for r in state.rungs]}
+            if values is not None and race.complete(state):
+                signed = values[0] if directions[0] == "maximize" else -values[0]
+                incumbent = signed if incumbent is None else max(incumbent, signed)
+        races.pop(cid, None)
+        recipes.pop(cid, None)
+        store.finish(cid, result, values, seq, fidelity=fidelity)
         searcher.tell(cid, outcome)
         seq += 1
         saver.save(seq - 1)
@@ -167,6 +216,35 @@ class StateSaver:
             seq = current_seq()
             if seq >= 0 and seq != self.saved_seq:
                 self.save(seq, force=True)
+
+
+def _race(session: Session) -> Any:
+    exp = session.experiment
+    if exp.racing is None:
+        return None
+    return build_race(exp.racing, exp.fitness.tasks, exp.fitness.objectives, exp.fitness.options.get("limit"))
+
+
+def _raced_result(cid: int, state: RaceState) -> EvalResult:
+    """A race's rungs as one result: per-task means over every item scored."""
+    scores = {t: sum(v) / len(v) for t, v in state.items.items() if v}
+    return EvalResult(candidate_id=cid, scores=scores, item_scores=dict(state.items),
+                      timings=dict(state.timings), worker=state.worker)
+
+
+def _incumbent(records: list[Any], direction: str) -> float | None:
+    """Best first-objective value over trials scored on the whole split, higher is better."""
+    vals = [next(iter(r.objectives.values())) for r in records if r.state == "complete" and r.objectives
+            and r.fidelity.get("full", True)]
+    if not vals:
+        return None
+    return max(vals) if direction == "maximize" else -min(vals)
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _best(records: list[Any], direction: str) -> float | None:

@@ -90,6 +90,7 @@ class RayPool:
         self._deaths: dict[int, int] = {}
         self._stats = PoolStats(workers=workers, busy_s=0.0, alive_s=0.0)
         self._retired_alive = 0.0
+        self.worker_threads: dict[str, int | None] = {}   # actor name -> its torch threads
         self._closed = False
         self._paths = [p for p in sys.path if p]
         self._env = {k: v for k, v in os.environ.items() if k.startswith("EVOMERGE_")}
@@ -220,6 +221,7 @@ class RayPool:
         error = info["error"]
         if error is None:
             slot.name, slot.alive_since, slot.start_failures = info["name"], time.perf_counter(), 0
+            self.worker_threads[slot.name] = info.get("torch_threads")
             return
         if initial:
             raise ConfigError(error)

@@ -19,6 +19,12 @@ from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.inprocess import build_evaluator, safe_evaluate
 from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+from evomerge.runtime.threads import set_torch_threads, thread_env
+
+
+def _torch_threads() -> int | None:
+    """torch's thread setting in this actor (None when the evaluator never loaded torch)."""
+    return sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
 
 
 def _placement() -> tuple[str, str, bool]:
@@ -42,6 +48,7 @@ class EvalWorker:
             if path not in sys.path and os.path.isdir(path):
                 sys.path.append(path)
         os.environ.update(env)           # the driver's EVOMERGE_* settings (e.g. where the zoo is)
+        os.environ.update(thread_env(spec.threads))   # this worker's share of the cores
         self.ip, self.node_id, gpu = _placement()
         if gpu and "device" not in spec.options:
             spec = replace(spec, options={**spec.options, "device": "cuda"})
@@ -51,13 +58,14 @@ class EvalWorker:
         self.evaluator: Any = None
         try:
             self.evaluator = build_evaluator(spec)
+            set_torch_threads(spec.threads)
         except Exception as err:  # noqa: BLE001 - reported through info()
             self.error = str(err) if isinstance(err, EvomergeError) else f"{type(err).__name__}: {err}"
 
     def info(self) -> dict[str, Any]:
         """Where this actor runs, and the evaluator's construction error if any."""
         return {"name": self.name, "pid": os.getpid(), "node_ip": self.ip, "node_id": self.node_id,
-                "device": self.device, "error": self.error}
+                "device": self.device, "error": self.error, "torch_threads": _torch_threads()}
 
     def evaluate(self, job: EvalJob) -> tuple[EvalResult, float]:
         """The job's result and the seconds this actor was busy with it."""

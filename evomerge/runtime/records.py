@@ -24,6 +24,8 @@ class TrialRecord:
     seed: int | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    fidelity: dict[str, Any] = field(default_factory=dict)   # raced: {"items", "of", "rungs"}
+    rungs: list[dict[str, Any]] = field(default_factory=list)  # raced: each rung as stored
 
 
 @dataclass

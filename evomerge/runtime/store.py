@@ -243,7 +243,9 @@ class RunStore:
                            timings=res.get("timings", {}) if state != "running" else {},
                            worker=res.get("worker", "") if state != "running" else "",
                            error=res.get("error") if state != "running" else None,
-                           seed=ua.get("seed"), started=t.datetime_start, finished=t.datetime_complete)
+                           seed=ua.get("seed"), started=t.datetime_start, finished=t.datetime_complete,
+                           fidelity=res.get("fidelity") or {} if state != "running" else {},
+                           rungs=[ua[f"rung{k}"] for k in range(len(ua)) if f"rung{k}" in ua])
 
     # -- writers -----------------------------------------------------------------------------
     def has_candidate(self, cid: int) -> bool:
@@ -285,8 +287,17 @@ class RunStore:
         with self._storage.engine.begin() as conn:
             conn.execute(self._params_table.insert(), rows)
 
-    def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int) -> None:
-        """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL."""
+    def add_rung(self, cid: int, k: int, rung: dict[str, Any]) -> None:
+        """One rung of a raced candidate (items [a, b), per-item scores), stored as it arrives."""
+        tid = self._trial_of.get(int(cid))
+        if tid is None:
+            raise StoreError(f"store {self.url}: no trial for candidate {cid}")
+        self._storage.set_trial_user_attr(tid, f"rung{int(k)}", rung)
+
+    def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int,
+               fidelity: dict[str, Any] | None = None) -> None:
+        """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL.
+        ``fidelity``: for a raced candidate, how many items the result rests on."""
         from optuna.trial import TrialState
 
         tid = self._trial_of.get(int(cid))
@@ -297,6 +308,8 @@ class RunStore:
             error = f"non-finite objective values {objectives}"
         payload = {"scores": result.scores, "item_scores": result.item_scores, "timings": result.timings,
                    "worker": result.worker, "error": error, "tell_seq": int(seq)}
+        if fidelity is not None:
+            payload["fidelity"] = fidelity
         self._storage.set_trial_user_attr(tid, "result", payload)
         # the flip: what study.tell() writes, without re-reading the trial twice first
         if error is None:
@@ -312,6 +325,14 @@ class RunStore:
         """(sequence number, state) of the last saved searcher state, or None."""
         saved = self._storage.get_study_user_attrs(self.study._study_id).get("searcher_state")
         return None if saved is None else (int(saved["seq"]), saved["state"])
+
+    def references(self) -> dict[str, dict[str, Any]]:
+        """Reference points scored beside the search (evomerge/runtime/references.py), by name."""
+        return dict(self._storage.get_study_user_attrs(self.study._study_id).get("references") or {})
+
+    def save_reference(self, name: str, payload: dict[str, Any]) -> None:
+        self._storage.set_study_user_attr(self.study._study_id, "references",
+                                          {**self.references(), name: payload})
 
     def update_meta(self, **changes: Any) -> None:
         self._meta = {**self._meta, **changes}

@@ -13,6 +13,14 @@ default population is a multiple of the workers; an explicit one should be too. 
 value told in its generation (all failed: every member ties), so failures rank last.
 The search starts at x0; an initial population (SpaceInfo.initial) is not used. IPOP restarts
 begin at a uniformly random point with the population multiplied by ``inc_popsize``.
+
+Small budgets: ``initial_design: k`` first scores a space-filling design of k points (x0, then
+a scrambled Sobol sequence over the box, seeded) all at once, then starts CMA-ES at the best of
+them. At 24-50 evaluations a plain start spends its first generations walking away from x0;
+the design looks everywhere first. Off by default: on the zoo's task-arithmetic-per-block space,
+where x0 (plain task arithmetic) is already decent, 8 Sobol points never beat x0 and the design
+only cost evaluations at budgets 12 and 25 (benchmarks/results/search_curves_val300.json); it
+pays when x0 is far from the optimum (tests/test_search_cmaes.py).
 """
 
 from __future__ import annotations
@@ -55,8 +63,10 @@ class CMAESSearcher(Searcher):
             "restarts": (int_at_least(0), 0),
             "inc_popsize": (int_at_least(1), 2),
             "max_generations": (int_at_least(1), None),
+            "initial_design": (int_at_least(0), 0),
         }, self.name)
         self.restart = 0
+        self.design = self._design(opts["initial_design"]) if opts["initial_design"] else None
         self.segment = self._segment(space.x0, opts["population_size"])
         self.finished = False
         self.past_generations = 0
@@ -69,6 +79,15 @@ class CMAESSearcher(Searcher):
         seed = int(np.random.SeedSequence([self.seed, self.restart]).generate_state(1)[0])
         return {"seed": seed, "mean": [float(v) for v in mean], "sigma": self.opts["sigma0"],
                 "popsize": int(popsize), "history": [], "current": None}
+
+    def _design(self, k: int) -> dict[str, Any]:
+        """x0 and k-1 scrambled Sobol points over the box, to be scored before CMA-ES starts."""
+        from scipy.stats import qmc
+
+        m = max(0, k - 2).bit_length()          # 2**m >= k - 1 points (Sobol is balanced at powers of 2)
+        unit = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)[: k - 1]
+        pts = [self.space.x0.tolist()] + qmc.scale(unit, self.space.lower, self.space.upper).tolist()
+        return {"points": pts, "ids": [None] * k, "values": [None] * k, "told": [False] * k}
 
     def _build(self) -> None:
         seg = self.segment
@@ -95,6 +114,12 @@ class CMAESSearcher(Searcher):
         return self.finished
 
     def _propose(self, n: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        if self.design is not None and not all(self.design["told"]):
+            d = self.design
+            free = [i for i, cid in enumerate(d["ids"]) if cid is None][:n]
+            for k, i in enumerate(free):
+                d["ids"][i] = self._next_id + k
+            return [(np.asarray(d["points"][i], float), {"design": i}) for i in free]
         seg = self.segment
         if seg["current"] is None:
             self.gen_x = [self.cma.ask() for _ in range(seg["popsize"])]
@@ -110,12 +135,15 @@ class CMAESSearcher(Searcher):
         return out
 
     def _observe(self, cand: Candidate, outcome: Outcome) -> None:
+        if outcome.values is not None and (self.best is None or outcome.values[0] > self.best[0]):
+            self.best = (outcome.values[0], cand.x.tolist())
+        if "design" in cand.meta:
+            self._observe_design(cand, outcome)
+            return
         seg, cur = self.segment, self.segment["current"]
         i = cur["ids"].index(cand.id)
         cur["told"][i] = True
         cur["values"][i] = None if outcome.failed else outcome.values[0]
-        if outcome.values is not None and (self.best is None or outcome.values[0] > self.best[0]):
-            self.best = (outcome.values[0], cand.x.tolist())
         if not all(cur["told"]):
             return
         stop = self._tell_cma(self.gen_x, cur["values"])
@@ -134,21 +162,38 @@ class CMAESSearcher(Searcher):
                 self.past_generations += len(seg["history"])
                 self._build()
 
+    def _observe_design(self, cand: Candidate, outcome: Outcome) -> None:
+        d = self.design
+        i = int(cand.meta["design"])
+        d["told"][i], d["values"][i] = True, None if outcome.failed else outcome.values[0]
+        if all(d["told"]):                 # CMA-ES starts at the design's best point
+            scored = [(v, k) for k, v in enumerate(d["values"]) if v is not None]
+            start = d["points"][max(scored)[1]] if scored else self.space.x0.tolist()
+            self.segment = self._segment(np.asarray(start, float), self.segment["popsize"])
+            self._build()
+
     def _generations(self) -> int:
         return self.past_generations + len(self.segment["history"])
 
     def _algo_state(self) -> dict[str, Any]:
         return {"restart": self.restart, "segment": self.segment, "finished": self.finished,
-                "best": self.best, "past_generations": self.past_generations}
+                "best": self.best, "past_generations": self.past_generations, "design": self.design}
 
     def _load_algo_state(self, d: dict[str, Any]) -> None:
         self.restart, self.finished = int(d["restart"]), bool(d["finished"])
         self.best = None if d["best"] is None else (float(d["best"][0]), list(d["best"][1]))
         self.past_generations = int(d["past_generations"])
         self.segment = copy.deepcopy(d["segment"])
+        self.design = copy.deepcopy(d.get("design"))
         self._build()
         cur = self.segment["current"]
         for cand in self._pending.values():
+            if "design" in cand.meta:
+                i = int(cand.meta["design"])
+                if self.design is None or self.design["ids"][i] != cand.id or \
+                        not np.array_equal(self.design["points"][i], cand.x):
+                    raise EvomergeError("searcher state: the initial design does not match the candidates in flight")
+                continue
             i = cand.meta.get("index")
             if cur is None or i is None or cur["ids"][i] != cand.id or not np.array_equal(self.gen_x[i], cand.x):
                 raise EvomergeError("searcher state: CMA-ES replay does not reproduce the candidates "

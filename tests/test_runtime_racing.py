@@ -1,0 +1,164 @@
+"""Multi-fidelity racing: the stop rule on known noise, honest storage of every rung, values the
+searcher can compare, and a resume that continues a race from its last stored rung."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evomerge.experiment import Experiment
+from evomerge.runtime.racing import Race, RaceState
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from analytic_backend import NoisySphereEvaluator  # noqa: E402
+
+N = 256
+
+
+def test_rungs_grow_by_eta_up_to_the_limit():
+    race = Race(32, 2.0, 2.0, {"t": 1.0}, True)
+    assert [race.rung(k) for k in range(4)] == [(0, 32), (32, 64), (64, 128), (128, 256)]
+    capped = Race(32, 3.0, 2.0, {"t": 1.0}, True, limit=200)
+    assert [capped.rung(k) for k in range(4)] == [(0, 32), (32, 96), (96, 200), (200, 200)]
+    st = RaceState()
+    for k in range(3):
+        st.add(capped.rung(k), {"t": [1.0] * (capped.rung(k)[1] - capped.rung(k)[0])}, {}, "w")
+    assert capped.complete(st) and not capped.goes_on(st, None)
+
+
+def test_stop_rule_on_items_with_known_binomial_noise():
+    """p = 0.3 vs an incumbent at 0.6: 32 items (se <= 0.088) already exclude it at z = 2;
+    p = 0.55 stays in; without an incumbent everyone goes on; a short rung ends the race."""
+    race = Race(32, 2.0, 2.0, {"t": 1.0}, True)
+    rng = np.random.default_rng(0)
+    bad, close = RaceState(), RaceState()
+    bad.add((0, 32), {"t": [1.0] * 10 + [0.0] * 22}, {}, "w")
+    close.add((0, 32), {"t": [1.0] * 18 + [0.0] * 14}, {}, "w")
+    assert not race.goes_on(bad, 0.6) and race.goes_on(close, 0.6) and race.goes_on(bad, None)
+    # minimized objectives race on the negated value
+    low = Race(32, 2.0, 2.0, {"t": 1.0}, False)
+    assert low.goes_on(bad, -0.5) and not low.goes_on(close, -0.2)
+    # coverage of the bound: a candidate whose true mean equals the incumbent is rarely stopped
+    stopped = 0
+    for _ in range(400):
+        st = RaceState()
+        st.add((0, 64), {"t": list((rng.random(64) < 0.6).astype(float))}, {}, "w")
+        stopped += not race.goes_on(st, 0.6)
+    assert stopped / 400 < 0.05
+    short = RaceState()
+    short.add((0, 32), {"t": [1.0] * 32}, {}, "w")
+    short.add((32, 64), {"t": [1.0] * 7}, {}, "w")
+    assert short.exhausted and race.complete(short)
+
+
+def experiment(name: str, budget: int, racing: dict | None, seed: int = 0) -> Experiment:
+    data = {"name": name, "models": {"base": "zoo:base", "sources": ["zoo:a", "zoo:b"]},
+            "search_space": {"kind": "parameter", "method": "dare_ties", "weight": {"low": 0.0, "high": 2.0}},
+            "fitness": {"tasks": ["sphere"], "options": {"items": N}},
+            "searcher": {"name": "cmaes", "options": {"population_size": 6}},
+            "budget": budget, "seed": seed, "backend": "analytic_backend:NoisySphereEvaluator"}
+    if racing is not None:
+        data["racing"] = racing
+    return Experiment.model_validate(data)
+
+
+def run(tmp: Path, exp: Experiment, pool=None, resume: bool = False):
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.loop import run_loop
+    from evomerge.runtime.session import build_session
+    from evomerge.runtime.store import RunStore, sqlite_url
+
+    session = build_session(exp)
+    url = sqlite_url(tmp / f"{exp.name}.db")
+    store = RunStore.open(url) if resume else RunStore.create(url, exp.name, exp.model_dump(mode="json"), "cmaes",
+                                                               exp.objective_directions(), exp.budget)
+    pool = pool or InProcessPool(session.spec)
+    run_loop(store, session, pool, exp.budget, show_progress=False)
+    return store, pool
+
+
+def test_every_rung_is_stored_and_the_told_value_is_the_mean_of_the_items_scored(tmp_path):
+    store, pool = run(tmp_path, experiment("race", 30, {"first": 32, "eta": 2.0}))
+    trials = store.trials()
+    assert len(trials) == 30 and all(t.state == "complete" for t in trials)
+    partial = [t for t in trials if not t.fidelity["full"]]
+    full = [t for t in trials if t.fidelity["full"]]
+    assert partial and full and trials[0].fidelity["full"]          # the first has no incumbent to race
+    for t in trials:
+        items = t.item_scores["sphere"]
+        assert t.fidelity["items"] == len(items) == sum(len(r["item_scores"]["sphere"]) for r in t.rungs)
+        assert [r["items"] for r in t.rungs] == t.fidelity["rungs"]
+        assert t.objectives["score"] == pytest.approx(sum(items) / len(items))
+    assert all(t.fidelity["items"] == N for t in full)
+    best = max(trials, key=lambda t: t.objectives["score"])
+    assert best.fidelity["full"]                                     # a winner always rests on every item
+    scored = sum(len(t.item_scores["sphere"]) for t in trials)
+    assert scored < 0.8 * 30 * N                                     # racing saved items
+    assert sum(1 for _, items in pool._evaluator.jobs if items == (0, 32)) == 30
+
+
+class Interrupt:
+    """The in-process pool, interrupted (Ctrl-C) after ``after`` results."""
+
+    def __init__(self, inner, after: int) -> None:
+        self.inner, self.left = inner, after
+
+    capacity = property(lambda self: self.inner.capacity)
+
+    def submit(self, job):
+        self.inner.submit(job)
+
+    def wait(self, timeout=None):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return self.inner.wait(timeout)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_resume_mid_race_goes_on_from_the_last_stored_rung(tmp_path):
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.session import build_session
+
+    exp = experiment("resume", 16, {"first": 32, "eta": 2.0})
+    inner = InProcessPool(build_session(exp).spec)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, exp, Interrupt(inner, 2))        # candidate 0: rungs [0, 32) and [32, 64) stored
+    from evomerge.runtime.store import RunStore, sqlite_url
+
+    mid = {t.number: t for t in RunStore.open(sqlite_url(tmp_path / "resume.db")).trials()}
+    assert mid[0].state == "running" and [r["items"] for r in mid[0].rungs] == [[0, 32], [32, 64]]
+    store, pool = run(tmp_path, exp, resume=True)
+    done = {t.number: t for t in store.trials()}
+    assert len(done) == 16 and done[0].fidelity["rungs"][:3] == [[0, 32], [32, 64], [64, 128]]
+    assert done[0].fidelity["items"] == N and len(done[0].item_scores["sphere"]) == N
+    assert (0, (0, 32)) not in pool._evaluator.jobs and (0, (64, 128)) in pool._evaluator.jobs
+    # the resumed candidate's items are exactly those an uninterrupted evaluation scores
+    whole = NoisySphereEvaluator(type("S", (), {"options": {"items": N}, "tasks": ("sphere",)})())
+    from evomerge.runtime.pool import EvalJob
+
+    ref = whole.evaluate(EvalJob(0, done[0].recipe))
+    assert done[0].item_scores["sphere"] == ref.item_scores["sphere"]
+
+
+def test_racing_refuses_searchers_that_need_every_item_and_several_objectives():
+    from pydantic import ValidationError
+
+    data = experiment("x", 4, {"first": 8}).model_dump()
+    data["searcher"] = {"name": "m2n2", "options": {}}
+    with pytest.raises(ValidationError, match="racing: m2n2"):
+        Experiment.model_validate(data)
+
+
+def test_an_evaluator_that_ignores_item_ranges_fails_its_candidates_instead_of_double_counting(tmp_path):
+    exp = experiment("ignores", 3, {"first": 2}).model_dump()
+    exp["backend"] = "analytic_backend:SphereEvaluator"          # scores all 4 recipe numbers every time
+    store, _ = run(tmp_path, Experiment.model_validate(exp))
+    assert [t.state for t in store.trials()] == ["failed"] * 3
+    assert "ignores item ranges" in store.trials()[0].error
