@@ -31,7 +31,7 @@ LM_MATH_WORDS = {"lm_eval": "math_words", "include_path": "fitness/lm_eval", "me
 
 def candidates(n: int) -> list[dict]:
     """The zoo's best known merge and n-1 variations of its weights (different item scores)."""
-    from evomerge.recipe import load_any_recipe
+    from evomerge.mergekit_config import load_any_recipe
 
     base = load_any_recipe(RECIPE).to_dict()
     out = []

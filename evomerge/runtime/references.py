@@ -28,7 +28,7 @@ def _short(ref: str) -> str:
 
 def reference_recipes(session: Any) -> dict[str, dict[str, Any]]:
     """Name -> recipe dict for every reference the experiment asks for, in its order."""
-    from evomerge.recipe import load_any_recipe
+    from evomerge.mergekit_config import load_any_recipe
 
     exp, out = session.experiment, {}
     sources, base = list(exp.models.sources), exp.models.base
