@@ -31,7 +31,7 @@ def test_a_run_without_a_terminal_prints_status_lines_and_its_start_up(tmp_path)
     assert re.fullmatch(r"\d\d:\d\d:\d\d logged: 4/6 evaluations, 1 failed, best -?\d\.\d+(e-\d+)?, "
                         r"\d+\.\d/min, ETA \d+m\d\ds", status[3]), status[3]
     info = RunStore.open(tmp_path / "runs" / "logged").info()
-    assert len(info.startup_s) == 1 and 0 < info.startup_s[0] < 60
+    assert len(info.startup_s) == 1 and 0 <= info.startup_s[0] < 60
     shown = _invoke(["status", tmp_path / "runs" / "logged"])
     assert re.search(r"start-up\s+│ \d+\.\d s: checks, workers, sources", shown.stdout), shown.stdout
     assert "(start-up included)" in shown.stdout
@@ -61,27 +61,27 @@ def test_multi_objective_run_ends_with_the_front_and_how_to_pick(tmp_path):
     assert last.startswith("Pareto front: 6 candidates (0, 1, 2, 3, 4, 5) trading off up, down; ")
     assert "best" not in last.split(";")[0] and "export" in last and "--objective NAME" in last
     assert re.search(r"candidate \d with up = .*; candidate \d with down = ", last)
-    # the untuned merge (the space's start point) was scored once as a baseline for the plot
-    assert "baselines for the Pareto plot: untuned merge up " in res.stderr
+    # the parents and the start point were scored once as references, marked on the Pareto plot
     baselines = RunStore.open(tmp_path / "runs" / "two").info().baselines
-    assert list(baselines) == ["untuned merge"] and set(baselines["untuned merge"]["objectives"]) == {"up", "down"}
-    assert len(RunStore.open(tmp_path / "runs" / "two").trials()) == 6      # baselines use no budget
+    assert list(baselines) == ["parent a", "parent b", "start"]
+    assert set(baselines["start"]["objectives"]) == {"up", "down"}
+    assert len(RunStore.open(tmp_path / "runs" / "two").trials()) == 6      # references use no budget
 
 
-def test_baselines_are_the_parents_and_the_untuned_merge():
+def test_a_multi_objective_run_compares_with_its_parents_and_start_point_by_default():
     from evomerge.experiment import Experiment
-    from evomerge.runtime.baselines import baseline_recipes
+    from evomerge.runtime.references import reference_recipes
     from evomerge.runtime.session import build_session
 
-    from dataclasses import replace
-
-    session = build_session(Experiment.model_validate(experiment("b")))
-    session.spec = replace(session.spec, backend="hf")   # as an hf run's (without loading the models)
-    recipes = baseline_recipes(session)
-    assert list(recipes) == ["parent base", "parent a", "parent b", "untuned merge"]
+    fitness = {"tasks": ["up", "down"], "objectives": [{"name": "up", "tasks": ["up"]},
+                                                       {"name": "down", "tasks": ["down"], "direction": "minimize"}]}
+    session = build_session(Experiment.model_validate(experiment("b", searcher="random", fitness=fitness)))
+    recipes = reference_recipes(session)
+    assert list(recipes) == ["parent a", "parent b", "start"]
     assert recipes["parent a"] == {"kind": "parameter", "method": "linear",
                                    "sources": [{"model": "zoo:a", "parameters": {"weight": 1.0}}]}
-    assert recipes["untuned merge"] == session.space.recipe_dict(session.space.x0)
+    assert recipes["start"] == session.space.recipe_dict(session.space.x0)
+    assert reference_recipes(build_session(Experiment.model_validate(experiment("one")))) == {}
 
 
 def test_genes_are_optuna_parameters_with_their_ranges(tmp_path):

@@ -51,12 +51,6 @@ def _search(store, session, pool, progress: bool) -> None:
         typer.echo(f"{store.name}: started in {startup:.1f} s (checks, workers, sources loaded); "
                    f"{_where(store)}", err=True)
     try:
-        from evomerge.runtime.baselines import score_baselines
-
-        scored = score_baselines(store, session, pool)
-        if scored:
-            typer.echo(f"{store.name}: baselines for the Pareto plot: "
-                       + "; ".join(_baseline(k, v) for k, v in scored.items()), err=True)
         summary = run_loop(store, session, pool, budget, show_progress=progress)
     except KeyboardInterrupt:
         done = sum(r.state != "running" for r in store.trials())
@@ -69,20 +63,14 @@ def _search(store, session, pool, progress: bool) -> None:
                f"stopped: {summary.stopped}")
     if hasattr(pool, "summary"):             # the Ray pool: utilization, replaced workers
         typer.echo(pool.summary())
-    best = _best_line(store)
-    if best:
-        typer.echo(best)
     from evomerge.runtime.references import climb_line, comparison_lines
 
     climb = climb_line(store)
     for line in ([climb] if climb else []) + comparison_lines(store):
         typer.echo(line)
-
-
-def _baseline(label: str, ref: dict) -> str:
-    if "error" in ref:
-        return f"{label} failed ({ref['error'][:80]})"
-    return f"{label} " + ", ".join(f"{k} {v:.4g}" for k, v in ref["objectives"].items())
+    best = _best_line(store)   # last: what to do next
+    if best:
+        typer.echo(best)
 
 
 def _where(store) -> str:

@@ -39,7 +39,7 @@ class RunInfo:
     budget: int | None = None
     started: datetime | None = None          # when `evomerge run` began, start-up included
     startup_s: list[float] = field(default_factory=list)   # start-up seconds, one per session
-    baselines: dict[str, Any] = field(default_factory=dict)   # label -> {objectives, scores} | {error}
+    baselines: dict[str, Any] = field(default_factory=dict)   # the run's references (runtime/references.py) by name
 
 
 def best_trial(trials: list[Any], objective: str, direction: str) -> Any | None:

@@ -4,8 +4,9 @@ A winner's score means little alone: the question a user asks is whether the sea
 they would have had without it. An experiment's ``references`` names what to compare with:
 ``parents`` (each source model as it is), ``untuned`` (task arithmetic, TIES and DARE-TIES over
 the sources with every weight 1 and density 0.5, the defaults a user reaches for; needs a base),
-``start`` (the search's start point) or a recipe file (named by its stem). The run scores them
-once, before searching, with the run's own evaluator on the search's split, and stores each
+``start`` (the search's start point) or a recipe file (named by its stem); a multi-objective run
+that names none compares with ``parents`` and ``start`` (its Pareto plot marks them). The run
+scores them once, before searching (they use no budget and never reach the searcher), with the run's own evaluator on the search's split, and stores each
 result the moment it arrives (a resume skips those stored); the run's final summary and the
 exported model card show the winner next to them.
 """
@@ -32,7 +33,8 @@ def reference_recipes(session: Any) -> dict[str, dict[str, Any]]:
 
     exp, out = session.experiment, {}
     sources, base = list(exp.models.sources), exp.models.base
-    for entry in exp.references:
+    entries = exp.references or (["parents", "start"] if len(exp.fitness.objectives) > 1 else [])
+    for entry in entries:
         if entry == "parents":
             for ref in sources:
                 out[f"parent {_short(ref)}"] = {"kind": "parameter", "method": "linear",

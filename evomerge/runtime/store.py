@@ -213,7 +213,7 @@ class RunStore:
         return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
                        objectives=dict(m["objectives"]), budget=m.get("budget"), started=started,
                        startup_s=[float(x) for x in m.get("startup_s") or []],
-                       baselines=dict(m.get("baselines") or {}))
+                       baselines=self.references())
 
     @property
     def storage(self) -> Any:
