@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evomerge.errors import CheckpointError, EvomergeError
 
-INSTALL_HINT = "pip install 'evomerge[real-model]'"
+INSTALL_HINT = "pip install 'evomerge[real-model]' (scripts/setup.sh does)"
 
 
 def require_gguf_support() -> None:
@@ -26,28 +26,28 @@ def require_gguf_support() -> None:
         raise EvomergeError(f"reading GGUF files needs the package(s) {', '.join(missing)}: {INSTALL_HINT}")
 
 
-def gguf_architecture(path: Path) -> str:
-    """The file's ``general.architecture``, after checking it parses and names one transformers reads."""
-    from gguf import GGUFReader
-    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+def read_gguf_metadata(path: Path) -> dict:
+    """transformers' reading of the file's metadata (config, tokenizer), without the tensors.
+
+    Raises a one-line CheckpointError for a missing or damaged file, or an architecture that
+    this transformers cannot read."""
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: GGUF file not found")
     try:
-        reader = GGUFReader(str(path))
-        field = reader.fields["general.architecture"]
-        arch = bytes(field.parts[field.data[0]]).decode()
-    except KeyError:
-        raise CheckpointError(f"{path}: damaged GGUF file (no general.architecture)") from None
-    except Exception as err:  # the reader raises ValueError, IndexError, struct errors... on bad bytes
-        raise CheckpointError(f"{path}: damaged GGUF file ({type(err).__name__}: {err})") from None
-    if arch not in GGUF_SUPPORTED_ARCHITECTURES:
-        import transformers
+        return load_gguf_checkpoint(str(path), return_tensors=False)
+    except ValueError as err:
+        if "is not supported" in str(err):
+            import transformers
 
-        raise CheckpointError(f"{path}: GGUF architecture {arch!r} cannot be read by transformers "
-                              f"{transformers.__version__} (it reads {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))})")
-    return arch
+            arch = str(err).split("architecture", 1)[-1].split("is not", 1)[0].strip()
+            raise CheckpointError(f"{path}: GGUF architecture {arch!r} cannot be read by transformers "
+                                  f"{transformers.__version__}") from None
+        raise CheckpointError(f"{path}: damaged GGUF file ({err})") from None
+    except Exception as err:  # the reader raises IndexError, struct errors, ... on bad bytes
+        raise CheckpointError(f"{path}: damaged GGUF file ({type(err).__name__}: {err})") from None
 
 
 def convert_gguf(path: Path, out: Path, card: str = "", log: Callable[[str], None] | None = None) -> None:
@@ -58,7 +58,7 @@ def convert_gguf(path: Path, out: Path, card: str = "", log: Callable[[str], Non
     log = log or (lambda _msg: None)
     require_gguf_support()
     path = Path(path)
-    gguf_architecture(path)
+    read_gguf_metadata(path)
     folder, name = str(path.parent), path.name
     try:
         log(f"reading and dequantizing {path.name}")

