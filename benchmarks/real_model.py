@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path

