@@ -6,8 +6,8 @@ split (1008 items, answers balanced over 0..20):
 - the base and the experts on the target (smollm2_math_words) and the experts on their own skills;
 - plain merges: a task-arithmetic grid (lambda_A, lambda_B) picked on validation, TIES and
   DARE-TIES at mergekit-like defaults;
-- the searched merge: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES, validation only) per
-  seed, its best recipe then scored on test.
+- the searched merge: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over task-arithmetic
+  weights, validation only) per seed, its best recipe then scored on test.
 Every score has its binomial standard error; margins are paired over the same test items.
 Also measured: CPU time of the build, the worker's memory per parameter and time per candidate.
 
@@ -91,7 +91,9 @@ def paired(a: list[float], b: list[float]) -> dict:
 
 
 def brief(scores: dict) -> dict:
-    return {k: {"score": round(v["score"], 4), "se": round(v["se"], 4), "n": v["n"]} for k, v in scores.items()}
+    """Score, standard error, n and the per-item scores as a 0/1 string (for paired comparisons later)."""
+    return {k: {"score": round(v["score"], 4), "se": round(v["se"], 4), "n": v["n"],
+                "items": "".join(str(int(x)) for x in v["items"])} for k, v in scores.items()}
 
 
 def search(seed: int, budget: int, limit: int, runs: Path) -> dict:

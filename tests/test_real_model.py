@@ -66,10 +66,7 @@ def test_a_search_resumes_and_exports_a_checkpoint_that_its_mergekit_config_rebu
 
     exp = yaml.safe_load((ROOT / "experiments" / "smollm2_ps.yaml").read_text())
     exp["models"]["sources"] = [A, B]
-    space = yaml.safe_load((ROOT / "search_spaces" / "ps_smollm2.yaml").read_text())
-    space["method"] = "ties"  # DARE's exact 1/density rescale has no mergekit equivalent; TIES has
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    exp["search_space"] = str(tmp_path / "space.yaml")
+    exp["search_space"] = str(ROOT / "search_spaces" / "ps_smollm2.yaml")
     exp["budget"] = 2
     exp["fitness"]["options"] = {"limit": 4, "batch_size": 4}
     path = tmp_path / "smoke.yaml"
@@ -85,7 +82,7 @@ def test_a_search_resumes_and_exports_a_checkpoint_that_its_mergekit_config_rebu
     assert len(trials) == 2 and all(t.objectives for t in trials)
 
     front = _cli("pareto", str(run))
-    assert front.exit_code == 0 and "ties" in front.stdout
+    assert front.exit_code == 0 and "task_arithmetic" in front.stdout
 
     out = tmp_path / "winner"
     exported = _cli("export", str(run), "--trial", "best", "--out", str(out), "--no-eval")
@@ -93,7 +90,7 @@ def test_a_search_resumes_and_exports_a_checkpoint_that_its_mergekit_config_rebu
     config = yaml.safe_load((out / "config.json").read_text())
     assert config["tie_word_embeddings"] is True and config["num_key_value_heads"] == 3
     mk = yaml.safe_load((out / "mergekit.yaml").read_text())
-    assert mk["merge_method"] == "ties"
+    assert mk["merge_method"] == "task_arithmetic"
     again_out = tmp_path / "from-mergekit"
     merged = _cli("merge", str(out / "mergekit.yaml"), "--out", str(again_out))
     assert merged.exit_code == 0, merged.stderr
@@ -124,13 +121,20 @@ def test_a_dataflow_path_over_tied_models_keeps_one_embedding_and_reproduces_a_s
     assert deep.model.lm_head.weight.data_ptr() == deep.model.model.embed_tokens.weight.data_ptr()
 
 
-def test_in_place_hf_loading_writes_the_tensors_of_the_streaming_merge(cheap_experts, tmp_path):
-    from evomerge.engine import merge_to_disk
+@pytest.fixture(scope="module")
+def in_place_hf(cheap_experts):
+    """The HF backend on resident base + experts, recipes materialized into one model in place."""
     from evomerge.evaluate.hf_backend import HFBackend
-    from evomerge.recipe import parse_recipe
     from evomerge.runtime.pool import EvaluatorSpec
 
-    hf = HFBackend.from_spec(EvaluatorSpec(sources=(BASE, A, B), tasks=("smollm2_math_words",)))
+    return HFBackend.from_spec(EvaluatorSpec(sources=(BASE, A, B), tasks=("smollm2_math_words",)))
+
+
+def test_in_place_hf_loading_writes_the_tensors_of_the_streaming_merge(in_place_hf, tmp_path):
+    from evomerge.engine import merge_to_disk
+    from evomerge.recipe import parse_recipe
+
+    hf = in_place_hf
     for i, recipe in enumerate((ties(1.0, 1.0), ties(2.0, 0.5, density=0.3))):
         merge_to_disk(parse_recipe(recipe), tmp_path / str(i))
         hf.load(parse_recipe(recipe))
@@ -183,8 +187,7 @@ def test_vllm_agrees_with_hf_on_a_real_checkpoint(cheap_experts):
 @pytest.mark.xfail(strict=True, reason="known bug, reported: after a hot-swap into the CPU engine the greedy text of "
                    "this tied-embedding model is garbage (likely the tied lm_head keeps the dummy start weights; "
                    "evaluate/vllm_worker.py)")
-def test_vllm_agrees_with_in_place_hf_on_the_real_model_across_hot_swaps(cheap_experts):
-    from evomerge.evaluate.hf_backend import HFBackend
+def test_vllm_agrees_with_in_place_hf_on_the_real_model_across_hot_swaps(in_place_hf):
     from evomerge.evaluate.vllm_backend import VLLMBackend
     from evomerge.recipe import parse_recipe
     from evomerge.runtime.pool import EvaluatorSpec
@@ -192,7 +195,7 @@ def test_vllm_agrees_with_in_place_hf_on_the_real_model_across_hot_swaps(cheap_e
     spec = EvaluatorSpec(sources=(BASE, A, B), tasks=("smollm2_math_words",), backend="vllm",
                          options={"max_model_len": 256, "kv_cache_gib": 1})
     gen, ll = _requests()
-    hf = HFBackend.from_spec(spec)
+    hf = in_place_hf
     x, y = ties(1.0, 1.0), ties(2.0, 0.5, density=0.3)
     vllm = VLLMBackend.from_spec(spec)
     try:
