@@ -128,11 +128,16 @@ def main() -> None:
     ap.add_argument("--test-limit", type=int, default=None,
                     help="score only the first N test items (balanced when N is a multiple of 21); default: all 1008")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_model.json"))
-    ap.add_argument("--runs", default="/tmp/real_model_runs")
+    ap.add_argument("--runs", default=None, help="where the searches' runs go (default: a new temp folder)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take the parents' and plain merges' test scores from --out (same settings), run only the searches")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    runs = Path(args.runs)
+    import tempfile
+
+    runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="real_model_runs-"))
     runs.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(Path(args.out).read_text()) if args.reuse else {}
     out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
                              "torch_threads": torch.get_num_threads()},
                  "versions": {"python": platform.python_version(), "torch": torch.__version__}}
@@ -157,29 +162,15 @@ def main() -> None:
                      round(bench.rss_delta_mb * 2**20 / bench.params, 1)}
     test: dict[str, dict] = {}
     tl = args.test_limit
-    test["base"] = bench.score(single(BASE), (TARGET,), "test", tl)
-    test["expert_math"] = bench.score(single(A), (TARGET, SKILL_A), "test", tl)
-    test["expert_words"] = bench.score(single(B), (TARGET, SKILL_B), "test", tl)
-    out["parents_test"] = {k: brief(v) for k, v in test.items()}
-    print(json.dumps(out["parents_test"]), flush=True)
-    save()
-
-    grid = {}
-    for wa in GRID_A:
-        for wb in GRID_B:
-            grid[f"{wa},{wb}"] = bench.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_limit)[TARGET]["score"]
-    best_cell = max(grid, key=grid.get)
-    wa, wb = map(float, best_cell.split(","))
-    out["ta_grid_validation"] = {"limit": args.val_limit, "scores": grid, "best": best_cell}
-    plain = {"task_arithmetic_best_of_grid": merge("task_arithmetic", wa, wb),
-             "ties_default": merge("ties", 1.0, 1.0, 0.5), "dare_ties_default": merge("dare_ties", 1.0, 1.0, 0.5)}
-    for name, recipe in plain.items():
-        test[name] = bench.score(recipe, (TARGET,), "test", tl)
-    out["plain_test"] = {k: brief(test[k]) for k in plain}
-    out["plain_recipes"] = plain
-    print(json.dumps(out["plain_test"]), flush=True)
-    save()
-
+    if previous:
+        def unpack(scores: dict) -> dict:
+            return {k: {**v, "items": [float(c) for c in v["items"]]} for k, v in scores.items()}
+        test = {k: unpack(v) for k, v in {**previous["parents_test"], **previous["plain_test"]}.items()}
+        out.update({k: previous[k] for k in ("parents_test", "ta_grid_validation", "plain_test", "plain_recipes")})
+        out["reused_from_previous_run"] = ["parents_test", "ta_grid_validation", "plain_test"]
+    else:
+        run_plain(bench, test, out, args, save)
+    plain = out["plain_recipes"]
     best_parent = max(("expert_math", "expert_words", "base"), key=lambda k: test[k][TARGET]["score"])
     best_plain = max(plain, key=lambda k: test[k][TARGET]["score"])
     out["searched"] = []
@@ -207,6 +198,34 @@ def main() -> None:
                          f"{os.getloadavg()[0]:.1f})", "full_test_split_eval_s": round(1008 / items_s)}
     save()
     print(json.dumps(out["summary"], indent=1))
+
+
+def run_plain(bench: Bench, test: dict, out: dict, args, save) -> None:
+    """Parents on test, the task-arithmetic grid on validation, plain merges on test."""
+    tl = args.test_limit
+    test["base"] = bench.score(single(BASE), (TARGET,), "test", tl)
+    test["expert_math"] = bench.score(single(A), (TARGET, SKILL_A), "test", tl)
+    test["expert_words"] = bench.score(single(B), (TARGET, SKILL_B), "test", tl)
+    out["parents_test"] = {k: brief(v) for k, v in test.items()}
+    print(json.dumps(out["parents_test"]), flush=True)
+    save()
+
+    grid = {}
+    for wa in GRID_A:
+        for wb in GRID_B:
+            grid[f"{wa},{wb}"] = bench.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_limit)[TARGET]["score"]
+    best_cell = max(grid, key=grid.get)
+    wa, wb = map(float, best_cell.split(","))
+    out["ta_grid_validation"] = {"limit": args.val_limit, "scores": grid, "best": best_cell}
+    plain = {"task_arithmetic_best_of_grid": merge("task_arithmetic", wa, wb),
+             "ties_default": merge("ties", 1.0, 1.0, 0.5), "dare_ties_default": merge("dare_ties", 1.0, 1.0, 0.5)}
+    for name, recipe in plain.items():
+        test[name] = bench.score(recipe, (TARGET,), "test", tl)
+    out["plain_test"] = {k: brief(test[k]) for k in plain}
+    out["plain_recipes"] = plain
+    print(json.dumps(out["plain_test"]), flush=True)
+    save()
+
 
 
 if __name__ == "__main__":
