@@ -7,7 +7,7 @@ split (1008 items, answers balanced over 0..20):
 - plain merges: a task-arithmetic grid (lambda_A, lambda_B) picked on validation, TIES and
   DARE-TIES at mergekit-like defaults;
 - the searched merge: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over task-arithmetic
-  weights, validation only) per seed, its best recipe then scored on test.
+  weights, validation only, started from the best grid cell) per seed, its best recipe then scored on test.
 Every score has its binomial standard error; margins are paired over the same test items.
 Also measured: CPU time of the build, the worker's memory per parameter and time per candidate.
 
@@ -96,8 +96,9 @@ def brief(scores: dict) -> dict:
                 "items": "".join(str(int(x)) for x in v["items"])} for k, v in scores.items()}
 
 
-def search(seed: int, budget: int, limit: int, runs: Path) -> dict:
-    """`evomerge run` of the experiment with this seed; the best trial's recipe and the run's timings."""
+def search(seed: int, budget: int, limit: int, runs: Path, start: dict) -> dict:
+    """`evomerge run` of the experiment with this seed, starting from ``start`` (the best plain merge on
+    validation); the best trial's recipe and the run's timings."""
     import yaml
 
     from evomerge.runtime.store import RunStore
@@ -106,6 +107,8 @@ def search(seed: int, budget: int, limit: int, runs: Path) -> dict:
     exp.update(name=f"smollm2-ps-seed{seed}", seed=seed, budget=budget,
                search_space=str(ROOT / "search_spaces" / "ps_smollm2.yaml"))
     exp["fitness"]["options"]["limit"] = limit
+    (runs / "start.yaml").write_text(yaml.safe_dump(start))
+    exp["initial_recipe"] = str(runs / "start.yaml")
     path = runs / f"seed{seed}.yaml"
     path.write_text(yaml.safe_dump(exp))
     t0 = time.perf_counter()
@@ -175,7 +178,7 @@ def main() -> None:
     best_plain = max(plain, key=lambda k: test[k][TARGET]["score"])
     out["searched"] = []
     for seed in args.seeds:
-        found = search(seed, args.budget, args.val_limit, runs)
+        found = search(seed, args.budget, args.val_limit, runs, plain["task_arithmetic_best_of_grid"])
         scores = bench.score(found["recipe"], (TARGET,), "test", tl)
         found["test"] = brief(scores)
         found["vs_best_parent"] = paired(scores[TARGET]["items"], test[best_parent][TARGET]["items"])
