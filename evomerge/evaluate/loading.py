@@ -101,7 +101,9 @@ class InPlaceLoader:
         config = AutoConfig.from_pretrained(str(first))
         dtype = _dtype_option(opts, "model_dtype") or stored_dtype(sources[0])
         with _no_init():  # every weight is overwritten next: skip the random initialization
-            self.model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(self.device).eval()
+            self.model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        self.model.tie_weights()  # skipped with the initialization: tied heads share the embeddings again
+        self.model = self.model.to(self.device).eval()
         resident = self.sources.model(str(sources[0]))
         with torch.no_grad():  # start as the first source, not as uninitialized memory
             for name, param in self.model.state_dict(keep_vars=True).items():

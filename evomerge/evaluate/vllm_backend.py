@@ -120,10 +120,11 @@ class VLLMBackend(TokenLM):
     @classmethod
     def from_pretrained(cls, path: str | Path, batch_size: int | None = None, **options: Any) -> "VLLMBackend":
         """An engine on one checkpoint (no swapping), e.g. for ``evomerge eval`` (vLLM batches
-        requests itself: ``batch_size`` is ignored)."""
+        requests itself: ``batch_size`` is ignored). float32 unless ``dtype`` says otherwise, as
+        the HF reference loads a checkpoint, so both backends give the same scores."""
         from evomerge.evaluate.loading import check_checkpoint
 
-        return cls(check_checkpoint(path), **options)
+        return cls(check_checkpoint(path), **{"dtype": "float32", **options})
 
     @classmethod
     def from_spec(cls, spec: Any) -> "VLLMBackend":

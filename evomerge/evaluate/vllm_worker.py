@@ -128,11 +128,28 @@ class EvomergeWorkerExtension:
         first = next(timed)  # validation errors surface here, before the engine is touched
         try:
             self.reload_weights(weights_iterator=itertools.chain([first], timed))
+            self._evomerge_retie()
         except BaseException:
             self._evomerge_restore()
             raise
         total = time.perf_counter() - start
         return {"materialize": timed.seconds, "swap": total - timed.seconds, "nonfinite": timed.nonfinite}
+
+    def _evomerge_retie(self) -> None:
+        """A tied output head (tie_word_embeddings) shares the embeddings' weight, but the CPU
+        platform packs its own copy of it for the GEMM kernels when weights are processed; a
+        reload skips the head's (tied, absent) tensor, so that copy would keep the engine's
+        start weights. Re-tie the head to the reloaded embeddings and process it again."""
+        model = self.model_runner.get_model()
+        config = self.model_runner.vllm_config.model_config.hf_config
+        head = getattr(model, "lm_head", None)
+        embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+        if not getattr(config, "tie_word_embeddings", False) or head is None or embed is None:
+            return
+        head.weight = embed.weight
+        method = getattr(head, "quant_method", None)
+        if method is not None and hasattr(method, "process_weights_after_loading"):
+            method.process_weights_after_loading(head)
 
     def _evomerge_restore(self) -> None:
         """Put every layer back on its device after an interrupted reload (weights undefined)."""
