@@ -569,8 +569,26 @@ def to_mergekit(recipe: Recipe) -> dict[str, Any]:
 
 
 def _dtypes(recipe: Recipe) -> dict[str, str]:
-    """mergekit's dtype (our compute dtype; float32 when unset) and out_dtype (our dtype)."""
-    return {"dtype": recipe.compute_dtype or "float32", **({"out_dtype": recipe.dtype} if recipe.dtype else {})}
+    """mergekit's dtype (our compute dtype; float32 when unset) and out_dtype (our dtype; when
+    unset, the dtype the first model is stored in, which is what our merge writes, where mergekit
+    would write its compute dtype)."""
+    out = recipe.dtype or _stored_dtype(recipe)
+    return {"dtype": recipe.compute_dtype or "float32", **({"out_dtype": out} if out else {})}
+
+
+def _stored_dtype(recipe: Recipe) -> str | None:
+    """The floating dtype the recipe's first model is stored in, or None when it cannot be read."""
+    from evomerge.engine.reader import CheckpointReader
+    from evomerge.errors import EvomergeError
+
+    refs = recipe.model_refs() if isinstance(recipe, ParameterRecipe) else [s.model for s in recipe.sources if s.model]
+    try:
+        reader = CheckpointReader(resolve_model_ref(refs[0]))
+    except (EvomergeError, IndexError):
+        return None
+    dtype = next((str(reader.dtype(n)).removeprefix("torch.") for n in reader.names if reader.dtype(n).is_floating_point),
+                 None)
+    return dtype if dtype in DTYPES else None
 
 
 def _dataflow_to_mergekit(recipe: DataflowRecipe) -> dict[str, Any]:

@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from evomerge.errors import ConfigError
-from evomerge.recipe import (
-    depth_position, evaluate, interpolate, load_any_recipe, load_recipe, parse_recipe, tensor_group,
-)
+from evomerge.mergekit_config import load_any_recipe
+from evomerge.recipe import depth_position, evaluate, interpolate, load_recipe, parse_recipe, tensor_group
 
 GOOD = {
     "method": "ties", "base": "zoo:base",
