@@ -48,3 +48,23 @@ def real_base():
     if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
         pytest.skip("the real-model extra (gguf, accelerate) is not installed")
     return real.build_base()
+
+
+# --- vLLM's CPU worker replaces torch.set_num_threads process-wide (with a no-op that logs through
+# a handler bound to the stream of the test that started the engine): undo it after every test, so
+# an in-process engine in one test cannot change the threads (or the output) of the tests after it
+_SET_NUM_THREADS = None
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_set_num_threads():
+    global _SET_NUM_THREADS
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and _SET_NUM_THREADS is None:
+        _SET_NUM_THREADS = torch.set_num_threads
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and _SET_NUM_THREADS is not None and torch.set_num_threads is not _SET_NUM_THREADS:
+        torch.set_num_threads = _SET_NUM_THREADS
