@@ -481,12 +481,14 @@ def summarize(rec: dict, baseline: dict, params: int) -> None:
                 summary[key][t] = value[t]
     w2 = rec.get("workers2_ties")
     if w2:
-        actors = [p for p in w2["processes"].values() if "ray::EvalWorker" in p["cmd"]]
+        actors = [p for p in w2["processes"].values()  # Ray's actor processes (their cmdline when first seen)
+                  if "ray::EvalWorker" in p["cmd"] or "ray/_private/workers/default_worker.py" in p["cmd"]]
         if len(actors) >= 2:
             one = max(a["rss"] for a in actors)
             total = sum(a["pss"] for a in actors)
             summary["workers2_check"] = {
                 "actors_pss_total_gb": round(total / 1e9, 2), "one_actor_rss_gb": round(one / 1e9, 2),
+                "actor_uss_gb": [round(a["uss"] / 1e9, 2) for a in actors],
                 "one_model_gb": round(2 * params / 1e9, 2),
                 "extra_over_one_worker_in_models": round((total - one) / (2 * params), 2)}
     ip = rec.get("inplace", {})
