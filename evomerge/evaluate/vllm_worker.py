@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from evomerge.errors import CheckpointError
+from evomerge.evaluate.loading import has_nonfinite
 
 _LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
 
@@ -44,7 +45,7 @@ class _Watched:
         t0 = time.perf_counter()
         try:
             name, t = next(self.items)
-            if self.nonfinite is None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if self.nonfinite is None and has_nonfinite(t):
                 self.nonfinite = name
             return name, t
         finally:
