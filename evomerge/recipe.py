@@ -8,7 +8,6 @@ layers through several models). `load_recipe` reads either from YAML with one-li
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -301,11 +300,8 @@ def evaluate(value: ParamValue, group: str, t: float) -> Any:
 def resolve_model_ref(ref: str, relative_to: Path | None = None) -> Path:
     """A model reference as a local directory: `zoo:NAME` via evomerge.zoo, else a path."""
     if ref.startswith("zoo:"):
-        try:
-            from evomerge.zoo import resolve
-        except ImportError:  # zoo module not built yet: its documented default location
-            root = os.environ.get("EVOMERGE_ZOO") or Path.home() / ".cache" / "evomerge" / "zoo"
-            return Path(root) / ref[4:]
+        from evomerge.zoo import resolve
+
         return Path(resolve(ref))
     path = Path(ref).expanduser()
     if not path.is_absolute() and relative_to is not None:

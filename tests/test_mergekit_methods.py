@@ -57,7 +57,7 @@ EXACT = list(base_configs({k: "x" for k in ("base", "e0", "e1", "e2")}))
 
 def configs(f):
     out = {f"{n}-{dt}": {**c, "dtype": dt} for n, c in base_configs(f).items() for dt in DTYPES}
-    b, e0, e1 = str(f["base"]), str(f["e0"]), str(f["e1"])
+    b, e0 = str(f["base"]), str(f["e0"])
     out["della_linear_half"] = {"merge_method": "della_linear", "base_model": b, "models": [
         {"model": e0, "parameters": {"weight": 1.0, "density": 0.5, "epsilon": 0.2}}], "dtype": "float32"}
     return out

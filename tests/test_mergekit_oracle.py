@@ -128,10 +128,6 @@ def test_layer_stacking_slices_become_a_dataflow_path(oracle):
     assert r.kind == "dataflow" and [s.model for s in r.sources] == [oracle[0]["stack"]["slices"][0]["sources"][0]["model"],
                                                                       oracle[0]["stack"]["slices"][1]["sources"][0]["model"]]
     assert [(h.source, h.layer) for h in r.layers] == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (0, 3)]
-    try:
-        from evomerge.engine import dataflow  # noqa: F401 - written with the data-flow genome
-    except ImportError:
-        pytest.skip("evomerge.engine.dataflow (data-flow materialization) not available yet")
     a, b = ours(oracle, "stack"), theirs(oracle, "stack")
     assert set(a) == set(b)
     for k in a:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from evomerge.experiment import Resources
 from evomerge.runtime.threads import evaluation_threads, machine_cores

@@ -4,7 +4,7 @@ evaluation pool drives. Every layer above evaluation consumes these."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -29,13 +29,6 @@ class EvalResult:
     @property
     def failed(self) -> bool:
         return self.error is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalResult":
-        return cls(**data)
 
 
 @dataclass(frozen=True)

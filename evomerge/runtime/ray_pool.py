@@ -68,11 +68,6 @@ class PoolStats:
     def utilization(self) -> float | None:
         return self.busy_s / self.alive_s if self.alive_s > 0 else None
 
-    @property
-    def driver_per_eval_s(self) -> float | None:
-        n = self.completed + self.failed
-        return self.driver_s / n if n else None
-
 
 class RayPool:
     """``EvaluationPool`` over ``workers`` Ray actors (see the module docstring)."""

@@ -86,9 +86,6 @@ class MAPSearcher(Searcher):
             raise EvomergeError("map: every design point failed; nothing to fit")
         return fit_quadratic(np.array([m["x"] for m in ok]), np.array([m["values"] for m in ok]))
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return quadratic_features(x) @ self.surrogates()
-
     def _plan_round(self) -> None:
         coef = self.surrogates()
         ok = [m["x"] for m in self.measured if m["values"] is not None]
