@@ -24,7 +24,8 @@ def _cli(*args: str):
 def test_conversion_writes_a_bf16_checkpoint_with_chat_template_and_manifest(real_base):
     from safetensors import safe_open
 
-    from evomerge.zoo.real import read_manifest, sha256
+    from evomerge.zoo.builder import sha256
+    from evomerge.zoo.real import read_manifest
 
     config = json.loads((real_base / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["tie_word_embeddings"] is True

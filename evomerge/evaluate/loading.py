@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from evomerge.engine.plan import DTYPES
 from evomerge.errors import CheckpointError, ConfigError
 
 
@@ -31,7 +32,6 @@ def check_checkpoint(ref: str | Path) -> Path:
     return path
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOADER_OPTIONS = ("device", "placement", "resident_dtype", "model_dtype", "memory_budget_gb", "base")
 
 

@@ -146,25 +146,25 @@ def task_vector(base: torch.Tensor | None, source: torch.Tensor) -> torch.Tensor
 
 def combine_torch(base: torch.Tensor | None, sources: Sequence[torch.Tensor], mix: Mix,
                   out: torch.Tensor) -> torch.Tensor:
-    """`combine` as torch ops, in the same order (float32 scalars, left-to-right sums); one
-    float32 task vector at a time is the only scratch beyond the running sums."""
+    """`combine` as torch ops, in the same order (float32 scalars, left-to-right sums); the
+    scratch is one float32 term per source of this one tensor."""
     dev = out.device
     rule = mix.rule
     f32 = lambda v: torch.tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
     zero = torch.zeros((), dtype=torch.float32, device=dev)
 
-    def term(k: int) -> torch.Tensor:
-        x = task_vector(base, sources[k]).to(dev)
-        return torch.where(keep_mask(x, rule, k), x * f32(mix.scales[k]), zero)
-
-    s = torch.zeros(out.shape, dtype=torch.float32, device=dev)
+    ts = []  # one float32 term per source: a tensor's worth each
     for k in range(len(sources)):
-        s = s + term(k)
+        x = task_vector(base, sources[k]).to(dev)
+        ts.append(torch.where(keep_mask(x, rule, k), x * f32(mix.scales[k]), zero))
+    s = torch.zeros(out.shape, dtype=torch.float32, device=dev)
+    for t in ts:
+        s = s + t
     if mix.consensus:
         g = torch.where(s < 0, f32(-1.0), f32(1.0))
         acc, div = torch.zeros_like(s), torch.zeros_like(s)
-        for k, w in enumerate(mix.weights):
-            p = term(k) * g
+        for t, w in zip(ts, mix.weights):
+            p = t * g
             pos = p > 0
             acc = acc + torch.where(pos, p, zero)
             div = div + torch.where(pos, f32(w), zero)
@@ -555,8 +555,8 @@ def _addresses(base: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> np
 def _split_run(kernel, n: int, tables: tuple, shape_of_counts: tuple, dtype=np.int32) -> np.ndarray:
     """Run a counting kernel over [0, n) split across threads, each with its own counts;
     their sum (int64)."""
-    _, bounds = _pieces([n], torch.get_num_threads())
-    ranges = [(0, n)] if len(bounds) <= 1 else [(int(a), int(b)) for a, b in _ranges(n, len(bounds))]
+    parts = max(1, min(torch.get_num_threads(), n // MIN_SPLIT))  # as _pieces splits a batch
+    ranges = [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
     parts = [np.zeros(shape_of_counts, dtype=dtype) for _ in ranges]
     if len(ranges) == 1:
         kernel(*tables, parts[0], *ranges[0])
@@ -566,11 +566,6 @@ def _split_run(kernel, n: int, tables: tuple, shape_of_counts: tuple, dtype=np.i
     for p in parts[1:]:
         total += p
     return total
-
-
-def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    cuts = [n * i // parts for i in range(parts + 1)]
-    return list(zip(cuts, cuts[1:]))
 
 
 def magnitude_histograms(base: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> np.ndarray:

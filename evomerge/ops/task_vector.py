@@ -50,7 +50,7 @@ def keep_rule(base: torch.Tensor, sources: Sequence[torch.Tensor], spec: MethodS
         d = p.densities[k]
         return magnitude_band(n, d, kth) if how == "magnitude" else outlier_band(n, d, p.gammas[k], kth)
 
-    bands = resolve_bands(n, band, K, lambda requests: kth_magnitudes(base, sources, requests, memo))
+    bands = resolve_bands(band, K, lambda requests: kth_magnitudes(base, sources, requests, memo))
     return Rule("band", lo=tuple(b[0] for b in bands), hi=tuple(b[1] for b in bands))
 
 

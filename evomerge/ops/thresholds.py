@@ -124,7 +124,7 @@ def kth_magnitudes(base: torch.Tensor | None, sources: Sequence[torch.Tensor], r
     return out
 
 
-def resolve_bands(n: int, band: Callable[[int, Callable[[int], float]], tuple[float, float]], K: int,
+def resolve_bands(band: Callable[[int, Callable[[int], float]], tuple[float, float]], K: int,
                   kth: Callable[[list[tuple[int, int]]], dict[tuple[int, int], float]]) -> list[tuple[float, float]]:
     """Each source's (lo, hi) band, `band(k, kth_of_k)` asked twice: once to learn which ranks
     it needs, once with their values (all resolved in one call to `kth`)."""

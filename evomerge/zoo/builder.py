@@ -30,7 +30,8 @@ def default_zoo_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "evomerge" / "zoo"
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -67,7 +68,7 @@ def is_up_to_date(out: Path, seed: int = DEFAULT_SEED, threads: int = DEFAULT_TH
     if any(manifest.get(k) != v for k, v in _expected(seed, threads).items()):
         return False
     hashes = manifest.get("sha256", {})
-    return all((out / n / "model.safetensors").is_file() and hashes.get(n) == _sha256(out / n / "model.safetensors")
+    return all((out / n / "model.safetensors").is_file() and hashes.get(n) == sha256(out / n / "model.safetensors")
                for n in MODELS)
 
 
@@ -123,7 +124,7 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
                     "models": list(MODELS), "seconds": timings,
                     "total_seconds": round(time.perf_counter() - t0, 1),
                     "load_average": os.getloadavg(),
-                    "sha256": {n: _sha256(tmp / n / "model.safetensors") for n in MODELS},
+                    "sha256": {n: sha256(tmp / n / "model.safetensors") for n in MODELS},
                 }
                 (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         finally:

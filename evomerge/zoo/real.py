@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evomerge.errors import CheckpointError, EvomergeError
+from evomerge.zoo.builder import sha256
 from evomerge.zoo.gguf_convert import convert_gguf, require_gguf_support
 
 if TYPE_CHECKING:
@@ -46,15 +47,6 @@ def real_zoo_dir() -> Path:
     """``$EVOMERGE_REAL_ZOO`` or ``~/.cache/evomerge/smollm2`` (beside the tiny zoo's cache)."""
     env = os.environ.get("EVOMERGE_REAL_ZOO")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "evomerge" / "smollm2"
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def wheel_gguf() -> tuple[Path, str]:
