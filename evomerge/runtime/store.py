@@ -308,9 +308,10 @@ class RunStore:
         self._rows.set_trial_attr(tid, f"rung{int(k)}", rung)
 
     def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int,
-               fidelity: dict[str, Any] | None = None) -> None:
+               fidelity: dict[str, Any] | None = None) -> str:
         """Store a result and flip the trial to COMPLETE (with objective values) or FAIL, in one
-        committed transaction. ``fidelity``: for a raced candidate, how many items the result rests on."""
+        committed transaction; returns the state stored ("complete" or "failed"). ``fidelity``:
+        for a raced candidate, how many items the result rests on."""
         tid = self._trial_of.get(int(cid))
         if tid is None:
             raise StoreError(f"store {self.url}: no trial for candidate {cid}")
@@ -325,6 +326,7 @@ class RunStore:
             self._rows.finish_trial(tid, {"result": payload}, None if error else [float(v) for v in objectives], error)
         except EvomergeError as err:
             raise StoreError(f"store {self.url}: candidate {cid}: {err}") from None
+        return "complete" if error is None else "failed"
 
     def save_searcher_state(self, state: dict[str, Any], seq: int) -> None:
         self._rows.set_study_attr("searcher_state", {"seq": int(seq), "state": state})
