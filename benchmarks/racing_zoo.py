@@ -89,13 +89,13 @@ def run_arms(seed: int, items: int, work: Path) -> dict[str, Path]:
         evomerge_run(experiment("single", seed, single, False), runs, log)
     t1 = time.perf_counter()
     target = stored(runs / "single")[1]
-    budget = 130
+    budget = 170
     while True:
         done, scored = stored(runs / "racing")
         if scored >= target:
             break
-        if done:   # items per evaluation so far decide how many more evaluations reach the target
-            budget = done + math.ceil((target - scored) / max(scored / done, 1.0)) + 2
+        if done:   # items per evaluation so far (they fall as the incumbent improves), with a margin
+            budget = done + math.ceil(1.2 * (target - scored) / max(scored / done, 1.0)) + 3
         evomerge_run(experiment("racing", seed, budget, True), runs, log)
         if stored(runs / "racing")[0] <= done:
             raise RuntimeError(f"seed {seed}: the racing run stopped before {target} items (see {log})")
