@@ -49,9 +49,8 @@ class OptunaRows:
         meta.reflect(self.engine, only=TABLES)
         t = self.t = {name: meta.tables[name] for name in TABLES}
         trials, b = t["trials"], sa.bindparam
-        number = sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == b("sid")).scalar_subquery()
-        self._new_trial = trials.insert().values(number=number, study_id=b("sid"), state="RUNNING",
-                                                 datetime_start=b("start"))
+        self._count = sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == b("sid"))
+        self._new_trial = trials.insert().values(state="RUNNING")
         self._flip = (sa.update(trials).where(trials.c.trial_id == b("tid"), trials.c.state == "RUNNING")
                       .values(state=b("state"), datetime_complete=b("end")))
         self._state = sa.select(trials.c.state).where(trials.c.trial_id == b("tid"))
@@ -74,8 +73,10 @@ class OptunaRows:
     def add_trial(self, user_attrs: dict[str, Any], params: list[tuple[str, float, str]]) -> int:
         """A RUNNING trial numbered as Optuna numbers them (trials of the study before it), with its
         user attributes and parameters (name, internal value, distribution JSON): one transaction."""
-        with self.engine.begin() as conn:
-            tid = conn.execute(self._new_trial, {"sid": self.study_id, "start": _now()}).inserted_primary_key[0]
+        with self.engine.begin() as conn:   # (count, then insert: MySQL refuses a subquery on the same table)
+            number = conn.execute(self._count, {"sid": self.study_id}).scalar()
+            tid = conn.execute(self._new_trial, {"number": number, "study_id": self.study_id,
+                                                 "datetime_start": _now()}).inserted_primary_key[0]
             conn.execute(self._inserts["trial_user_attributes"],
                          [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in user_attrs.items()])
             if params:
