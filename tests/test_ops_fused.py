@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from evomerge.ops.fused import DRAW_BITS, MIN_SPLIT, SPAN, Mix, Rule, combine, combine_torch, draw_threshold, draws_torch
+from evomerge.ops.fused import MIN_SPLIT, SPAN, Batch, Mix, Rule, abs_sums, combine
+from evomerge.ops.fused.reference import combine_torch, draws_torch, keep_mask
+from evomerge.ops.fused.rules import DRAW_BITS, draw_threshold
 
 
 def rules(K: int, stack: torch.Tensor) -> list[Rule]:
@@ -61,8 +63,6 @@ def test_pieces_cover_every_tensor_once_split_across_threads_and_never_straddle_
 
 
 def test_a_batch_of_tensors_equals_one_call_per_tensor():
-    from evomerge.ops.fused import Batch
-
     g = torch.Generator().manual_seed(3)
     sizes = [7, MIN_SPLIT * 2 + 3, 64, 1, MIN_SPLIT - 1]
     bases = [torch.randn(n, generator=g) for n in sizes]
@@ -115,23 +115,7 @@ def test_draw_thresholds_cover_the_ends_exactly():
         assert bool((d < draw_threshold(1.0)).all()) and not bool((d < draw_threshold(0.0)).any())
 
 
-def test_loaded_kernels_leave_every_module_attribute_readable_by_vllms_kernel_scan():
-    """vLLM's CPU platform calls vars(x).get("kernel") on every module attribute at engine start;
-    numba's llvmlite used to break that scan, so a vLLM engine could not start after a merge."""
-    import sys
-
-    combine(torch.zeros(4), [torch.ones(4)], Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), True, True),
-            torch.empty(4))
-    assert "llvmlite.binding.ffi" in sys.modules
-    for module in list(sys.modules.values()):
-        for value in list(getattr(module, "__dict__", {}).values()):
-            if hasattr(value, "__dict__"):
-                vars(value).get("kernel")  # raises on a non-mapping
-
-
 def test_l1_sums_match_torch_for_every_rule():
-    from evomerge.ops.fused import abs_sums, keep_mask
-
     g = torch.Generator().manual_seed(3)
     row = torch.randn(50_001, generator=g)
     band = Rule("band", lo=(0.3, 0.1), hi=(2.0, 1.0))
@@ -147,12 +131,12 @@ def test_l1_sums_match_torch_for_every_rule():
 def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, monkeypatch):
     import numpy as np
 
-    from evomerge.ops import fused
+    from evomerge.ops.fused import cache
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv("EVOMERGE_KERNEL_CACHE", str(blocker / "kernels"))
-    kernel = fused._load(("l1", "band"))
+    kernel = cache.load(("l1", "band"))
     row = torch.tensor([0.5, -2.0, 1.0, 3.0])
     total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.int32(0), False, 0, 4)
     assert (total, kept) == (6.5, 3.0) and not (blocker.parent / "kernels").exists()

@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.jso
 OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement",
            "base")
 
+
+def make_llvmlite_scannable() -> None:
+    """vLLM's CPU platform (0.32) scans every module attribute at engine start and calls vars()
+    on it; llvmlite's `ffi.lib` (loaded with numba once a merge kernel compiles) answers any
+    attribute, `__dict__` included, with a function wrapper, and the scan crashes. Hand it an
+    empty dict instead (nothing to do while llvmlite is not loaded)."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(fntab, dict) and not isinstance(fntab.get("__dict__"), dict):
+        fntab["__dict__"] = {}
 
 
 def _set_env(multiprocessing: bool, kv_cache_gib: int) -> None:
@@ -111,6 +122,7 @@ class VLLMBackend(TokenLM):
             self._shell, self.depth = _shell_dir(self.model_dir, depth)
             path = self._shell
             kwargs["load_format"] = "dummy"
+        make_llvmlite_scannable()
         self.llm = LLM(model=str(path), tokenizer=str(path), **kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         if self.sources:

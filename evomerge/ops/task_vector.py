@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import torch
 
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import (DRAW_BITS, Batch, Mix, Rule, abs_sums, combine, draw_threshold, hashes_for,
-                                kernel_dtype, task_vector)
+from evomerge.ops.fused import Batch, Mix, Rule, abs_sums, combine, kernel_dtype
+from evomerge.ops.fused.reference import task_vector
+from evomerge.ops.fused.rules import DRAW_BITS, draw_threshold, hashes_for
 from evomerge.ops.sparsify import magnitude_band, outlier_band
 from evomerge.ops.thresholds import TensorMemo, kth_magnitudes, resolve_bands
 from evomerge.ops.workspace import Workspace
