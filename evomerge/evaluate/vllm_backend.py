@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evomerge.engine.files import TOKENIZER_FILES
 from evomerge.errors import ConfigError, EvomergeError
 from evomerge.evaluate.requests import GenerationRequest
 from evomerge.evaluate.token_lm import TokenLM, cut_at_stop
+from evomerge.layers import num_layers
 
 WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
-SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-              "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
+SIDE_FILES = (*TOKENIZER_FILES, "generation_config.json")
 OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement",
            "base")
 
@@ -56,8 +57,7 @@ def _shell_dir(source: Path, depth: int | None) -> tuple[Path, int]:
         config = json.loads((source / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise EvomergeError(f"{source / 'config.json'}: cannot read the model config ({err})") from None
-    layers = int(config.get("num_hidden_layers", 0))
-    depth = layers if depth is None else int(depth)
+    depth = num_layers(config) if depth is None else int(depth)
     if depth < 1:
         raise ConfigError(f"options.max_layers: {depth} must be at least 1")
     config["num_hidden_layers"] = depth
