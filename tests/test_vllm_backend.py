@@ -171,8 +171,8 @@ def test_an_engine_can_start_after_merge_kernels_loaded_llvmlite():
     from evomerge.evaluate.vllm_backend import make_llvmlite_scannable
     from evomerge.ops.fused import Mix, Rule, combine
 
-    combine(torch.zeros(4), [torch.ones(4)], Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), True, True),
-            torch.empty(4))
+    mix = Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), consensus=True, normalize=True)
+    combine(torch.zeros(4), [torch.ones(4)], mix, torch.empty(4))
     ffi = sys.modules["llvmlite.binding.ffi"]
     ffi.lib._fntab.pop("__dict__", None)  # as in a fresh process, whatever ran before
     with pytest.raises(AttributeError):

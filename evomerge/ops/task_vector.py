@@ -116,5 +116,5 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
     scales = [w * f for w, f in zip(p.weights, _rescale(base, tensors, rule, p))]
     if not spec.consensus:  # fold lambda and the normalization into each source's scale
         scales = [s * lam / (weight_total(p.weights) if normalize else 1.0) for s in scales]
-    mix = Mix(rule, tuple(scales), tuple(p.weights), spec.consensus, normalize, lam)
+    mix = Mix(rule, tuple(scales), tuple(p.weights), consensus=spec.consensus, normalize=normalize, lam=lam)
     return combine(base, tensors, mix, res, batch)

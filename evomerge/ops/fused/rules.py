@@ -11,7 +11,7 @@ numbers, the same draws on any device and in any tensor order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 DRAW_BITS = 16  # a draw is a uniform integer in [0, 2**16); kept iff draw < round(density * 2**16)
 HASH_C1, HASH_C2 = 0x7FEB352D, 0x846CA68B  # "lowbias32" integer hash constants (C. Wellons)
@@ -39,11 +39,12 @@ class Mix:
     """How kept entries combine, for one tensor: `scales` multiply each source's kept entries
     (weight, rescale, and for the plain sum also lambda and normalization); `weights` are what
     a kept entry adds to the TIES divisor; `consensus` elects a sign per entry; `normalize`
-    divides by the weight that voted; `lam` scales the consensus result."""
+    divides by the weight that voted; `lam` scales the consensus result (named, never positional)."""
 
     rule: Rule
     scales: tuple[float, ...]
     weights: tuple[float, ...] = ()
+    _: KW_ONLY
     consensus: bool = False
     normalize: bool = False
     lam: float = 1.0
