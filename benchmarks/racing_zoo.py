@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -57,7 +57,7 @@ def main() -> None:
     single, racing = curve(args.single, test), curve(args.racing, test)
     budget = min(single["items"], racing["items"])
     marks = [budget // 4, budget // 2, 3 * budget // 4, budget]
-    out = {"benchmark": "racing_zoo", "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    out = {"benchmark": "racing_zoo", "machine": machine("torch", "transformers", "optuna", "cmaes"),
            "single": single, "racing": racing, "equal_items": budget,
            "at_items": {str(m): {"single": at(single["incumbents"], m), "racing": at(racing["incumbents"], m)}
                         for m in marks}}

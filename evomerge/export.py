@@ -16,7 +16,6 @@ with ``force``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -118,15 +117,12 @@ def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], spli
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
     """Output and source layer counts of a data-flow recipe, with what the card must say."""
-    from evomerge.recipe import DataflowRecipe, resolve_model_ref
+    from evomerge.genome.base import model_layers
+    from evomerge.recipe import DataflowRecipe
 
     if not isinstance(recipe, DataflowRecipe):
         return None, [], []
-    counts = []
-    for src in recipe.sources:
-        ref = src.model if src.model is not None else src.recipe.model_refs()[0]
-        cfg = json.loads((resolve_model_ref(ref) / "config.json").read_text())
-        counts.append(int(cfg["num_hidden_layers"]))
+    counts = [model_layers(src.model if src.model is not None else src.recipe.model_refs()[0]) for src in recipe.sources]
     scaled = [k for k, h in enumerate(recipe.layers) if h.scale != 1.0]
     notes = [f"Data-flow path of {len(recipe.layers)} layers exported as a plain checkpoint "
              f"(`num_hidden_layers: {len(recipe.layers)}`); it loads with any Llama-compatible runtime."]

@@ -13,6 +13,7 @@ recipe, or a data-flow path mergekit can express, as a mergekit config.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,11 @@ def _union(where: str, base: str | None, models: list[str], src: str) -> str:
     return "base" if base else models[0]
 
 
+def _position(start: int, end: int, layer: int) -> float:
+    """Where a layer sits in its slice, for gradients (mergekit: 0 first, 1 last; 1 alone)."""
+    return (layer - start) / (end - start - 1) if end - start > 1 else 1.0
+
+
 def _slice_sources(sl: dict, i: int, src: str, folder, names: _Names | None = None,
                    convert: bool = True) -> list[tuple[str, tuple[int, int], dict]]:
     if not isinstance(sl, dict) or "sources" not in sl:
@@ -392,7 +398,7 @@ def _stack_slices(data, src, folder, dtype) -> DataflowRecipe:
         if ref not in models:
             models.append(ref)
         for layer in range(a, b):
-            t = (layer - a) / (b - a - 1) if b - a > 1 else 1.0
+            t = _position(a, b, layer)
             hop = {"source": models.index(ref), "layer": layer, "scale": 1.0}
             factors = _scale_filters(scopes, t, src)
             hops.append({**hop, "tensor_scale": factors} if factors else hop)
@@ -433,11 +439,25 @@ def _factor(filters: dict[str, float], tensor: str) -> float:
     return next((f for key, f in filters.items() if key == "*" or key in tensor), 1.0)
 
 
-def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = None):
-    """Aligned slices (every model contributes its own layers [a, b), slices tiling 0..L in
-    order) -> per-layer parameter lists. Returns (models, {model or None: parameters})."""
-    spec = get_method(method) if method in METHODS else None
-    slices = []
+@dataclass(frozen=True)
+class Slice:
+    """One aligned slice of a mergekit config: layers [start, end) of every model, with the
+    parameters set on each of its sources (by model reference) and on the slice itself."""
+
+    start: int
+    end: int
+    source_params: dict[str, dict[str, Any]]
+    params: dict[str, Any]
+
+    @property
+    def layers(self) -> range:
+        return range(self.start, self.end)
+
+
+def _aligned_slices(data, base, src, folder, names: _Names | None) -> tuple[list[str], list[Slice]]:
+    """The models merged (base aside, in order) and the slices, which must be aligned: every
+    model contributes its own layers [a, b), and the slices tile 0..L in order."""
+    slices: list[Slice] = []
     models: list[str] | None = None
     expect = 0
     for i, sl in enumerate(data["slices"]):
@@ -454,47 +474,56 @@ def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = 
             models = these
         elif these != models:
             raise _err(src, f"slices[{i}].sources", "every slice must merge the same models in the same order")
-        a, b = next(iter(ranges))
-        expect = b
-        slices.append((a, b, {ref: p for ref, _, p in ss}, _params(sl.get("parameters"), f"slices[{i}].parameters", src, names)))
-    n_layers = expect
-    names = [p.name for p in spec.params] if spec else []
-    out: dict[Any, dict[str, Any]] = {m: {} for m in models}
-    out[None] = {}
-    for key in names:
-        pdef = spec.param(key)
-        for owner in [*models, None]:
-            if (owner is None) != (pdef.scope == "global"):
-                continue
-
-            def look(sl, tensor, t):
-                v = _lookup(key, owner, sl, glob, tensor, t)
-                return pdef.default if v is None else v
-
-            per_group = {g: [look(sl, PROBES[g], (layer - sl[0]) / (sl[1] - sl[0] - 1) if sl[1] - sl[0] > 1 else 1.0)
-                             for sl in slices for layer in range(sl[0], sl[1])] for g in ("attn", "mlp", "layernorm")}
-            per_group["embed"] = [look(slices[0], PROBES["embed"], 0.0)]
-            per_group["head"] = [look(slices[-1], PROBES["head"], 0.0)]
-            per_group["norm"] = [look(slices[-1], PROBES["norm"], 0.0)]
-            values = [v for vs in per_group.values() for v in vs]
-            if any(v is None for v in values):
-                raise _err(src, f"slices.parameters.{key}", "required but not set for every layer")
-            if not pdef.layered and len({str(v) for v in values}) > 1:
-                raise _err(src, f"slices.parameters.{key}", "differs between slices; evomerge takes one value")
-            if values and any(v != pdef.default for v in values):
-                out[owner][key] = _compact(per_group, n_layers)
-    return models, out
+        a, expect = next(iter(ranges))
+        slices.append(Slice(a, expect, {ref: p for ref, _, p in ss},
+                            _params(sl.get("parameters"), f"slices[{i}].parameters", src, names)))
+    return models or [], slices
 
 
-def _lookup(key, owner, sl, glob, tensor, t):
-    """mergekit's precedence for one tensor: slice source -> slice -> global."""
-    scopes = ([sl[2].get(owner, {})] if owner is not None else []) + [sl[3], glob]
+def _lookup(key: str, owner: str | None, sl: Slice, glob: dict, tensor: str, t: float) -> Any:
+    """mergekit's precedence for one tensor: slice source -> slice -> global (None: unset)."""
+    scopes = ([sl.source_params.get(owner, {})] if owner is not None else []) + [sl.params, glob]
     for scope in scopes:
         if key in scope:
             v = evaluate(scope[key], tensor_group(tensor), t)
             if v is not None:
                 return v
     return None
+
+
+def _per_group(key: str, owner: str | None, default: Any, slices: list[Slice], glob: dict) -> dict[str, list]:
+    """One parameter's values across the slices: per layer for attn, mlp and layernorm; the
+    embeddings as the first slice reads them, final norm and head as the last one does."""
+    def value(sl: Slice, group: str, t: float) -> Any:
+        v = _lookup(key, owner, sl, glob, PROBES[group], t)
+        return default if v is None else v
+
+    per_group = {g: [value(sl, g, _position(sl.start, sl.end, layer)) for sl in slices for layer in sl.layers]
+                 for g in ("attn", "mlp", "layernorm")}
+    per_group["embed"] = [value(slices[0], "embed", 0.0)]
+    per_group["head"] = [value(slices[-1], "head", 0.0)]
+    per_group["norm"] = [value(slices[-1], "norm", 0.0)]
+    return per_group
+
+
+def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = None):
+    """Aligned slices -> per-layer parameter lists. Returns (models, {model or None (global):
+    parameters})."""
+    spec = get_method(method) if method in METHODS else None
+    models, slices = _aligned_slices(data, base, src, folder, names)
+    out: dict[Any, dict[str, Any]] = {m: {} for m in models}
+    out[None] = {}
+    for pdef in spec.params if spec else ():
+        for owner in models if pdef.scope == "source" else [None]:
+            per_group = _per_group(pdef.name, owner, pdef.default, slices, glob)
+            values = [v for vs in per_group.values() for v in vs]
+            if any(v is None for v in values):
+                raise _err(src, f"slices.parameters.{pdef.name}", "required but not set for every layer")
+            if not pdef.layered and len({str(v) for v in values}) > 1:
+                raise _err(src, f"slices.parameters.{pdef.name}", "differs between slices; evomerge takes one value")
+            if values and any(v != pdef.default for v in values):
+                out[owner][pdef.name] = _compact(per_group, slices[-1].end)
+    return models, out
 
 
 def _compact(per_group: dict[str, list], n_layers: int) -> Any:

@@ -8,7 +8,6 @@ layers through several models). `load_recipe` reads either from YAML with one-li
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -16,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evomerge.errors import ConfigError
-from evomerge.ops import METHODS
+from evomerge.layers import layer_index
+from evomerge.ops import DTYPES, METHODS
 
-DTYPES = ("float32", "bfloat16", "float16")
 GROUPS = ("attn", "mlp", "embed", "head", "layernorm", "norm", "default")
 PARENT = {"layernorm": "norm"}  # a mapping without the group falls back to its parent, then default
 Number = Union[int, float]
@@ -233,15 +232,6 @@ def _numbers(value: Any, path: str):
 
 
 # ---- parameter values per tensor -------------------------------------------------------------
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-def layer_index(tensor_name: str) -> int | None:
-    """Block index of a tensor (`model.layers.7.mlp...` -> 7), None outside the blocks."""
-    m = _LAYER.search(tensor_name)
-    return int(m.group(1)) if m else None
-
 
 def tensor_group(tensor_name: str) -> str:
     """Layer group of a tensor (Llama-style names), most specific first."""

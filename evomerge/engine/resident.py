@@ -45,7 +45,7 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 class ResidentModel:
-    """One model's tensors in memory (same read interface as CheckpointReader)."""
+    """One model's tensors in memory (a `source.TensorSource`, as CheckpointReader is)."""
 
     def __init__(self, path: Path, tensors: dict[str, torch.Tensor], config: dict, reader=None) -> None:
         self.path = path

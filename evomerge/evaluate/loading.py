@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from evomerge.engine.plan import DTYPES
+from evomerge.ops.compute_dtype import DTYPES
 from evomerge.errors import CheckpointError, ConfigError
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from evomerge.errors import CheckpointError, ConfigError
+from evomerge.layers import num_layers
 
 
 class Strict(BaseModel):
@@ -108,8 +109,8 @@ class SearchSpace(ABC):
         return r if isinstance(r, dict) else r.to_dict()
 
 
-def num_layers(ref: str) -> int:
-    """Decoder layer count of a model reference, read from its config.json."""
+def model_layers(ref: str) -> int:
+    """Decoder layer count of a model reference (`layers.num_layers` of its config.json)."""
     from evomerge.recipe import resolve_model_ref
 
     path = resolve_model_ref(ref) / "config.json"
@@ -120,8 +121,8 @@ def num_layers(ref: str) -> int:
         raise CheckpointError(f"{ref}: no config.json at {path}{hint}") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable config ({err})") from None
-    n = cfg.get("num_hidden_layers")
-    if not isinstance(n, int) or n < 1:
+    n = num_layers(cfg)
+    if n < 1:
         raise CheckpointError(f"{path}: num_hidden_layers missing or invalid")
     return n
 

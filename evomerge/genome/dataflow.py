@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, Range, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, Range, SearchSpace, Strict, model_layers
 
 
 class DataflowSpec(Strict):
@@ -61,7 +61,7 @@ class DataflowSpace(SearchSpace):
 
     @classmethod
     def over_models(cls, spec: DataflowSpec, models: Models) -> "DataflowSpace":
-        return cls(spec, [{"model": m} for m in models.sources], [num_layers(m) for m in models.sources])
+        return cls(spec, [{"model": m} for m in models.sources], [model_layers(m) for m in models.sources])
 
     def gene_labels(self) -> list[str]:
         """``slot7_math_L3`` (is slot 7, layer 3 of source math, on the path?) then

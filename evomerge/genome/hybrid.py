@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, SearchSpace, Strict, model_layers
 from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
 from evomerge.genome.parameter import ParameterSpace, ParameterSpec
 
@@ -47,7 +47,7 @@ class HybridSpace(SearchSpace):
             self.ps = ParameterSpace(spec.parameter, models)
             merged = self.ps.recipe_dict(self.ps.x0)
         self.n_ps = 0 if self.ps is None else self.ps.dim
-        layers = [num_layers(models.sources[0])] + [num_layers(m) for m in models.sources]
+        layers = [model_layers(models.sources[0])] + [model_layers(m) for m in models.sources]
         sources = [{"recipe": merged}] + [{"model": m} for m in models.sources]
         self.dfs = DataflowSpace(spec.dataflow, sources, layers)
         ps_lo = self.ps.lower if self.ps else np.zeros(0)

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, Range, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, Range, SearchSpace, Strict, model_layers
 
 Layout = Literal["model", "blocks", "attn_mlp"]
 
@@ -98,7 +98,7 @@ class _SourceGenes(SearchSpace):
     def __init__(self, models: Models, params: list[tuple[str, Range, float]], layout: Layout) -> None:
         self.models = models
         self.layout: Layout = layout
-        self.n_layers = num_layers(models.sources[0]) if layout != "model" else 1
+        self.n_layers = model_layers(models.sources[0]) if layout != "model" else 1
         self.params = params                       # (name, range, fallback)
         self.genes_per = len(_names(layout, self.n_layers))
         lo, hi, x0 = [], [], []

@@ -72,6 +72,7 @@ class MethodSpec:
         return _resolve(COMPUTE_DTYPE_FUNCTION)
 
 
+DTYPES = ("float32", "bfloat16", "float16")  # the dtypes a recipe may name (ops.compute_dtype.DTYPES maps them to torch)
 COMPUTE_DTYPE_FUNCTION = "evomerge.ops.compute_dtype:merge"  # every method's math in bf16 / fp16
 
 
