@@ -118,7 +118,8 @@ def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], spli
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
     """Output and source layer counts of a data-flow recipe, with what the card must say."""
-    from evomerge.recipe import DataflowRecipe, resolve_model_ref
+    from evomerge.recipe import DataflowRecipe
+    from evomerge.zoo import resolve_model_ref
 
     if not isinstance(recipe, DataflowRecipe):
         return None, [], []

@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evomerge.config_io import read_yaml
 from evomerge.errors import ConfigError
 from evomerge.ops import METHODS, get_method
-from evomerge.recipe import (
-    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, load_recipe, parse_recipe,
-    read_yaml, resolve_model_ref, tensor_group,
-)
+from evomerge.ops.layered import GROUPS, evaluate, interpolate, tensor_group
+from evomerge.recipe import DTYPES, DataflowRecipe, ParameterRecipe, Recipe, load_recipe, parse_recipe
+from evomerge.zoo import resolve_model_ref
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
             "tokenizer_source", "tokenizer", "modules"}
@@ -242,7 +242,7 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
         sources[0]["parameters"] = {"weight": 1.0}
     spec = get_method(method)
     others = [s for s in sources if s["model"] != base]
-    if not spec.needs_base and not spec.base_optional and method != "slerp" and base is not None:
+    if not spec.needs_base and not spec.base_optional and base is not None:
         if len(others) == len(sources):
             raise _err(src, "base_model", f"{method} with a base_model outside 'models' is not supported")
         base = None
@@ -638,4 +638,4 @@ def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
     data = read_yaml(path)
     if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
         return from_mergekit(data, Path(path))
-    return load_recipe(path)
+    return parse_recipe(data, str(path), Path(path).resolve().parent)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from evomerge.errors import ConfigError
+from evomerge.zoo import resolve_model_ref
 
 HEADER = "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
 
@@ -51,8 +52,6 @@ def _parameter_config(recipe: Any) -> tuple[dict[str, Any], str]:
 
 def passthrough_config(recipe: Any) -> dict[str, Any]:
     """Slices of consecutive layers, one source each; ConfigError when mergekit cannot express the path."""
-    from evomerge.recipe import resolve_model_ref
-
     if any(s.recipe is not None for s in recipe.sources):
         raise ConfigError("recipe: hybrid paths (an inline parameter merge as a source) have no mergekit equivalent")
     scaled = [k for k, h in enumerate(recipe.layers) if h.scale != 1.0]

@@ -26,7 +26,8 @@ from evomerge.engine.reader import CheckpointReader
 from evomerge.engine.resident import ResidentSources
 from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
 from evomerge.errors import CheckpointError
-from evomerge.recipe import DataflowRecipe, resolve_model_ref
+from evomerge.recipe import DataflowRecipe
+from evomerge.zoo import resolve_model_ref
 
 _LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
 OUTPUT_PROJECTIONS = ("self_attn.o_proj.", "mlp.down_proj.")

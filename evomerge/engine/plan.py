@@ -12,7 +12,8 @@ import torch
 
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.recipe import ParameterRecipe, depth_position, evaluate, layer_index, tensor_group
+from evomerge.ops.layered import depth_position, evaluate, layer_index, tensor_group
+from evomerge.recipe import ParameterRecipe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -16,12 +16,11 @@ import torch
 
 from evomerge.engine.plan import DTYPES
 from evomerge.errors import CheckpointError, ConfigError
+from evomerge.zoo import resolve_model_ref
 
 
 def check_checkpoint(ref: str | Path) -> Path:
     """A model reference (path or zoo:NAME) -> its folder, if it holds config + safetensors."""
-    from evomerge.recipe import resolve_model_ref
-
     path = resolve_model_ref(str(ref))
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{ref}: no config.json (not a model folder)")
