@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from evomerge.config_io import read_yaml
-from evomerge.errors import ConfigError
+from evomerge.errors import ConfigError, EvomergeError
 from evomerge.ops import METHODS, get_method
 from evomerge.ops.layered import GROUPS, evaluate, interpolate, tensor_group
 from evomerge.recipe import DTYPES, DataflowRecipe, ParameterRecipe, Recipe, load_recipe, parse_recipe
+from evomerge.vocab import first_difference
 from evomerge.zoo import resolve_model_ref
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -340,8 +341,6 @@ def _tokenizer_source(data: dict, src: str) -> tuple[Any, str]:
 def _union(where: str, base: str | None, models: list[str], src: str) -> str:
     """mergekit's vocabulary union: the base's (else the first model's) tokenizer when every
     model has the same vocabulary; refused otherwise, naming the first difference."""
-    from evomerge.vocab import first_difference
-
     diff = first_difference([resolve_model_ref(m) for m in ([base] if base else []) + models])
     if diff:
         raise _err(src, where, f"'union' needs a vocabulary union and {diff}; evomerge merges models "
@@ -579,7 +578,6 @@ def _dtypes(recipe: Recipe) -> dict[str, str]:
 def _stored_dtype(recipe: Recipe) -> str | None:
     """The floating dtype the recipe's first model is stored in, or None when it cannot be read."""
     from evomerge.engine.reader import CheckpointReader
-    from evomerge.errors import EvomergeError
 
     refs = recipe.model_refs() if isinstance(recipe, ParameterRecipe) else [s.model for s in recipe.sources if s.model]
     try:

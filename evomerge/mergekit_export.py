@@ -15,6 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from evomerge.errors import ConfigError
+from evomerge.mergekit_config import to_mergekit
+from evomerge.ops import get_method
+from evomerge.recipe import DataflowRecipe
 from evomerge.zoo import resolve_model_ref
 
 HEADER = "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
@@ -22,8 +25,6 @@ HEADER = "# mergekit 0.1.5 config for the same merge (model paths resolved on th
 
 def export_config(recipe: Any) -> tuple[dict[str, Any] | None, str]:
     """(config or None, one line for the model card): what mergekit.yaml holds, or why there is none."""
-    from evomerge.recipe import DataflowRecipe
-
     try:
         if isinstance(recipe, DataflowRecipe):
             return passthrough_config(recipe), "mergekit.yaml: the same layer path as mergekit `passthrough` slices."
@@ -33,9 +34,6 @@ def export_config(recipe: Any) -> tuple[dict[str, Any] | None, str]:
 
 
 def _parameter_config(recipe: Any) -> tuple[dict[str, Any], str]:
-    from evomerge.mergekit_config import to_mergekit
-    from evomerge.ops import get_method
-
     spec = get_method(recipe.method)
     rescale_def = spec.param("rescale")
     rescale = recipe.parameters.get("rescale", rescale_def.default if rescale_def else None)

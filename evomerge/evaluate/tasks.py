@@ -19,6 +19,7 @@ from pydantic import Field
 
 from evomerge.config_io import StrictModel, read_mapping, validate
 from evomerge.errors import ConfigError
+from evomerge.evaluate.digits import digits_items
 from evomerge.evaluate.requests import (
     ClassificationRequest,
     GenerationRequest,
@@ -99,8 +100,6 @@ def _mean(xs: list[float]) -> float:
 
 def _read_items(task: Task, split: str) -> list[dict[str, Any]]:
     if task.data.startswith("sklearn:"):
-        from evomerge.evaluate.digits import digits_items
-
         return digits_items(task.data, split)
     path = (task.root / task.data / f"{split}.jsonl").resolve()
     if not path.is_file():

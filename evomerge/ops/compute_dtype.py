@@ -19,6 +19,7 @@ import torch
 from evomerge.ops import MethodSpec, TensorParams, get_method
 from evomerge.ops.fused import DRAW_BITS, Rule, draw_threshold, hashes_for, keep_mask
 from evomerge.ops.slerp import DOT_THRESHOLD, EPS
+from evomerge.ops.task_vector import tensor_seed
 from evomerge.ops.workspace import Workspace
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -139,8 +140,6 @@ def _task_vector(b: torch.Tensor, xs: list[torch.Tensor], p: TensorParams, spec:
         return b
     draws = None
     if spec.sparsify == "random":
-        from evomerge.ops.task_vector import tensor_seed
-
         draws = Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(xs)))),
                      thr=tuple(draw_threshold(d) for d in p.densities))
     deltas = torch.stack([_sparsify(x - b, k, p, spec, draws) if spec.sparsify else x - b
