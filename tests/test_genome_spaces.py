@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
+import yaml
 from pydantic import Field
 
 from evomerge.config_io import StrictModel
@@ -97,6 +98,21 @@ def test_hybrid_space_puts_the_merge_first(models):
     recipe = space.to_recipe(x)
     back = space.from_recipe(recipe)
     assert np.array_equal(back[:ps_dim], x[:ps_dim]) and space.to_recipe(back) == recipe
+
+
+def test_hybrid_space_with_a_fixed_merge_file_is_stored_self_contained(models, tmp_path):
+    from evomerge.experiment import load_experiment
+
+    sub = tmp_path / "spaces"
+    sub.mkdir()
+    (sub / "merge.yaml").write_text(yaml.safe_dump({"method": "linear", "sources": [{"model": m} for m in models.sources]}))
+    (sub / "space.yaml").write_text("kind: hybrid\nparameter: merge.yaml\ndataflow: {repetitions: 1}\n")
+    (tmp_path / "exp.yaml").write_text("name: h\nsearch_space: spaces/space.yaml\nfitness: {tasks: [math]}\n"
+                                       "searcher: {name: random}\nbudget: 1\n")
+    exp = load_experiment(tmp_path / "exp.yaml")
+    assert exp.search_space["parameter"] == str((sub / "merge.yaml").resolve())   # absolute: the run needs no other file
+    space = load_space(exp.search_space, models)
+    assert space.dim == 3 * 4 + 9 and space.to_recipe(space.x0).sources[0].recipe.method == "linear"
 
 
 @pytest.mark.parametrize("spec,match", [
