@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evomerge.errors import ConfigError
+from evomerge.config_io import read_yaml
+from evomerge.errors import ConfigError, EvomergeError
 from evomerge.ops import METHODS, get_method
-from evomerge.recipe import (
-    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, load_recipe, parse_recipe,
-    read_yaml, resolve_model_ref, tensor_group,
-)
+from evomerge.ops.layered import GROUPS, evaluate, interpolate, tensor_group
+from evomerge.recipe import DTYPES, DataflowRecipe, ParameterRecipe, Recipe, load_recipe, parse_recipe
+from evomerge.vocab import first_difference
+from evomerge.zoo import resolve_model_ref
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
             "tokenizer_source", "tokenizer", "modules"}
@@ -243,7 +244,7 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
         sources[0]["parameters"] = {"weight": 1.0}
     spec = get_method(method)
     others = [s for s in sources if s["model"] != base]
-    if not spec.needs_base and not spec.base_optional and method != "slerp" and base is not None:
+    if not spec.needs_base and not spec.base_optional and base is not None:
         if len(others) == len(sources):
             raise _err(src, "base_model", f"{method} with a base_model outside 'models' is not supported")
         base = None
@@ -341,8 +342,6 @@ def _tokenizer_source(data: dict, src: str) -> tuple[Any, str]:
 def _union(where: str, base: str | None, models: list[str], src: str) -> str:
     """mergekit's vocabulary union: the base's (else the first model's) tokenizer when every
     model has the same vocabulary; refused otherwise, naming the first difference."""
-    from evomerge.vocab import first_difference
-
     diff = first_difference([resolve_model_ref(m) for m in ([base] if base else []) + models])
     if diff:
         raise _err(src, where, f"'union' needs a vocabulary union and {diff}; evomerge merges models "
@@ -608,7 +607,6 @@ def _dtypes(recipe: Recipe) -> dict[str, str]:
 def _stored_dtype(recipe: Recipe) -> str | None:
     """The floating dtype the recipe's first model is stored in, or None when it cannot be read."""
     from evomerge.engine.reader import CheckpointReader
-    from evomerge.errors import EvomergeError
 
     refs = recipe.model_refs() if isinstance(recipe, ParameterRecipe) else [s.model for s in recipe.sources if s.model]
     try:
@@ -667,4 +665,4 @@ def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
     data = read_yaml(path)
     if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
         return from_mergekit(data, Path(path))
-    return load_recipe(path)
+    return parse_recipe(data, str(path), Path(path).resolve().parent)

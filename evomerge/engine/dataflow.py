@@ -28,7 +28,8 @@ from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_
 from evomerge.errors import CheckpointError
 from evomerge.layers import split_layer_name
 from evomerge.ops.compute_dtype import DTYPES
-from evomerge.recipe import DataflowRecipe, resolve_model_ref
+from evomerge.recipe import DataflowRecipe
+from evomerge.zoo import resolve_model_ref
 
 OUTPUT_PROJECTIONS = ("self_attn.o_proj.", "mlp.down_proj.")
 MUST_MATCH = ("model_type", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",

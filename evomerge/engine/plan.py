@@ -14,7 +14,8 @@ from evomerge.engine.source import TensorSource
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.ops import MethodSpec, TensorParams, get_method
 from evomerge.ops.compute_dtype import DTYPES
-from evomerge.recipe import ParameterRecipe, depth_position, evaluate, tensor_group
+from evomerge.ops.layered import depth_position, evaluate, tensor_group
+from evomerge.recipe import ParameterRecipe
 
 
 @dataclass

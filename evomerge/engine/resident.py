@@ -26,7 +26,7 @@ from evomerge.engine.reader import CheckpointReader
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.ops.thresholds import HistogramCache, TensorMemo, index_magnitudes
 from evomerge.ops.workspace import Workspace
-from evomerge.recipe import resolve_model_ref
+from evomerge.zoo import resolve_model_ref
 
 PLACEMENTS = ("device", "host")
 

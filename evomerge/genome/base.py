@@ -15,19 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.layers import num_layers
+from evomerge.zoo import resolve_model_ref
 
 
-class Strict(BaseModel):
-    """Specs reject unknown fields so a typo is an error, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Range(Strict):
+class Range(StrictModel):
     """Bounds of one kind of gene and where the search starts."""
 
     low: float
@@ -53,6 +49,11 @@ class Models:
     sources: tuple[str, ...]
     base: str | None = None
 
+    def require_sources(self) -> None:
+        """ConfigError unless there is a source model to merge."""
+        if not self.sources:
+            raise ConfigError("models.sources: at least one source model is required")
+
 
 class SearchSpace(ABC):
     """Maps vectors in the box [lower, upper] to recipes and back.
@@ -61,12 +62,29 @@ class SearchSpace(ABC):
     spaces ``from_recipe(to_recipe(x)) == x`` for any x inside the box; for data-flow spaces
     genes that a recipe does not show (unused slots' magnitudes, unused scales) come back at
     canonical values, so there the round trip holds on the recipe side.
+
+    A kind of space is a subclass naming its ``kind`` (the YAML's ``kind:``) and its ``Spec``
+    (the YAML's pydantic model), registered in ``evomerge.genome.SPACES``.
     """
 
     kind: str = "space"
+    Spec: type[StrictModel]
     _lo: np.ndarray   # set by every subclass's __init__
     _hi: np.ndarray
     _x0: np.ndarray
+
+    @classmethod
+    def from_spec(cls, spec: Any, models: Models, folder: Path | None = None) -> SearchSpace:
+        """The space over the experiment's models (``folder``: where relative paths in the spec
+        resolve); by default ``cls(spec, models)``, which needs at least one source model."""
+        models.require_sources()
+        return cls(spec, models)
+
+    @classmethod
+    def inline_paths(cls, spec: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """The spec with the files it names made absolute against ``folder`` (so the experiment
+        stored with a run is self-contained); a space that names no files keeps it as it is."""
+        return spec
 
     @property
     def lower(self) -> np.ndarray:
@@ -111,8 +129,6 @@ class SearchSpace(ABC):
 
 def model_layers(ref: str) -> int:
     """Decoder layer count of a model reference (`layers.num_layers` of its config.json)."""
-    from evomerge.recipe import resolve_model_ref
-
     path = resolve_model_ref(ref) / "config.json"
     try:
         cfg = json.loads(Path(path).read_text())

@@ -21,6 +21,7 @@ from evomerge.ops import MethodSpec, TensorParams, get_method
 from evomerge.ops.fused.reference import keep_mask
 from evomerge.ops.fused.rules import DRAW_BITS, Rule, draw_threshold, hashes_for
 from evomerge.ops.slerp import DOT_THRESHOLD, EPS
+from evomerge.ops.task_vector import tensor_seed
 from evomerge.ops.workspace import Workspace
 
 DTYPES = {name: getattr(torch, name) for name in ops.DTYPES}  # dtype name -> torch dtype
@@ -141,8 +142,6 @@ def _task_vector(b: torch.Tensor, xs: list[torch.Tensor], p: TensorParams, spec:
         return b
     draws = None
     if spec.sparsify == "random":
-        from evomerge.ops.task_vector import tensor_seed
-
         draws = Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(xs)))),
                      thr=tuple(draw_threshold(d) for d in p.densities))
     deltas = torch.stack([_sparsify(x - b, k, p, spec, draws) if spec.sparsify else x - b
