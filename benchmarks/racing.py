@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -128,12 +128,8 @@ def main() -> None:
         "driver_cpu_per_eval_ms": {arm: statistics.fmean(r["driver_cpu_per_eval_ms"][arm] for r in rows)
                                    for arm in ("single", "racing")},
     }
-    import cmaes
-    import optuna
-
     result = {"benchmark": "racing", "problem": "noisy sphere (binomial items), 4 genes, CMA-ES default population",
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "versions": {"python": platform.python_version(), "optuna": optuna.__version__, "cmaes": cmaes.__version__},
+              "machine": machine("optuna", "cmaes"),
               "config": vars(args) | {"out": str(args.out), "budget_items": budget_items},
               "summary": summary, "runs": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

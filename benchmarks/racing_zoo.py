@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -169,16 +169,6 @@ def summarize(seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "mean_curve": mean_curve, "per_seed": per_seed}
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    from evomerge import __version__
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "evomerge": __version__, "load_average": os.getloadavg(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -187,7 +177,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "racing_zoo.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    start = machine()
+    start = machine("torch", "transformers", "optuna", "cmaes")
     runs = {seed: run_arms(seed, args.items, args.work) for seed in args.seeds}
     import torch
 
@@ -202,7 +192,8 @@ def main() -> None:
         single, racing = curve(arms["single"], test, cache), curve(arms["racing"], test, cache)
         cache_file.write_text(json.dumps(cache))
         seeds[seed] = {"single": single, "racing": racing, "equal_items": min(single["items"], racing["items"])}
-    out = {"benchmark": "racing_zoo", "machine": start, "load_average_at_end": os.getloadavg(),
+    start["load_avg_end"] = os.getloadavg()
+    out = {"benchmark": "racing_zoo", "machine": start,
            "wall_s": round(time.perf_counter() - t0, 1),
            "setup": {"space": SPACE, "searcher": "cmaes (defaults)", "racing": RACING, "items_per_arm": args.items,
                      "validation_items": VALIDATION_ITEMS, "test_items": 1995, "task": "math_words",

@@ -35,14 +35,14 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "3fd38c8"
@@ -153,18 +153,6 @@ def scaled_idle(ratio: float, measured: Path = ROOT / "benchmarks" / "results" /
     return out
 
 
-def machine() -> dict[str, Any]:
-    import optuna
-    import sqlalchemy
-
-    from evomerge import __version__
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "optuna": optuna.__version__, "sqlalchemy": sqlalchemy.__version__,
-            "sqlite": __import__("sqlite3").sqlite_version, "evomerge": __version__,
-            "load_average_at_start": os.getloadavg()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="evaluations per measurement")
@@ -174,7 +162,8 @@ def main() -> None:
     import evomerge.runtime.store as after
 
     stores = {"before": store_module(BEFORE), "after": after}
-    out: dict[str, Any] = {"benchmark": "store_cost", "machine": machine(), "before": f"store.py at {BEFORE}",
+    out: dict[str, Any] = {"benchmark": "store_cost", "machine": {**machine("optuna", "sqlalchemy"),
+                                                                     "sqlite": __import__("sqlite3").sqlite_version}, "before": f"store.py at {BEFORE}",
                            "after": "working tree", "n": args.n, "rounds": args.rounds}
     runs: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +192,7 @@ def main() -> None:
     out["note"] = ("loop: the working tree's run_loop with either store, CMA-ES, evaluations of ~12 item scores; "
                    "store: zoo-sized payloads (1007 item scores, a 12-gene CMA-ES state). Wall times are inflated "
                    "by the machine's load (other jobs); CPU is the driver's own.")
-    out["load_average_at_end"] = os.getloadavg()
+    out["machine"]["load_avg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     for k in sorted(ms):
