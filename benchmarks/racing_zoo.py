@@ -82,6 +82,7 @@ def evomerge_run(exp: dict[str, Any], runs: Path, log: Path) -> None:
 
 
 def run_arms(seed: int, items: int, work: Path) -> dict[str, Path]:
+    """The seed's two runs, made or extended as needed (finished runs under ``work`` are reused)."""
     runs, log = work / f"seed{seed}", work / f"seed{seed}.log"
     single = math.ceil(items / VALIDATION_ITEMS)
     t0 = time.perf_counter()
@@ -195,6 +196,8 @@ def main() -> None:
     start["load_avg_end"] = os.getloadavg()
     out = {"benchmark": "racing_zoo", "machine": start,
            "wall_s": round(time.perf_counter() - t0, 1),
+           "runs": f"{args.work}/seedN (reused when finished: wall_s and load are this invocation's; "
+                   f"each run's startup_s and trial times are in its store)",
            "setup": {"space": SPACE, "searcher": "cmaes (defaults)", "racing": RACING, "items_per_arm": args.items,
                      "validation_items": VALIDATION_ITEMS, "test_items": 1995, "task": "math_words",
                      "thresholds": list(THRESHOLDS)},

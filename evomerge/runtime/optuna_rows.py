@@ -2,13 +2,13 @@
 
 Optuna's storage API writes through its ORM: creating a trial with 6 attributes and 12
 parameters re-reads and re-checks the trial for each of them, and storing a result is two
-transactions with more re-reads; together ~23 ms of driver CPU per evaluation, the
+transactions with more re-reads; together ~20 ms of driver CPU per evaluation, the
 difference between busy and idle workers when evaluations take a second. The same rows
 written with SQLAlchemy Core, one transaction per step (the trial with its attributes and
-parameters; the result with the state flip and the values), cost ~2.5 ms
-(benchmarks/results/store_cost.json) and make each step atomic. The rows are Optuna's, as its storage writes them (schema v3.2.0.a, checked
-on open), so Optuna and optuna-dashboard read the run as before; tests/test_runtime_store.py
-reads every kind of row back through Optuna's public API.
+parameters; the result with the state flip and the values), cost ~2 ms
+(benchmarks/results/store_cost.json) and make each step atomic. The rows are Optuna's, as its
+storage writes them (schema v3.2.0.a, checked on open), so Optuna and optuna-dashboard read the
+run as before; tests/test_runtime_store.py reads every kind of row back through Optuna's public API.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ optuna-dashboard can open a run. Our searcher drives; Optuna only stores. Writes
    last event it has seen (one study attribute, overwritten).
 
 The rows are written directly (evomerge/runtime/optuna_rows.py: Optuna's own write path costs
-~9x more driver CPU per evaluation); reading goes through Optuna's public API. SQLite runs in
+~10x more driver CPU per evaluation); reading goes through Optuna's public API. SQLite runs in
 WAL mode with synchronous=NORMAL: a committed evaluation survives the process being killed at
 any moment; an OS crash or power loss can lose the last commits but never corrupts the file
 (WAL replays whole transactions), which leaves a consistent prefix of the run, the state a run
