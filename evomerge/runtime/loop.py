@@ -84,7 +84,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     evaluated, stopped = 0, "budget"
     directions = [o.direction for o in scoring.objectives]
     progress = RunProgress(store.name, budget, total, directions, show_progress,
-                           getattr(pool, "utilization", None))
+                           pool.utilization)
     race = _race(session)
     races: dict[int, RaceState] = {}
     recipes: dict[int, dict[str, Any]] = {}

@@ -89,6 +89,7 @@ class RayPool:
         self._closed = False
         self._paths = [p for p in sys.path if p]
         self._env = {k: v for k, v in os.environ.items() if k.startswith("EVOMERGE_")}
+        self._slots: list[_Slot] = []
         try:
             requests = per_worker(resources, workers)
             check_feasible(self._ray, requests)
@@ -146,7 +147,7 @@ class RayPool:
         if self._closed:
             return
         self._closed = True
-        for slot in getattr(self, "_slots", []):
+        for slot in self._slots:
             self._kill(slot)
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
@@ -171,7 +172,7 @@ class RayPool:
                          st.timeouts, st.restarts, st.driver_s, st.roundtrip_s, st.waited_s,
                          dict(st.per_worker))
 
-    def summary(self) -> str:
+    def summary(self) -> str | None:
         """One line for the end of a run: how busy the workers were and what went wrong."""
         st = self.stats()
         busy = "-" if st.utilization is None else f"{st.utilization:.0%}"
