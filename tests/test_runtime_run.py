@@ -233,3 +233,39 @@ def test_summary_shows_how_the_best_climbed_and_the_winner_next_to_its_reference
     assert climb.split(" -> ")[-1].startswith(f"{best:.4f}")
     assert "score on validation, winner vs references:" in res.stdout
     assert re.search(r"^  parent a +-0\.0900$", res.stdout, re.M)
+
+
+def test_ctrl_c_right_after_a_tell_resumes_to_the_same_state(tmp_path):
+    """Ctrl-C landing between the searcher's tell and the loop's bookkeeping (as a signal can):
+    the interrupted loop must not save a searcher state that the replayed events tell again."""
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.loop import run_loop
+    from evomerge.runtime.session import build_session
+    from evomerge.runtime.store import sqlite_url
+
+    def fresh(name):
+        session = build_session(Experiment.model_validate(experiment(name, budget=10)))
+        store = RunStore.create(sqlite_url(tmp_path / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, 10)
+        return store, session, InProcessPool(session.spec)
+
+    store, session, pool = fresh("whole")
+    run_loop(store, session, pool, 10, show_progress=False)
+    want = [(t.genome, t.objectives) for t in store.trials()]
+
+    store, session, pool = fresh("cut")
+    tell, told = session.searcher.tell, []
+
+    def tell_then_ctrl_c(cid, outcome):
+        tell(cid, outcome)
+        told.append(cid)
+        if len(told) == 7:                     # mid-generation (population 6)
+            raise KeyboardInterrupt
+
+    session.searcher.tell = tell_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(store, session, pool, 10, show_progress=False)
+    store2 = RunStore.open(store.url)
+    run_loop(store2, build_session(Experiment.model_validate(experiment("cut", budget=10))), pool, 10,
+             show_progress=False)
+    assert [(t.genome, t.objectives) for t in store2.trials()] == want
