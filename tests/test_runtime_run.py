@@ -59,6 +59,18 @@ def cli_inprocess(args: list) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
+def fresh(tmp: Path, name: str, budget: int = 10):
+    """A new store, session and in-process pool for a CMA-ES run of `budget` evaluations."""
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.session import build_session
+    from evomerge.runtime.store import sqlite_url
+
+    session = build_session(Experiment.model_validate(experiment(name, budget=budget)))
+    store = RunStore.create(sqlite_url(tmp / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, budget)
+    return store, session, InProcessPool(session.spec, SimulatedEvaluator(session.spec))
+
+
 def state(run_dir: Path):
     store = RunStore.open(run_dir)
     trials = [(t.number, t.state, t.genome, t.objectives, t.error) for t in store.trials()]
@@ -117,20 +129,11 @@ def test_resume_replays_events_after_the_last_saved_state(tmp_path):
     from evomerge.runtime.loop import run_loop
     from evomerge.runtime.session import build_session
 
-    from evomerge.runtime.inprocess import InProcessPool
-    from evomerge.runtime.store import sqlite_url
-
-    def fresh(name):
-        exp = Experiment.model_validate(experiment(name, budget=10))
-        session = build_session(exp)
-        store = RunStore.create(sqlite_url(tmp_path / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, 10)
-        return store, session, InProcessPool(session.spec, SimulatedEvaluator(session.spec))
-
-    store, session, pool = fresh("whole")
+    store, session, pool = fresh(tmp_path, "whole")
     run_loop(store, session, pool, 10, show_progress=False)
     want = [(t.genome, t.objectives) for t in store.trials()]
 
-    store, session, pool = fresh("cut")
+    store, session, pool = fresh(tmp_path, "cut")
     run_loop(store, session, pool, 4, show_progress=False)
     saved = store.searcher_state()
     run_loop(store, session, pool, 6, show_progress=False)        # 2 more, then "lose" their state saves
@@ -239,21 +242,14 @@ def test_ctrl_c_right_after_a_tell_resumes_to_the_same_state(tmp_path):
     """Ctrl-C landing between the searcher's tell and the loop's bookkeeping (as a signal can):
     the interrupted loop must not save a searcher state that the replayed events tell again."""
     from evomerge.experiment import Experiment
-    from evomerge.runtime.inprocess import InProcessPool
     from evomerge.runtime.loop import run_loop
     from evomerge.runtime.session import build_session
-    from evomerge.runtime.store import sqlite_url
 
-    def fresh(name):
-        session = build_session(Experiment.model_validate(experiment(name, budget=10)))
-        store = RunStore.create(sqlite_url(tmp_path / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, 10)
-        return store, session, InProcessPool(session.spec)
-
-    store, session, pool = fresh("whole")
+    store, session, pool = fresh(tmp_path, "whole")
     run_loop(store, session, pool, 10, show_progress=False)
     want = [(t.genome, t.objectives) for t in store.trials()]
 
-    store, session, pool = fresh("cut")
+    store, session, pool = fresh(tmp_path, "cut")
     tell, told = session.searcher.tell, []
 
     def tell_then_ctrl_c(cid, outcome):
