@@ -74,14 +74,17 @@ def pid_of(name: str) -> int:
 
 def test_results_match_the_in_process_evaluator_and_arrive_as_they_finish(ray_local, tmp_path):
     hold, _, release = held(tmp_path, "job0")
+    closed = tmp_path / "closed"                              # each evaluator's pid, when closed
     jobs = [EvalJob(i, recipe(0.1 * i, **(hold if i == 0 else {}))) for i in range(6)]
-    local, ref = {}, InProcessPool(spec())
+    local, ref = {}, InProcessPool(spec(closed=str(closed)))
     release.touch()                                           # the in-process reference runs at once
     for job in jobs:
         ref.submit(job)
         local.update({r.candidate_id: r for r in ref.wait()})
+    ref.close()
+    assert closed.read_text().split() == [str(os.getpid())]
     release.unlink()
-    with pool(ray_local) as p:
+    with pool(ray_local, sp=spec(closed=str(closed))) as p:
         assert p.capacity == 4 and len(p.workers()) == 2      # 2 workers, 2 jobs each
         for job in jobs:
             p.submit(job)
@@ -90,6 +93,8 @@ def test_results_match_the_in_process_evaluator_and_arrive_as_they_finish(ray_lo
         release.touch()
         got += drain(p, len(jobs) - len(got))
         stats = p.stats()
+        pids = sorted(str(pid_of(name)) for name in p.workers())
+    assert sorted(closed.read_text().split()[1:]) == pids          # closing the pool closed both
     order = [r.candidate_id for r in got]
     assert order[0] != 0 and sorted(order) == list(range(6)), "the held job must not hold back the others"
     for r in got:

@@ -32,7 +32,7 @@ class EvaluationPool(Protocol):
         ...
 
     def close(self) -> None:
-        """Release workers and resources (each evaluator's ``close``)."""
+        """Release workers and resources (each idle evaluator's ``close``)."""
         ...
 
     def utilization(self) -> float | None:

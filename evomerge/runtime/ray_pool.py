@@ -33,6 +33,8 @@ from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 from evomerge.runtime.ray_support import WorkerResources, check_feasible, connect, per_worker
 from evomerge.runtime.ray_worker import EvalWorker
 
+CLOSE_TIMEOUT_S = 30.0               # for the idle actors' evaluators to close at pool close
+
 
 @dataclass
 class _Slot:
@@ -143,10 +145,14 @@ class RayPool:
         return out
 
     def close(self) -> None:
-        """Kill every actor (in-flight jobs are dropped) and stop Ray if this pool started it."""
+        """Close the idle actors' evaluators (bounded wait), kill every actor (in-flight jobs are
+        dropped: a busy actor cannot be interrupted) and stop Ray if this pool started it."""
         if self._closed:
             return
         self._closed = True
+        idle = [s.actor.close.remote() for s in self._slots if s.alive_since is not None and not s.jobs]
+        if idle:
+            self._ray.wait(idle, num_returns=len(idle), timeout=CLOSE_TIMEOUT_S)
         for slot in self._slots:
             self._kill(slot)
         if self._owns_ray and self._ray.is_initialized():

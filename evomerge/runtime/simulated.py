@@ -7,7 +7,8 @@ each scored ``-(v - target)^2``, so the best recipe has every number at ``target
 
 ``options`` (the experiment's fitness.options): ``target`` (default 0.7); ``fail_every`` k to fail
 every k-th candidate (failures are data); ``refuse_start_if`` (a path: the evaluator refuses to
-start while it exists, a drill for replacement workers that cannot start); and the behaviour of
+start while it exists, a drill for replacement workers that cannot start); ``closed`` (a file
+``close`` appends its process id to: a test sees that its pool closed it); and the behaviour of
 each evaluation, which a recipe's ``simulate`` mapping overrides for that candidate (fault drills
 and tests that stage a worker's state without sleeping on the clock):
 
@@ -84,7 +85,9 @@ class SimulatedEvaluator:
         return [-(v - self.target) ** 2 for v in recipe_numbers(job.recipe)] or [0.0]
 
     def close(self) -> None:
-        """Nothing to release."""
+        if self.options.get("closed"):
+            with open(self.options["closed"], "a") as f:
+                f.write(f"{os.getpid()}\n")
 
 
 class NoisySimulatedEvaluator(SimulatedEvaluator):
