@@ -150,9 +150,12 @@ class RayPool:
         if self._closed:
             return
         self._closed = True
-        idle = [s.actor.close.remote() for s in self._slots if s.alive_since is not None and not s.jobs]
-        if idle:
-            self._ray.wait(idle, num_returns=len(idle), timeout=CLOSE_TIMEOUT_S)
+        try:
+            idle = [s.actor.close.remote() for s in self._slots if s.alive_since is not None and not s.jobs]
+            if idle:
+                self._ray.wait(idle, num_returns=len(idle), timeout=CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - Ray going down (Ctrl-C reached it too): kill below
+            pass
         for slot in self._slots:
             self._kill(slot)
         if self._owns_ray and self._ray.is_initialized():
