@@ -55,6 +55,9 @@ class Backend(ABC):
         """The first weight tensor of the loaded candidate holding NaN or inf, else None."""
         return None
 
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (an engine's processes, files)."""
+
 
 class Classifier(Protocol):
     """What classify tasks need instead (from-scratch nets on feature vectors: torch backend)."""
