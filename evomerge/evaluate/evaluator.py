@@ -62,6 +62,9 @@ class Evaluator:
         result.timings["total"] = time.perf_counter() - t0
         return result
 
+    def close(self) -> None:
+        self.backend.close()
+
 
 def evaluate_model(backend: Any, tasks: list[Any], split: str = "test",
                    limit: int | None = None) -> dict[str, TaskResult]:

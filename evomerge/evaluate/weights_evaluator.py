@@ -38,3 +38,6 @@ class WeightsEvaluator:
             result.item_scores[tr.name] = tr.item_scores
         result.timings["score"] = time.perf_counter() - t0
         return result
+
+    def close(self) -> None:
+        """Nothing to release (a net is built per job)."""

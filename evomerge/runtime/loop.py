@@ -84,7 +84,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     evaluated, stopped = 0, "budget"
     directions = [o.direction for o in scoring.objectives]
     progress = RunProgress(store.name, budget, total, directions, show_progress,
-                           getattr(pool, "utilization", None))
+                           pool.utilization)
     race = _race(session)
     races: dict[int, RaceState] = {}
     recipes: dict[int, dict[str, Any]] = {}
@@ -193,7 +193,9 @@ class StateSaver:
     """Saves the searcher's state after each result, unless saving would cost more than ~5 % of
     the run (huge states, e.g. an archive of raw weights, with millisecond evaluations): then it
     waits until 20x the last save's duration has passed. Skipping is safe: resume replays the
-    events recorded after the last saved state. The state is always saved when the loop ends."""
+    events recorded after the last saved state. The state is always saved when the loop ends,
+    but not when it is interrupted: Ctrl-C can land between a result's store write, the
+    searcher's tell and the sequence number, and that state would be told the result again."""
 
     def __init__(self, store: RunStore, searcher: Any) -> None:
         self.store, self.searcher = store, searcher
@@ -209,12 +211,10 @@ class StateSaver:
 
     @contextlib.contextmanager
     def flushing(self, current_seq: Any):
-        try:
-            yield self
-        finally:
-            seq = current_seq()
-            if seq >= 0 and seq != self.saved_seq:
-                self.save(seq, force=True)
+        yield self
+        seq = current_seq()
+        if seq >= 0 and seq != self.saved_seq:
+            self.save(seq, force=True)
 
 
 def _race(session: Session) -> Any:
