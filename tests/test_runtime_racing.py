@@ -149,6 +149,14 @@ def test_resume_mid_race_goes_on_from_the_last_stored_rung(tmp_path):
 
     ref = whole.evaluate(EvalJob(0, done[0].recipe))
     assert done[0].item_scores["sphere"] == ref.item_scores["sphere"]
+    # and the whole resumed run is the run that was never interrupted: same candidates, rungs, values
+    straight, _ = run(tmp_path, exp.model_copy(update={"name": "straight"}))
+
+    def shape(trials):
+        return [(t.number, t.state, t.genome, t.objectives, t.fidelity, [r["items"] for r in t.rungs])
+                for t in trials]
+
+    assert shape(store.trials()) == shape(straight.trials())
 
 
 def test_racing_refuses_searchers_that_need_every_item_and_several_objectives():

@@ -79,7 +79,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     score_references(store, session, pool, echo=_stderr if show_progress else None)
     records = {r.number: r for r in store.trials()}
     finished = [r for r in records.values() if r.state != "running"]
-    total, failed_before = len(finished), sum(r.state == "failed" for r in finished)
+    total, failed = len(finished), sum(r.state == "failed" for r in finished)
     in_flight: dict[int, Any] = {}
     evaluated, stopped = 0, "budget"
     directions = [o.direction for o in scoring.objectives]
@@ -147,7 +147,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         dispatch(cid)
 
     def finish(result: EvalResult, state: RaceState | None = None) -> None:
-        nonlocal seq, total, evaluated, incumbent
+        nonlocal seq, total, evaluated, incumbent, failed
         cid = result.candidate_id
         outcome = scoring.of_result(result)
         values = scoring.values(result.scores) if not outcome.failed else None
@@ -159,7 +159,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                 incumbent = signed if incumbent is None else max(incumbent, signed)
         races.pop(cid, None)
         recipes.pop(cid, None)
-        store.finish(cid, result, values, seq, fidelity=fidelity)
+        failed += store.finish(cid, result, values, seq, fidelity=fidelity) == "failed"
         searcher.tell(cid, outcome)
         seq += 1
         saver.save(seq - 1)
@@ -171,7 +171,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     saver = StateSaver(store, searcher)
     with progress, saver.flushing(lambda: seq - 1):
         best = _best(finished, directions[0])
-        progress.seed(failed_before, best)
+        progress.seed(failed, best)
         for cand in resubmit:
             submit(cand)
         while True:
@@ -186,7 +186,6 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                 break
             for result in pool.wait(timeout=1.0):
                 receive(result)
-    failed = sum(1 for r in store.trials() if r.state == "failed")
     return LoopSummary(evaluated, total, failed, stopped)
 
 
