@@ -85,7 +85,9 @@ class CMAESSearcher(Searcher):
 
         m = max(0, k - 2).bit_length()          # 2**m >= k - 1 points (Sobol is balanced at powers of 2)
         unit = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)[: k - 1]
-        pts = [self.space.x0.tolist()] + qmc.scale(unit, self.space.lower, self.space.upper).tolist()
+        pts = [self.space.x0.tolist()]
+        if k > 1:                               # k = 1: x0 alone, scored before CMA-ES starts
+            pts += qmc.scale(unit, self.space.lower, self.space.upper).tolist()
         return {"points": pts, "ids": [None] * k, "values": [None] * k, "told": [False] * k}
 
     def _build(self) -> None:
