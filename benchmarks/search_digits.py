@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from evomerge.evaluate.digits_net import DigitsTask
+from evomerge.digits.net import DigitsTask
 from evomerge.search import Outcome, SpaceInfo, make_searcher
 
 ROOT = Path(__file__).resolve().parents[1]

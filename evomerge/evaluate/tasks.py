@@ -98,7 +98,7 @@ def _mean(xs: list[float]) -> float:
 
 def _read_items(task: Task, split: str) -> list[dict[str, Any]]:
     if task.data.startswith("sklearn:"):
-        from evomerge.evaluate.digits import digits_items
+        from evomerge.digits.data import digits_items
 
         return digits_items(task.data, split)
     path = (task.root / task.data / f"{split}.jsonl").resolve()

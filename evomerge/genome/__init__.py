@@ -34,10 +34,10 @@ def read_space_spec(spec: str | Path | dict[str, Any]) -> tuple[dict[str, Any], 
 def load_space(spec: str | Path | dict[str, Any], models: Models, folder: Path | None = None,
                where: str | None = None) -> SearchSpace:
     """Validate a search-space spec and build it over ``models``; one-line ConfigError."""
+    from evomerge.digits.space import WeightsSpace, WeightsSpec
     from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
     from evomerge.genome.hybrid import HybridSpace, HybridSpec
     from evomerge.genome.parameter import ParameterSpace, ParameterSpec, TaskVectorSpace, TaskVectorSpec
-    from evomerge.genome.weights import WeightsSpace, WeightsSpec
     from evomerge.recipe import format_validation_error
 
     data, file_folder, name = read_space_spec(spec)
