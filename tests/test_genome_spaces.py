@@ -116,3 +116,12 @@ def test_weights_space_is_the_flat_net(models):
     assert r["kind"] == "weights" and np.array_equal(space.from_recipe(r), x)
     with pytest.raises(ConfigError, match="not a digits_mlp"):
         space.from_recipe({**r, "hidden": 11})
+
+
+def test_weights_space_offers_independent_seeded_inits(models):
+    space = load_space({"kind": "weights", "initial_points": 3, "init_seed": 5}, models)
+    again = load_space({"kind": "weights", "initial_points": 3, "init_seed": 5}, models)
+    points = [space.x0, *space.initial]
+    assert len(points) == 4 and all(np.array_equal(p, q) for p, q in zip(space.initial, again.initial))
+    assert len({p.tobytes() for p in points}) == 4
+    assert load_space({"kind": "parameter", "method": "ties"}, models).initial == ()
