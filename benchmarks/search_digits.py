@@ -90,9 +90,11 @@ class Trace:
         return {"train": hits[-1][2], "test": hits[-1][3]} if hits else None
 
 
-def run(task: DigitsTask, method: str, seed: int, max_evals: int, max_cpu: float) -> dict:
-    """The experiment's space (x0 and 19 more seeded Xavier inits), seeded by ``seed``."""
-    space = WeightsSpace(WeightsSpec(hidden=task.hidden, bound=BOUND, init_seed=seed, initial_points=ARCHIVE - 1))
+def run(task: DigitsTask, method: str, seed: int, max_evals: int, max_cpu: float,
+        options: dict | None = None, initial_points: int = ARCHIVE - 1) -> dict:
+    """The experiment's space (x0 and 19 more seeded Xavier inits), seeded by ``seed``;
+    ``options`` replace the method's (search_digits_tuning.py)."""
+    space = WeightsSpace(WeightsSpec(hidden=task.hidden, bound=BOUND, init_seed=seed, initial_points=initial_points))
     trace = Trace(task)
     told = 0
     if method == "random_init":
@@ -102,7 +104,7 @@ def run(task: DigitsTask, method: str, seed: int, max_evals: int, max_cpu: float
             told += 1
             trace.tell(told, w, task.accuracy(w))
     else:
-        name, options = METHODS[method]
+        name, options = METHODS[method][0], options or METHODS[method][1]
         info = SpaceInfo(space.lower, space.upper, x0=space.x0, initial=space.initial if name == "m2n2" else ())
         searcher = make_searcher(name, info, options, seed)
         inflight: deque = deque()
