@@ -17,7 +17,7 @@ recipes the merged weights are linear in the per-source coefficients
 merged models; for TIES/DARE (trimming, sign election) it is only an approximation. (2) Raw
 weight vectors of small nets trained from scratch (``mutation_std``; the archive starts from x0
 and ``SpaceInfo.initial``, e.g. the digits space's independent inits, then random points).
-Measured on digits (benchmarks/search_digits.py): lerp beats the paper's SLERP and a full
+Measured on digits (benchmarks/results/search_digits_tuning.json): lerp beats the paper's SLERP and a full
 initial archive beats the paper's two seeds growing by children, both by 0.27-0.30 test
 accuracy at 10,000 evaluations; α = 1 (the paper's) beats α = 0.5 and no sharing there.
 Per-item scores (``Outcome.item_scores``, all tasks concatenated, each >= 0) are required.
