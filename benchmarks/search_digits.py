@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import statistics
 import time
 from collections import deque
@@ -160,6 +161,17 @@ def summary(runs: list[dict], key: str, marks: list) -> dict:
     return out
 
 
+def equal_evaluation_pairs(results: dict, evaluations: int) -> list[dict]:
+    """Per seed: both methods' best within the same number of evaluations."""
+    cma = {r["seed"]: r for r in results.get("cmaes", {}).get("runs", [])}
+    return [{"seed": r["seed"], "evaluations": evaluations,
+             "cmaes_test": cma[r["seed"]]["at_evaluations"][str(evaluations)]["test"],
+             "m2n2_test": r["at_evaluations"][str(evaluations)]["test"]}
+            for r in results.get("m2n2", {}).get("runs", [])
+            if r["seed"] in cma and str(evaluations) in cma[r["seed"]]["at_evaluations"]
+            and str(evaluations) in r["at_evaluations"]]
+
+
 def equal_cpu_pairs(results: dict, budget_method: str = "cmaes") -> list[dict]:
     """Per seed: M2N2's best within the CPU seconds CMA-ES spent on its whole run."""
     pairs = []
@@ -224,14 +236,18 @@ def main() -> None:
                      "seeds": {m: len(seeds[m]) for m in args.methods},
                      "clock": "time.process_time of the run's process (searcher + evaluations, one BLAS thread)"},
            "cma_floor": cma_floor(task.dim),
+           "equal_evaluations_per_seed": equal_evaluation_pairs(results, args.cmaes_evals),
            "equal_cpu_per_seed": equal_cpu_pairs(results),
            "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    text = json.dumps(out, indent=1)    # then each list of numbers on one line:
+    args.out.write_text(re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text))
     for m, r in results.items():
         ev = {k: v["test_mean"] for k, v in r["at_evaluations"].items()}
         cpu = {k: v["test_mean"] for k, v in r["at_cpu_seconds"].items()}
         print(f"{m:26s} {r['cpu_per_evaluation_ms']:8.3f} ms/eval  test at evaluations {ev}\n{'':26s} test at CPU s {cpu}")
+    for p in out["equal_evaluations_per_seed"]:
+        print(f"seed {p['seed']}: {p['evaluations']} evaluations: cmaes {p['cmaes_test']:.3f} m2n2 {p['m2n2_test']:.3f}")
     for p in out["equal_cpu_per_seed"]:
         print(f"seed {p['seed']}: {p['cpu_seconds']} CPU s: cmaes {p['cmaes_test']:.3f} ({p['cmaes_evaluations']} evals) "
               f"m2n2 {p['m2n2_test']} ({p['m2n2_evaluations']} evals)")
