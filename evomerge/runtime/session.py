@@ -59,7 +59,7 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
     """Space, searcher and evaluator spec for ``exp``; EvomergeError (one line) on bad input."""
     models = Models(sources=tuple(exp.models.sources), base=exp.models.base)
     space = load_space(exp.search_space, models, where=exp._space_where)
-    x0, initial = space.x0, ()
+    x0, initial = space.x0, space.initial
     if exp.initial_recipe:
         x0 = space.from_recipe(_load_initial(exp.initial_recipe))
         initial = (x0,)

@@ -1,15 +1,16 @@
-"""The from-scratch benchmark: sklearn digits through the torch backend."""
+"""The from-scratch world (evomerge.digits): fixed splits, one net layout for numpy and torch."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from evomerge.digits.net import DigitsTask
+from evomerge.digits.torch_net import DigitsMLP
 from evomerge.errors import ConfigError
-from evomerge.evaluate.digits_net import DigitsTask
 from evomerge.evaluate.requests import GenerationRequest
 from evomerge.evaluate.tasks import load_task
-from evomerge.evaluate.torch_backend import DigitsMLP, TorchBackend
+from evomerge.evaluate.torch_backend import TorchBackend
 
 
 def _trained_weights(task: DigitsTask) -> np.ndarray:
@@ -42,3 +43,8 @@ def test_torch_backend_agrees_with_the_numpy_net():
 def test_torch_backend_refuses_text_requests():
     with pytest.raises(ConfigError, match="no tokenizer"):
         TorchBackend(DigitsMLP()).generate_until([GenerationRequest("x")])
+
+
+def test_the_torch_net_refuses_a_vector_of_the_wrong_length():
+    with pytest.raises(ValueError, match="760"):
+        DigitsMLP.from_flat(np.zeros(759))

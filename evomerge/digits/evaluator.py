@@ -1,7 +1,7 @@
-"""Scores ``kind: weights`` recipes (nets evolved from scratch) with the torch backend.
+"""Scores ``kind: weights`` recipes (digits nets evolved from scratch) with the torch backend.
 
-Used as ``backend: evomerge.evaluate.weights_evaluator:WeightsEvaluator``; the tasks (e.g.
-``digits``) are ordinary classify tasks scored by evomerge.evaluate.tasks.
+Used as ``backend: evomerge.digits.evaluator:WeightsEvaluator``; the tasks (e.g. ``digits``)
+are ordinary classify tasks scored by evomerge.evaluate.tasks.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import socket
 import time
 
-from evomerge.evaluate.result import EvalResult
-from evomerge.evaluate.result import EvalJob, EvaluatorSpec
+from evomerge.evaluate.result import EvalJob, EvalResult, EvaluatorSpec
 from evomerge.evaluate.tasks import load_task
 
 
@@ -24,7 +23,8 @@ class WeightsEvaluator:
         self.worker = f"{socket.gethostname()}:weights"
 
     def evaluate(self, job: EvalJob) -> EvalResult:
-        from evomerge.evaluate.torch_backend import DigitsMLP, TorchBackend
+        from evomerge.digits.torch_net import DigitsMLP
+        from evomerge.evaluate.torch_backend import TorchBackend
 
         t0 = time.perf_counter()
         r = job.recipe
