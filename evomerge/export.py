@@ -143,7 +143,7 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
                  test_limit: int | None = None) -> Exported:
     """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
     from evomerge.engine import merge_to_disk
-    from evomerge.engine.writer import atomic_output_dir
+    from evomerge.output_dir import atomic_output_dir
 
     store = RunStore.open(run, read_only=True)
     info, trials = store.info(), store.trials()

@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "evomerge"
 
 
 def import_graph() -> dict[str, set[str]]:
-    """module -> the evomerge modules it imports anywhere in its file."""
+    """module -> the evomerge modules it imports anywhere in its file, with the packages
+    above them (whose __init__ runs first)."""
     modules = {}
     for f in PACKAGE.rglob("*.py"):
         parts = f.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -26,8 +27,10 @@ def import_graph() -> dict[str, set[str]]:
             for name in names:
                 while name and name not in modules:
                     name = name.rpartition(".")[0]
-                if name and name != m and not m.startswith(name + "."):  # a package's own parent is no edge
-                    graph[m].add(name)
+                while name:  # importing a.b.c runs a/__init__ and a/b/__init__ first: edges to them too
+                    if name != m and not m.startswith(name + "."):  # a package's own parent is no edge
+                        graph[m].add(name)
+                    name = name.rpartition(".")[0]
     return graph
 
 

@@ -165,7 +165,7 @@ class MixSpace(SearchSpace):
 
 
 def test_a_new_kind_is_one_class_plus_one_registry_line(tmp_path, monkeypatch):
-    monkeypatch.setitem(SPACES, MixSpace.kind, MixSpace)          # the one line
+    monkeypatch.setitem(SPACES, MixSpace.kind, f"{__name__}:MixSpace")   # the one line
     (tmp_path / "mix.yaml").write_text("kind: mix\nt: {low: 0.2, high: 0.8, init: 0.3}\n")
     space = load_space(tmp_path / "mix.yaml", Models(sources=("zoo:a", "zoo:b")))
     assert isinstance(space, MixSpace) and space.x0.tolist() == [0.3] and space.dim == 1

@@ -246,7 +246,7 @@ def test_cli_usage_errors_are_one_line(args, needle):
 
 
 def test_export_removes_temporaries_left_by_a_killed_export(tmp_path):
-    from evomerge.engine.writer import atomic_output_dir
+    from evomerge.output_dir import atomic_output_dir
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -24,10 +24,11 @@ from evomerge.engine.merge import RECIPE_FILE
 from evomerge.engine.reader import CheckpointReader
 from evomerge.engine.resident import ResidentModel, ResidentSources
 from evomerge.engine.source import TensorSource
-from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
+from evomerge.engine.writer import DEFAULT_SHARD_BYTES, write_checkpoint
 from evomerge.errors import CheckpointError
 from evomerge.layers import split_layer_name
 from evomerge.ops.compute_dtype import DTYPES
+from evomerge.output_dir import check_output_dir
 from evomerge.recipe import DataflowRecipe
 from evomerge.zoo import resolve_model_ref
 

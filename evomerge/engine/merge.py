@@ -11,8 +11,9 @@ from pathlib import Path
 from evomerge.engine.files import with_dtype
 from evomerge.engine.plan import MergePlan, build_plan
 from evomerge.engine.reader import CheckpointReader
-from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
+from evomerge.engine.writer import DEFAULT_SHARD_BYTES, write_checkpoint
 from evomerge.ops.workspace import Workspace
+from evomerge.output_dir import check_output_dir
 from evomerge.recipe import ParameterRecipe
 from evomerge.zoo import resolve_model_ref
 

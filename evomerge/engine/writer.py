@@ -6,21 +6,16 @@ buffered beyond one tensor."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import re
-import shutil
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
 from evomerge.engine.files import copy_side_files
 from evomerge.engine.reader import ST_DTYPES
-from evomerge.errors import CheckpointError
+from evomerge.output_dir import atomic_output_dir
 
 DTYPE_CODES = {v: k for k, v in ST_DTYPES.items()}
 DEFAULT_SHARD_BYTES = 2 * 1024**3
@@ -100,61 +95,6 @@ class ShardedWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse to overwrite a non-empty directory (or a file) unless forced."""
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
-        raise CheckpointError(f"{out}: output exists and is not empty (pass --force to replace it)")
-
-
-STALE_TEMP = re.compile(r"\..+\.tmp-(\d+)-[0-9a-f]{8}")   # what atomic_output_dir names them
-
-
-def remove_stale_temps(out: Path) -> list[Path]:
-    """Delete the temporary folders that earlier writes into ``out``'s folder left when they were
-    killed (nothing else would remove them: gigabytes at real size); those of live processes stay."""
-    removed = []
-    for tmp in out.parent.glob(".*.tmp-*-*"):
-        match = STALE_TEMP.fullmatch(tmp.name)
-        if match and tmp.is_dir() and not _alive(int(match.group(1))):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `out`; on success it replaces `out` in one rename,
-    on any failure (Ctrl-C included) it is deleted and `out` is left as it was."""
-    out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_checkpoint(out: str | Path, layout: Sequence[tuple[str, tuple[int, ...], torch.dtype]],

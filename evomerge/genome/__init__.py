@@ -8,24 +8,22 @@ from scratch). A new kind is one module with a ``SearchSpace`` subclass plus one
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 from evomerge.config_io import read_mapping, validate
-from evomerge.digits.space import WeightsSpace
 from evomerge.errors import ConfigError
 from evomerge.genome.base import Models, Range, SearchSpace
-from evomerge.genome.dataflow import DataflowSpace
-from evomerge.genome.hybrid import HybridSpace
-from evomerge.genome.parameter import ParameterSpace, TaskVectorSpace
 
-SPACES: dict[str, type[SearchSpace]] = {space.kind: space for space in (
-    ParameterSpace,
-    TaskVectorSpace,
-    DataflowSpace,
-    HybridSpace,
-    WeightsSpace,
-)}
+# kind -> "module:Class" (imported when a spec names it, as the backends are)
+SPACES: dict[str, str] = {
+    "parameter": "evomerge.genome.parameter:ParameterSpace",
+    "task_vector": "evomerge.genome.parameter:TaskVectorSpace",
+    "dataflow": "evomerge.genome.dataflow:DataflowSpace",
+    "hybrid": "evomerge.genome.hybrid:HybridSpace",
+    "weights": "evomerge.digits.space:WeightsSpace",
+}
 
 
 def read_space_spec(spec: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path | None, str]:
@@ -41,7 +39,8 @@ def space_kind(data: dict[str, Any], where: str) -> type[SearchSpace]:
     kind = data.get("kind")
     if kind not in SPACES:
         raise ConfigError(f"{where}: kind: {kind!r} is not one of {', '.join(SPACES)}")
-    return SPACES[kind]
+    module, _, name = SPACES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_space(spec: str | Path | dict[str, Any], models: Models, folder: Path | None = None,

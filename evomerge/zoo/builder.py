@@ -101,7 +101,7 @@ def build(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False
     """Build the zoo into ``out`` (default: default_zoo_dir()) unless it is already up to date."""
     import torch
 
-    from evomerge.engine.writer import atomic_output_dir
+    from evomerge.output_dir import atomic_output_dir
 
     out = Path(out) if out is not None else default_zoo_dir()
     log = log or (lambda _msg: None)

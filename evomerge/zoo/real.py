@@ -92,7 +92,7 @@ def is_built(root: Path, name: str, key: dict) -> bool:
 def build_model(root: Path, name: str, key: dict, make: Callable[[Path], dict], force: bool = False,
                 log: Callable[[str], None] | None = None) -> Path:
     """Build ``root/name`` with ``make(tmp_folder) -> info`` unless up to date; locked and atomic."""
-    from evomerge.engine.writer import atomic_output_dir
+    from evomerge.output_dir import atomic_output_dir
 
     log = log or (lambda _msg: None)
     root.mkdir(parents=True, exist_ok=True)
