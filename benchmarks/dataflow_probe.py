@@ -24,6 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 M, W, T = "zoo:math", "zoo:words", "zoo:words_top"  # sources 0, 1, 2
+TA = {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
+      "sources": [{"model": M, "parameters": {"weight": 1.0}}, {"model": T, "parameters": {"weight": 1.0}}]}
 
 
 def path(emb: int, hops: list[tuple[int, int]], scale: float = 1.0, head: int | None = None) -> dict[str, Any]:
@@ -35,6 +37,13 @@ def path(emb: int, hops: list[tuple[int, int]], scale: float = 1.0, head: int | 
     return out
 
 
+def hybrid(hops: list[tuple[int, int]]) -> dict[str, Any]:
+    """A path over [TA (1, 1) of math + words_top, math, words_top]; embeddings and head from the merge."""
+    return {"kind": "dataflow", "sources": [{"recipe": TA}, {"model": M}, {"model": T}], "embeddings_from": 0,
+            "layers": [{"source": s, "layer": l} for s, l in hops]}
+
+
+MERGE = [(0, 0), (0, 1), (0, 2), (0, 3)]
 PROBES = {
     "math (start point of evo_dfs)": path(0, [(0, i) for i in range(4)]),
     "words": path(1, [(1, i) for i in range(4)]),
@@ -58,6 +67,13 @@ PROBES = {
         path(0, [(0, 0), (0, 1), (0, 2), (2, 3)], 0.75, head=2),
     "math 0-1 + words_top 2-3, math embeddings, words_top head":
         path(0, [(0, 0), (0, 1), (2, 2), (2, 3)], head=2),
+    "hybrid: TA(1,1) merge of math + words_top": hybrid(MERGE),
+    "hybrid: merge + words_top 3": hybrid(MERGE + [(2, 3)]),
+    "hybrid: merge + merge 3 again": hybrid(MERGE + [(0, 3)]),
+    "hybrid: merge 0-2 + words_top 3": hybrid(MERGE[:3] + [(2, 3)]),
+    "hybrid: merge 0-2 + math 3 + merge 3": hybrid(MERGE[:3] + [(1, 3), (0, 3)]),
+    "hybrid: merge 0-2 + merge 2 again + merge 3": hybrid(MERGE[:3] + [(0, 2), (0, 3)]),
+    "hybrid: merge 0 + merge 0 again + merge 1-3": hybrid([(0, 0)] + MERGE),
 }
 
 
@@ -72,7 +88,7 @@ def main() -> None:
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     torch.set_num_threads(1)
-    ev = Evaluator(EvaluatorSpec((M, W, T), ("math_words", "math", "words"), split="validation", backend="hf",
+    ev = Evaluator(EvaluatorSpec(("zoo:base", M, W, T), ("math_words", "math", "words"), split="validation", backend="hf",
                                  options={"limit": args.limit}))
     rows = {}
     t0 = time.perf_counter()

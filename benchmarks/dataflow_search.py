@@ -3,18 +3,23 @@
 Target math_words (word problems answered as number words). Sources: `zoo:math` (answers in
 digits) and `zoo:words_top` (answers in number words; only its block 3, final norm and head were
 trained, so its block 3 reads what the base's blocks 0-2 write, and math's blocks 0-2 stay close to
-those). Every search runs through the real loop and store with CMA-ES, scores candidates on the
-first ``--val-limit`` validation items and re-scores its winner on the full test split (1995 items).
+those). Every search runs through the real loop and store with CMA-ES (the search space and
+searcher options of the shipped experiments), scores candidates on the first ``--val-limit``
+validation items and re-scores its winner on the full test split (1995 items).
 
-- ``ps``: task arithmetic with one weight per source per layer group (12 genes), start = TA (1, 1).
-- ``dfs``: the data-flow space of experiments/evo_dfs.yaml (path through math's and words_top's
+- ``ps``: the hybrid's own merge space alone: task arithmetic with one weight per source per layer
+  group (12 genes), start = TA (1, 1), with evo_hybrid's searcher options.
+- ``dfs``: experiments/evo_dfs.yaml (path through math's and words_top's
   layers, crossing scales; embeddings from math, final norm + head from words_top), start = math's
   own 4 layers.
-- ``hybrid``: the PS space and the data-flow space searched jointly (search_spaces/hybrid.yaml).
+- ``hybrid``: experiments/evo_hybrid.yaml: the PS space and a path over [merge, math, words_top].
 - ``hybrid_seq``: evo-merge's order: ``ps`` for half the budget, then a data-flow search over
   [that winner, math, words_top] for the other half (equal total budget with ``ps``).
 
-    EVOMERGE_ZOO=DIR nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2
+    nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 3 4 --methods dfs \
+        --out benchmarks/results/dataflow_dfs.json
+    nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 3 4 \
+        --methods ps hybrid hybrid_seq --out benchmarks/results/dataflow_hybrid.json
 """
 
 from __future__ import annotations
