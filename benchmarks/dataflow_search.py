@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = "math_words"
@@ -144,16 +144,6 @@ def summary(values: list[float]) -> dict[str, float]:
             "min": min(values), "max": max(values)}
 
 
-def versions() -> dict[str, Any]:
-    import cmaes
-    import optuna
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "optuna": optuna.__version__, "cmaes": cmaes.__version__}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dataflow_search.json")
@@ -166,13 +156,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    t0, load0 = time.perf_counter(), os.getloadavg()
+    t0, host = time.perf_counter(), machine("torch", "transformers", "optuna", "cmaes")
     test = Scorer("test", None)
     out: dict[str, Any] = {
         "benchmark": "dataflow_search", "target": TARGET, "test_items": "all (1995)",
         "zoo": os.environ.get("EVOMERGE_ZOO") or str(Path.home() / ".cache" / "evomerge" / "zoo"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1},
-        "versions": versions(), "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "methods": {k: {"space": v[0], "searcher_options": v[1]} for k, v in METHODS.items()},
         "parents": {ref: test(parent(ref)) for ref in (A, B, "zoo:words")},
         "plain": {"task_arithmetic_1_1": test(task_arithmetic(1.0, 1.0))},
@@ -193,7 +182,7 @@ def main() -> None:
             pairs = list(zip(searched[h]["runs"], searched["ps"]["runs"]))
             verdict[f"{h}_minus_ps_per_seed"] = [round(a["test"] - b["test"], 4) for a, b in pairs]
     out["verdict"] = verdict
-    out["load_average"] = {"start": load0, "end": os.getloadavg()}
+    out["machine"] = host | {"load_avg_end": os.getloadavg()}
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from search_quality import A, B, BASE, TARGET, TestScorer, parent, untuned, versions  # noqa: E402
+from _machine import machine  # noqa: E402
+from search_quality import A, B, BASE, TARGET, TestScorer, parent, untuned  # noqa: E402
 
 SPACE = yaml.safe_load((ROOT / "search_spaces" / "ta_blocks.yaml").read_text())
 GRID = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -84,10 +84,7 @@ def main() -> None:
     t0 = time.perf_counter()
     test = TestScorer((TARGET,), None)
     out: dict[str, Any] = {"benchmark": "search_curves", "target": TARGET, "space": SPACE,
-                           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                       "torch_threads": torch.get_num_threads(),
-                                       "load_avg_start": os.getloadavg()},
-                           "versions": versions(), "config": vars(args) | {"out": str(args.out)}}
+                           "machine": machine("torch", "transformers", "optuna", "cmaes"), "config": vars(args) | {"out": str(args.out)}}
     if not args.skip_baselines:
         base: dict[str, Any] = {"parents": {r: test(parent(r))[TARGET] for r in (A, B)},
                                 "untuned": {m: test(untuned(m, 0) if m != "task_arithmetic" else ta(1.0, 1.0))[TARGET]

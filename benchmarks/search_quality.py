@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = "math_words"
@@ -167,21 +167,6 @@ def map_benchmark(args, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def versions() -> dict[str, Any]:
-    import cmaes
-    import optuna
-    import torch
-    import transformers
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "optuna": optuna.__version__, "cmaes": cmaes.__version__, "evomerge_commit": commit}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_quality.json")
@@ -202,9 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         print("target task:", TARGET, flush=True)
         result: dict[str, Any] = {"benchmark": "search_quality", "zoo": zoo,
-                                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                              "torch_threads": torch.get_num_threads()},
-                                  "versions": versions(), "config": vars(args) | {"out": str(args.out)},
+                                  "machine": machine("torch", "transformers", "optuna", "cmaes"), "config": vars(args) | {"out": str(args.out)},
                                   "target": target_benchmark(args, TestScorer((TARGET,), args.test_limit), Path(tmp))}
         if not args.skip_map:
             print("MAP vs grid on math + words", flush=True)

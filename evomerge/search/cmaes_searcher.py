@@ -70,7 +70,6 @@ class CMAESSearcher(Searcher):
         self.segment = self._segment(space.x0, opts["population_size"])
         self.finished = False
         self.past_generations = 0
-        self.best: tuple[float, list[float]] | None = None
         self._build()
 
     # -- the replayable core -----------------------------------------------------------------
@@ -135,8 +134,6 @@ class CMAESSearcher(Searcher):
         return out
 
     def _observe(self, cand: Candidate, outcome: Outcome) -> None:
-        if outcome.values is not None and (self.best is None or outcome.values[0] > self.best[0]):
-            self.best = (outcome.values[0], cand.x.tolist())
         if "design" in cand.meta:
             self._observe_design(cand, outcome)
             return
@@ -177,11 +174,10 @@ class CMAESSearcher(Searcher):
 
     def _algo_state(self) -> dict[str, Any]:
         return {"restart": self.restart, "segment": self.segment, "finished": self.finished,
-                "best": self.best, "past_generations": self.past_generations, "design": self.design}
+                "past_generations": self.past_generations, "design": self.design}
 
     def _load_algo_state(self, d: dict[str, Any]) -> None:
         self.restart, self.finished = int(d["restart"]), bool(d["finished"])
-        self.best = None if d["best"] is None else (float(d["best"][0]), list(d["best"][1]))
         self.past_generations = int(d["past_generations"])
         self.segment = copy.deepcopy(d["segment"])
         self.design = copy.deepcopy(d.get("design"))
