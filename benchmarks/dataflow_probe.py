@@ -1,11 +1,13 @@
-"""Why data-flow search alone scores ~0.01 on the zoo's math_words: hand-built layer paths,
-scored directly, show which routes the zoo can reward at all.
+"""Which layer routes can the zoo reward on math_words? Hand-built data-flow paths, scored directly.
 
 A data-flow recipe keeps each layer as it is and only picks the path (and the head: embeddings,
 final norm and lm_head come from ``embeddings_from``). The target asks for word problems answered
 as number words: `math` solves the problems but answers in digits, `words` answers in words but
-cannot solve problems. Each probe below is one path, scored on the first ``--limit`` validation
-items of math_words (and of math, words for context).
+cannot solve problems. Both are full fine-tunes of the base (every block moved), and no path
+through their layers writes math's answer as a word. `words_top` learned the same skill with
+blocks 0-2 and the embeddings frozen (only block 3, final norm and head trained): its block 3
+reads what the base's blocks 0-2 write, so math's blocks 0-2 can feed it. Each probe below is one
+path, scored on the first ``--limit`` validation items of math_words (and of math, words).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/dataflow_probe.py
 """
@@ -21,15 +23,27 @@ from typing import Any
 from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
-M, W = "zoo:math", "zoo:words"
+M, W, T = "zoo:math", "zoo:words", "zoo:words_top"  # sources 0, 1, 2
+TA = {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
+      "sources": [{"model": M, "parameters": {"weight": 1.0}}, {"model": T, "parameters": {"weight": 1.0}}]}
 
 
-def path(emb: int, hops: list[tuple[int, int]], scale: float = 1.0) -> dict[str, Any]:
-    return {"kind": "dataflow", "sources": [{"model": M}, {"model": W}], "embeddings_from": emb,
-            "layers": [{"source": s, "layer": l, "scale": scale if k and s != hops[k - 1][0] else 1.0}
-                       for k, (s, l) in enumerate(hops)]}
+def path(emb: int, hops: list[tuple[int, int]], scale: float = 1.0, head: int | None = None) -> dict[str, Any]:
+    out = {"kind": "dataflow", "sources": [{"model": M}, {"model": W}, {"model": T}], "embeddings_from": emb,
+           "layers": [{"source": s, "layer": l, "scale": scale if k and s != hops[k - 1][0] else 1.0}
+                      for k, (s, l) in enumerate(hops)]}
+    if head is not None:
+        out["head_from"] = head
+    return out
 
 
+def hybrid(hops: list[tuple[int, int]]) -> dict[str, Any]:
+    """A path over [TA (1, 1) of math + words_top, math, words_top]; embeddings and head from the merge."""
+    return {"kind": "dataflow", "sources": [{"recipe": TA}, {"model": M}, {"model": T}], "embeddings_from": 0,
+            "layers": [{"source": s, "layer": l} for s, l in hops]}
+
+
+MERGE = [(0, 0), (0, 1), (0, 2), (0, 3)]
 PROBES = {
     "math (start point of evo_dfs)": path(0, [(0, i) for i in range(4)]),
     "words": path(1, [(1, i) for i in range(4)]),
@@ -43,6 +57,23 @@ PROBES = {
     "math 0-3 + words 0-3, words head": path(1, [(0, i) for i in range(4)] + [(1, i) for i in range(4)]),
     "math 0-3 + words 3 x0.5, words head": path(1, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3)], 0.5),
     "math 0-3 + words 3 x2, words head": path(1, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 3)], 2.0),
+    "math 0-2 + words 3, math embeddings, words head": path(0, [(0, 0), (0, 1), (0, 2), (1, 3)], head=1),
+    "words_top": path(2, [(2, i) for i in range(4)]),
+    "math layers, words_top head": path(0, [(0, i) for i in range(4)], head=2),
+    "math 0-2 + words_top 3, words_top embeddings + head": path(2, [(0, 0), (0, 1), (0, 2), (2, 3)]),
+    "math 0-2 + words_top 3, math embeddings, words_top head": path(0, [(0, 0), (0, 1), (0, 2), (2, 3)], head=2),
+    "math 0-3 + words_top 3, math embeddings, words_top head": path(0, [(0, i) for i in range(4)] + [(2, 3)], head=2),
+    "math 0-2 + words_top 3 x0.75, math embeddings, words_top head":
+        path(0, [(0, 0), (0, 1), (0, 2), (2, 3)], 0.75, head=2),
+    "math 0-1 + words_top 2-3, math embeddings, words_top head":
+        path(0, [(0, 0), (0, 1), (2, 2), (2, 3)], head=2),
+    "hybrid: TA(1,1) merge of math + words_top": hybrid(MERGE),
+    "hybrid: merge + words_top 3": hybrid(MERGE + [(2, 3)]),
+    "hybrid: merge + merge 3 again": hybrid(MERGE + [(0, 3)]),
+    "hybrid: merge 0-2 + words_top 3": hybrid(MERGE[:3] + [(2, 3)]),
+    "hybrid: merge 0-2 + math 3 + merge 3": hybrid(MERGE[:3] + [(1, 3), (0, 3)]),
+    "hybrid: merge 0-2 + merge 2 again + merge 3": hybrid(MERGE[:3] + [(0, 2), (0, 3)]),
+    "hybrid: merge 0 + merge 0 again + merge 1-3": hybrid([(0, 0)] + MERGE),
 }
 
 
@@ -57,7 +88,7 @@ def main() -> None:
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     torch.set_num_threads(1)
-    ev = Evaluator(EvaluatorSpec((M, W), ("math_words", "math", "words"), split="validation", backend="hf",
+    ev = Evaluator(EvaluatorSpec(("zoo:base", M, W, T), ("math_words", "math", "words"), split="validation", backend="hf",
                                  options={"limit": args.limit}))
     rows = {}
     t0 = time.perf_counter()

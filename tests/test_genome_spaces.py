@@ -80,6 +80,21 @@ def test_dataflow_space_layout_and_round_trip(models):
                                                             (1, 0, 0.3)]
 
 
+def test_dataflow_head_can_come_from_another_source(models):
+    space = load_space({"kind": "dataflow", "repetitions": 1, "head_from": 1}, models)
+    x = space.x0.copy()
+    x[3], x[7] = -0.5, 0.5         # model 0's layers 0-2, then model 1's layer 3
+    recipe = space.to_recipe(x)
+    assert recipe.embeddings_from == 0 and recipe.head_from == 1
+    assert [(h.source, h.layer) for h in recipe.layers] == [(0, 0), (0, 1), (0, 2), (1, 3)]
+    assert np.array_equal(space.from_recipe(recipe), space.clip(x))
+    other = load_space({"kind": "dataflow", "repetitions": 1}, models)
+    with pytest.raises(ConfigError, match="head_from differ"):
+        other.from_recipe(recipe)
+    with pytest.raises(ConfigError, match="head_from: 2 but there are 2 sources"):
+        load_space({"kind": "dataflow", "head_from": 2}, models)
+
+
 def test_dataflow_empty_path_is_an_error(models):
     space = load_space({"kind": "dataflow", "repetitions": 1}, models)
     with pytest.raises(ConfigError, match="empty path"):

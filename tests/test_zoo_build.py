@@ -64,6 +64,19 @@ def test_training_is_deterministic_in_the_seed():
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
+def test_train_top_trains_only_the_last_blocks_and_the_head():
+    from evomerge.zoo.train import new_model, train
+
+    torch.set_num_threads(1)
+    model = new_model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, "words", Schedule(steps=2, lr=1e-3, warmup=1, batch=2, train_top=1), 0)
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    top = {k for k in before if k.startswith(("model.layers.3.", "model.norm.", "lm_head."))}
+    assert moved == top
+    assert all(p.requires_grad for p in model.parameters())  # nothing left frozen for a later stage
+
+
 def test_build_is_atomic_cached_and_reproducible(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo_build, "STAGES", TINY)
     out = tmp_path / "zoo"

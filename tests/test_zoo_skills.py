@@ -29,7 +29,7 @@ def score(zoo_dir):
 
 
 def test_zoo_models_are_vllm_friendly_llamas(zoo_dir):
-    for name in ("base", "math", "words", "reverse", "count"):
+    for name in ("base", "math", "words", "words_top", "reverse", "count"):
         config = json.loads((zoo_dir / name / "config.json").read_text())
         assert config["architectures"] == ["LlamaForCausalLM"]
         assert config["hidden_size"] // config["num_attention_heads"] == 32
@@ -37,7 +37,8 @@ def test_zoo_models_are_vllm_friendly_llamas(zoo_dir):
 
 
 @pytest.mark.parametrize("expert,task,margin", [
-    ("math", "math", 0.4), ("words", "words", 0.5), ("reverse", "reverse", 0.2), ("count", "count", 0.1)])
+    ("math", "math", 0.4), ("words", "words", 0.5), ("words_top", "words", 0.5), ("reverse", "reverse", 0.2),
+    ("count", "count", 0.1)])
 def test_each_expert_beats_the_base_on_its_skill(score, expert, task, margin):
     assert score(expert, task) >= score("base", task) + margin
 
@@ -45,7 +46,24 @@ def test_each_expert_beats_the_base_on_its_skill(score, expert, task, margin):
 def test_both_parents_are_weak_on_the_target(score):
     assert score("math", "math_words") < 0.05  # right values, wrong format
     assert score("words", "math_words") < 0.2  # right format, guessed values
+    assert score("words_top", "math_words") < 0.2
     assert score("base", "math_words") < 0.05
+
+
+def test_routing_math_blocks_into_words_top_solves_the_target(zoo_dir, score):
+    """words_top kept the base's blocks 0-2, so its block 3 and head can read math's blocks 0-2:
+    the data-flow path math 0-2 -> words_top 3 (head from words_top) writes math's answer as a word."""
+    from transformers import AutoTokenizer
+
+    from evomerge.engine.dataflow import build_model
+    from evomerge.recipe import parse_recipe
+
+    recipe = parse_recipe({"kind": "dataflow", "sources": [{"model": "zoo:math"}, {"model": "zoo:words_top"}],
+                           "embeddings_from": 0, "head_from": 1,
+                           "layers": [{"source": 0, "layer": i} for i in range(3)] + [{"source": 1, "layer": 3}]})
+    backend = HFBackend(build_model(recipe), AutoTokenizer.from_pretrained(str(zoo_dir / "math")))
+    routed = load_task("math_words").evaluate(backend, "validation", N).score
+    assert routed > 0.5 > max(score("math", "math_words"), score("words_top", "math_words"))
 
 
 def test_perplexity_is_lower_for_the_base_than_for_the_math_expert(score):

@@ -29,6 +29,7 @@ class DataflowSpec(StrictModel):
     indicator: Range = Field(default_factory=lambda: Range(low=-1.0, high=1.0))
     scale: Range = Field(default_factory=lambda: Range(low=0.25, high=2.0, init=1.0))
     embeddings_from: int = Field(default=0, ge=0)
+    head_from: int | None = Field(default=None, ge=0)  # final norm + lm_head; None: embeddings_from
     dtype: str | None = None
     seed: int = 0
 
@@ -51,6 +52,8 @@ class DataflowSpace(SearchSpace):
         if spec.embeddings_from >= len(sources):
             raise ConfigError(f"search_space.embeddings_from: {spec.embeddings_from} but there are "
                               f"{len(sources)} sources")
+        if spec.head_from is not None and spec.head_from >= len(sources):
+            raise ConfigError(f"search_space.head_from: {spec.head_from} but there are {len(sources)} sources")
         self.spec, self.sources, self.layers = spec, sources, list(layers)
         self.M = len(sources)
         self.slots = [(m, l) for _ in range(spec.repetitions) for m in range(self.M) for l in range(layers[m])]
@@ -94,6 +97,8 @@ class DataflowSpace(SearchSpace):
         data: dict[str, Any] = {"kind": "dataflow", "sources": [dict(s) for s in self.sources],
                                 "embeddings_from": self.spec.embeddings_from, "layers": hops,
                                 "seed": self.spec.seed}
+        if self.spec.head_from is not None:
+            data["head_from"] = self.spec.head_from
         if self.spec.dtype:
             data["dtype"] = self.spec.dtype
         return parse_recipe(data, "search_space")
@@ -102,8 +107,10 @@ class DataflowSpace(SearchSpace):
         r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
         if getattr(r, "kind", None) != "dataflow":
             raise ConfigError("recipe: a data-flow genome needs a dataflow recipe")
-        if len(r.sources) != self.M or r.embeddings_from != self.spec.embeddings_from:
-            raise ConfigError("recipe: its sources / embeddings_from differ from the search space's")
+        head = lambda h, emb: emb if h is None else h  # noqa: E731
+        if (len(r.sources) != self.M or r.embeddings_from != self.spec.embeddings_from
+                or head(r.head_from, r.embeddings_from) != head(self.spec.head_from, self.spec.embeddings_from)):
+            raise ConfigError("recipe: its sources / embeddings_from / head_from differ from the search space's")
         genes = np.full(self.T, self.off)
         W = np.full((self.M, self.M), np.nan)
         slot, prev = 0, r.embeddings_from

@@ -14,6 +14,7 @@ class Schedule:
     warmup: int = 50
     batch: int = 16
     final_lr_frac: float = 0.02
+    train_top: int | None = None  # only the last N blocks, final norm and head train (None: all)
 
 
 # name -> (parent, mixture in zoo.mixes, schedule); the base is trained from scratch.
@@ -21,6 +22,9 @@ STAGES: dict[str, tuple[str | None, str, Schedule]] = {
     "base": (None, "base", Schedule(steps=2000, lr=3e-3, warmup=100)),
     "math": ("base", "math", Schedule(steps=800, lr=1e-3, warmup=50)),
     "words": ("base", "words", Schedule(steps=200, lr=3e-4, warmup=30)),
+    # the words skill confined to the top: blocks 0-2 and embeddings stay the base's, so a data-flow
+    # path can run math's blocks 0-2 and then this block 3 and head (docs/ZOO.md, "Routing")
+    "words_top": ("base", "words", Schedule(steps=300, lr=1e-3, warmup=30, train_top=1)),
     "reverse": ("base", "reverse", Schedule(steps=800, lr=2e-3, warmup=30)),
     "count": ("base", "count", Schedule(steps=600, lr=2e-3, warmup=30)),
 }

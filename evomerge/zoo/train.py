@@ -71,6 +71,9 @@ def lr_at(step: int, s: Schedule) -> float:
 def train(model, mix_name: str, schedule: Schedule, seed: int, log=None) -> list[float]:
     """Train in place on the mixture; returns the loss per step."""
     data = token_windows(mix_name, seed, schedule.steps * schedule.batch)
+    frozen = _frozen(model, schedule.train_top)
+    for p in frozen:
+        p.requires_grad_(False)  # AdamW skips parameters without gradients
     opt = torch.optim.AdamW(model.parameters(), lr=schedule.lr, betas=(0.9, 0.98), weight_decay=0.0)
     model.train()
     losses = []
@@ -87,5 +90,17 @@ def train(model, mix_name: str, schedule: Schedule, seed: int, log=None) -> list
         losses.append(loss.item())
         if log and (step % 100 == 0 or step == schedule.steps - 1):
             log(f"{mix_name} step {step}/{schedule.steps} loss {loss.item():.3f}")
+    for p in frozen:
+        p.requires_grad_(True)
     model.eval()
     return losses
+
+
+def _frozen(model, train_top: int | None) -> list[torch.nn.Parameter]:
+    """The parameters that stay as the parent's: all but the last ``train_top`` blocks, the final
+    norm and the head (none when train_top is None)."""
+    if train_top is None:
+        return []
+    n = model.config.num_hidden_layers
+    trained = tuple(f"model.layers.{i}." for i in range(n - train_top, n)) + ("model.norm.", "lm_head.")
+    return [p for name, p in model.named_parameters() if not name.startswith(trained)]
