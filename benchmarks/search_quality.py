@@ -49,7 +49,11 @@ GRID = (0.5, 0.75, 1.0, 1.25, 1.5)
 SPACES = {"ta_blocks": "ta_blocks.yaml", "ties_blocks": "ps_ties_blocks.yaml", "dare_ties": "ps_dare_ties.yaml",
           "dataflow": "dfs.yaml", "hybrid": "hybrid.yaml"}
 ARMS = {"cmaes": ("cmaes", {}), "random": ("random", {}), "m2n2": ("m2n2", {}), "hillclimb": (None, {}),
-        "map": ("map", {})}
+        "map": ("map", {}),
+        # CMA-ES variants measured against the default at small budgets (--arms cmaes cmaes_...)
+        "cmaes_design": ("cmaes", {"initial_design": 8}), "cmaes_sigma0.5": ("cmaes", {"sigma0": 0.5}),
+        "cmaes_pop6_sigma0.5": ("cmaes", {"population_size": 6, "sigma0": 0.5})}
+MAIN_ARMS = ["cmaes", "random", "m2n2", "hillclimb", "map"]
 PER_BLOCK = ("ta_blocks", "ties_blocks")
 
 
@@ -306,7 +310,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_quality.json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms in ta_blocks")
+    ap.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(ARMS), help="arms in ta_blocks")
     ap.add_argument("--other-arms", nargs="+", default=["cmaes", "random"], choices=list(ARMS),
                     help="arms in the other spaces")
     ap.add_argument("--budget", type=int, default=200)
@@ -315,6 +319,7 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true", help="score the baselines")
     ap.add_argument("--noise", action="store_true", help="measure noise vs cost of validation sizes")
     ap.add_argument("--collect", action="store_true", help="write --out from the work folder and exit")
+    ap.add_argument("--note", default=None, help="with --collect: a line stored in the JSON")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.collect:
@@ -358,10 +363,10 @@ def collect(args) -> None:
     read = lambda name: json.loads((args.work / name).read_text()) if (args.work / name).exists() else None  # noqa: E731
     base = read("baselines.json")
     summary, verdict = summarize(rows, base)
-    out = {"benchmark": "search_quality", "target": TARGET, "budgets": list(BUDGETS),
+    out = {"benchmark": "search_quality", "note": args.note, "target": TARGET, "budgets": list(BUDGETS),
            "spaces": {s: yaml.safe_load((ROOT / "search_spaces" / f).read_text()) for s, f in SPACES.items()},
            "arms": {a: {"searcher": s or "hillclimb (benchmarks/search_quality.py)", "options": o}
-                    for a, (s, o) in ARMS.items()},
+                    for a, (s, o) in ARMS.items() if any(r["arm"] == a for r in rows)},
            "val_items": sorted({r["val_items"] for r in rows}),
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
                        "load_avg_per_run": [round(r["load_avg"][0], 1) for r in rows if "load_avg" in r]},
