@@ -289,7 +289,7 @@ def summarize(rows: list[dict], base: dict[str, Any] | None) -> tuple[dict, dict
             if arm != "cmaes":
                 continue
             rnd = {r["seed"]: r for r in by.get((space, "random"), [])}
-            for b in ("12", "25", "50"):
+            for b in map(str, BUDGETS):
                 mine = [r for r in rs if b in r["at"]]
                 if not mine:
                     continue
