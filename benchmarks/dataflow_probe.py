@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 M, W = "zoo:math", "zoo:words"
@@ -67,8 +67,7 @@ def main() -> None:
         print(f"{name:40s} " + (" ".join(f"{k} {v:.3f}" for k, v in r.scores.items()) if not r.error else r.error),
               flush=True)
     out = {"benchmark": "dataflow_probe", "split": "validation", "limit": args.limit,
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-           "versions": {"torch": torch.__version__}, "probes": rows, "wall_s": round(time.perf_counter() - t0, 1)}
+           "machine": machine("torch", "transformers"), "probes": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

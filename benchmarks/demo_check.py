@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -106,7 +107,7 @@ def main() -> None:
                   f"run {r['run_s']} s, export {r['export_s']} s", flush=True)
             out = {"benchmark": "demo_check",
                    "experiment": yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text()),
-                   "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+                   "machine": machine("torch", "transformers", "optuna", "cmaes"),
                    "best_plain_ta": plain, "runs": rows,
                    "margin_over_best_plain_ta": [r["test"] - plain["test"] for r in rows]}
             args.out.parent.mkdir(parents=True, exist_ok=True)

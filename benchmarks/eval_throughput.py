@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
-import transformers
+from _machine import machine
 
 from evomerge.evaluate.hf_backend import HFBackend
 from evomerge.evaluate.tasks import load_task
@@ -46,7 +45,7 @@ def main() -> None:
     if args.zoo:
         os.environ["EVOMERGE_ZOO"] = str(Path(args.zoo).resolve())
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    host = machine("torch", "transformers")
     batched = HFBackend.from_pretrained("zoo:math", batch_size=128)
     single = HFBackend(batched.model, batched.tokenizer, batch_size=1)
     results = {}
@@ -60,9 +59,7 @@ def main() -> None:
         print(f"{name:12s} batched {b['items_per_s']:8.1f} items/s  one-at-a-time {s['items_per_s']:7.1f} items/s"
               f"  x{results[name]['speedup']:.1f}", flush=True)
     out = {"benchmark": "eval_throughput", "model": "zoo:math", "items": args.items, "threads": args.threads,
-           "machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-           "torch": torch.__version__, "transformers": transformers.__version__,
-           "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "results": results}
+           "machine": host | {"load_avg_end": os.getloadavg()}, "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-import transformers
+from _machine import machine
 
 RECIPE = Path("experiments/recipes/zoo_math_words.yaml")
 LM_MATH_WORDS = {"lm_eval": "math_words", "include_path": "fitness/lm_eval", "metric": "exact_match",
@@ -53,13 +52,12 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    import lm_eval
 
     from evomerge.evaluate.evaluator import Evaluator
     from evomerge.recipe import parse_recipe
     from evomerge.runtime.pool import EvaluatorSpec
 
-    load_before = os.getloadavg()
+    host = machine("torch", "transformers", "lm_eval", *(["vllm"] if args.backend == "vllm" else []))
     spec = EvaluatorSpec(("zoo:base", "zoo:math", "zoo:words"), ("math_words", LM_MATH_WORDS), "validation",
                          args.backend, {"limit": args.items, "batch_size": args.items})
     ev = Evaluator(spec)
@@ -97,14 +95,7 @@ def main() -> None:
            "ratio_per_candidate": per_lm / per_native,
            "ratio_scoring_only": med["lm_eval_score_s"] / med["native_score_s"],
            "medians": med, "rows": rows,
-           "machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-           "torch": torch.__version__, "transformers": transformers.__version__,
-           "lm_eval": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13",
-           "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    if args.backend == "vllm":
-        import vllm
-
-        out["vllm"] = vllm.__version__
+           "machine": host | {"load_avg_end": os.getloadavg()}}
     print(f"per candidate: native {per_native:.3f}s, lm-eval {per_lm:.3f}s, ratio {out['ratio_per_candidate']:.2f} "
           f"(scoring only {out['ratio_scoring_only']:.2f})")
     path = Path(args.out or f"benchmarks/results/lm_eval_throughput_{args.backend}.json")

@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors.torch import save_file
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 EVOMERGE = ROOT / ".venv" / "bin" / "evomerge"
@@ -309,25 +310,12 @@ def one_pass_floor(models: dict, paths: list, params: dict, paired) -> dict:
     return paired(run)
 
 
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = 0
-    try:
-        mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) // 1024
-    except (OSError, StopIteration):
-        pass
-    mk = subprocess.run([str(MERGEKIT_PY), "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
-                        capture_output=True, text=True).stdout.strip() if MERGEKIT_PY.exists() else None
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "mem_mb": mem,
-            "load_avg_at_start": os.getloadavg(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "mergekit": mk, "evomerge_commit": commit,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+def mergekit_version() -> str | None:
+    """The oracle venv's mergekit (not importable here)."""
+    if not MERGEKIT_PY.exists():
+        return None
+    return subprocess.run([str(MERGEKIT_PY), "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
+                          capture_output=True, text=True).stdout.strip() or None
 
 
 def main() -> None:
@@ -342,7 +330,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "merge_throughput.json"))
     args = ap.parse_args()
     result = {"benchmark": "merge_throughput", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "machine": machine()}
+              "machine": machine("torch", "numba")}
+    result["machine"]["versions"]["mergekit"] = mergekit_version()
     if args.keep and not args.workdir:
         ap.error("--keep needs --workdir")
     work = Path(args.workdir) if args.keep else Path(tempfile.mkdtemp(prefix="evomerge-bench-", dir=args.workdir))

@@ -1,6 +1,6 @@
 """Multi-fidelity racing vs single-fidelity evaluation at an equal budget of scored items.
 
-Problem: tests/analytic_backend.py's noisy sphere: a candidate's item j scores 1 with probability
+Problem: evomerge/runtime/simulated.py's noisy sphere: a candidate's item j scores 1 with probability
 f(x) = exp(-|x - 0.7|^2 / 0.5), drawn per (x, j), so the true value f of every candidate is known
 and the noise is binomial per item (what a 0/1-scored task such as math_words gives). Both arms run
 the real loop and SQLite store with CMA-ES; single fidelity scores every candidate on all N items,
@@ -16,32 +16,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _machine import machine
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def run_arm(racing: dict | None, budget: int, items: int, seed: int, dim_space: dict, workdir: Path) -> dict:
-    from analytic_backend import NoisySphereEvaluator, numbers
-
     from evomerge.experiment import Experiment
     from evomerge.runtime.inprocess import InProcessPool
     from evomerge.runtime.loop import run_loop
     from evomerge.runtime.session import build_session
+    from evomerge.runtime.simulated import NoisySimulatedEvaluator, recipe_numbers
     from evomerge.runtime.store import RunStore, sqlite_url
 
     name = f"{'race' if racing else 'single'}-{seed}"
     data = {"name": name, "models": {"base": "zoo:base", "sources": ["zoo:a", "zoo:b"]}, "search_space": dim_space,
             "fitness": {"tasks": ["sphere"], "options": {"items": items}},
             "searcher": {"name": "cmaes", "options": {}}, "budget": budget, "seed": seed,
-            "backend": "analytic_backend:NoisySphereEvaluator"}
+            "backend": "evomerge.runtime.simulated:NoisySimulatedEvaluator"}
     if racing:
         data["racing"] = racing
     exp = Experiment.model_validate(data)
@@ -58,7 +55,7 @@ def run_arm(racing: dict | None, budget: int, items: int, seed: int, dim_space: 
         scored += len(t.item_scores.get("sphere", []))
         full = not t.fidelity or t.fidelity.get("full", True)
         if t.state == "complete" and full and (best is None or t.objectives["score"] > best[0]):
-            best = (t.objectives["score"], NoisySphereEvaluator.truth(numbers(t.recipe)))
+            best = (t.objectives["score"], NoisySimulatedEvaluator.truth(recipe_numbers(t.recipe)))
         curve.append((scored, None if best is None else best[1]))
     return {"curve": curve, "evaluations": len(trials), "driver_cpu_per_eval_ms": 1e3 * cpu / len(trials)}
 
@@ -128,12 +125,8 @@ def main() -> None:
         "driver_cpu_per_eval_ms": {arm: statistics.fmean(r["driver_cpu_per_eval_ms"][arm] for r in rows)
                                    for arm in ("single", "racing")},
     }
-    import cmaes
-    import optuna
-
     result = {"benchmark": "racing", "problem": "noisy sphere (binomial items), 4 genes, CMA-ES default population",
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "versions": {"python": platform.python_version(), "optuna": optuna.__version__, "cmaes": cmaes.__version__},
+              "machine": machine("optuna", "cmaes"),
               "config": vars(args) | {"out": str(args.out), "budget_items": budget_items},
               "summary": summary, "runs": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,19 +32,10 @@ from typing import Any
 
 import yaml
 
+from _machine import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 SIM = "evomerge.runtime.simulated:SimulatedEvaluator"
-
-
-def machine() -> dict[str, Any]:
-    import ray
-    import torch
-
-    from evomerge import __version__
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "ray": ray.__version__, "torch": torch.__version__, "evomerge": __version__,
-            "load_average_at_start": os.getloadavg()}
 
 
 def sim_experiment(name: str, searcher: dict, budget: int, sleep: float, workers: int) -> dict:
@@ -201,14 +191,14 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",")}
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         if "simulated" in parts:
-            result["simulated"] = {"machine": machine(), "workers": args.workers, "evaluation_s": args.sleep,
-                                   "cpus_per_worker": 0.25,
+            result["simulated"] = {"machine": machine("ray", "torch"), "workers": args.workers,
+                                   "evaluation_s": args.sleep, "cpus_per_worker": 0.25,
                                    **simulated(Path(tmp), args.workers, args.sleep, 3 if args.quick else 8)}
-            result["simulated"]["machine"]["load_average_at_end"] = os.getloadavg()
+            result["simulated"]["machine"]["load_avg_end"] = os.getloadavg()
             save(args.out, result)
         if "zoo" in parts:
-            result["zoo"] = {"machine": machine(), **zoo_search(Path(tmp), 6 if args.quick else 16)}
-            result["zoo"]["machine"]["load_average_at_end"] = os.getloadavg()
+            result["zoo"] = {"machine": machine("ray", "torch"), **zoo_search(Path(tmp), 6 if args.quick else 16)}
+            result["zoo"]["machine"]["load_avg_end"] = os.getloadavg()
             save(args.out, result)
     ray.shutdown()
     print(json.dumps(result, indent=2))

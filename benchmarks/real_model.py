@@ -20,12 +20,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE, A, B = "zoo:smollm2", "zoo:smollm2-math", "zoo:smollm2-words"
@@ -141,12 +142,7 @@ def main() -> None:
     runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="real_model_runs-"))
     runs.mkdir(parents=True, exist_ok=True)
     previous = json.loads(Path(args.out).read_text()) if args.reuse else {}
-    out: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
-                             "torch_threads": torch.get_num_threads()},
-                 "versions": {"python": platform.python_version(), "torch": torch.__version__}}
-    import transformers
-
-    out["versions"]["transformers"] = transformers.__version__
+    out: dict = {"machine": machine("torch", "transformers")}
 
     def save() -> None:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

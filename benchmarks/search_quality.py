@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from _machine import machine
 from evomerge.search.base import Candidate, Outcome, Searcher, SpaceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,17 +246,6 @@ def noise(val: Scorer, test: Scorer, sizes: tuple[int, ...]) -> dict[str, Any]:
     return out
 
 
-def versions() -> dict[str, Any]:
-    import cmaes
-    import torch
-    import transformers
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "cmaes": cmaes.__version__, "evomerge_commit": commit}
-
-
 def plan(args) -> list[tuple[str, str, int]]:
     """Seed by seed, so a benchmark cut short still compares every arm on the seeds it finished."""
     return [(space, arm, seed) for seed in args.seeds for space in args.spaces
@@ -368,9 +356,9 @@ def collect(args) -> None:
            "arms": {a: {"searcher": s or "hillclimb (benchmarks/search_quality.py)", "options": o}
                     for a, (s, o) in ARMS.items() if any(r["arm"] == a for r in rows)},
            "val_items": sorted({r["val_items"] for r in rows}),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
-                       "load_avg_per_run": [round(r["load_avg"][0], 1) for r in rows if "load_avg" in r]},
-           "versions": versions(), "noise": read("noise.json"), "baselines": base,
+           "machine": machine("torch", "transformers", "cmaes") | {   # taken when collecting; runs use 1 thread
+               "torch_threads": 1, "load_avg_per_run": [round(r["load_avg"][0], 1) for r in rows if "load_avg" in r]},
+           "noise": read("noise.json"), "baselines": base,
            "summary": summary, "verdict": verdict,
            "runs": sorted(rows, key=lambda r: (r["space"], r["arm"], r["seed"]))}
     args.out.parent.mkdir(parents=True, exist_ok=True)

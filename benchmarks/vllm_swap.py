@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
+
+from _machine import machine
 
 SOURCES = ("zoo:base", "zoo:math", "zoo:words")
 PHASES = ("materialize", "swap", "score", "total")
@@ -38,18 +38,6 @@ def candidates(n: int, seed: int) -> list[dict]:
         out.append({"kind": "parameter", "method": "dare_ties", "base": "zoo:base", "sources": srcs,
                     "parameters": {"lambda": 1.0}, "seed": rng.randrange(1 << 30)})
     return out
-
-
-def machine() -> dict:
-    import torch
-    import transformers
-    import vllm
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "vllm": vllm.__version__}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -73,7 +61,7 @@ def main() -> None:
     from evomerge.evaluate.evaluator import Evaluator
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
-    load_before = os.getloadavg()
+    host = machine("torch", "transformers", "vllm")
     spec = EvaluatorSpec(sources=SOURCES, tasks=(args.task,), split=args.split, backend="vllm",
                          options={"limit": args.limit})
     t0 = time.perf_counter()
@@ -117,8 +105,7 @@ def main() -> None:
         "meets_target": swap_share < 0.10,
         "vllm_vs_hf_total_speedup": med["hf"]["total"] / v["total"],
         "item_scores_identical_fraction": agree / max(items, 1),
-        "machine": machine(),
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "machine": host | {"load_avg_end": os.getloadavg()},
         "note": "one process; both backends share the threads the vLLM CPU worker binds; the machine "
                 "may be shared with other jobs (see load averages)",
     }

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import time
 from pathlib import Path
 
 import torch
+from _machine import machine
 
 from evomerge.evaluate.evaluator import Evaluator
 from evomerge.runtime.pool import EvalJob, EvaluatorSpec
@@ -119,7 +119,7 @@ def main() -> None:
     best_parent = max(parents, key=lambda n: sum(parents[n]))
     out = {
         "zoo": str(args.zoo), "zoo_manifest": json.loads((Path(args.zoo) / "manifest.json").read_text()),
-        "machine": platform.platform(), "torch": torch.__version__, "test_items": len(parents["math"]),
+        "machine": machine("torch", "transformers"), "test_items": len(parents["math"]),
         "models": {n: m["scores"] for n, m in models.items()},
         "grid_validation": {f"{a},{b}": v for (a, b), v in grid.items()},
         "plain_test": {k: v["scores"] for k, v in plain.items()},

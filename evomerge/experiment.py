@@ -12,25 +12,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
-from evomerge.errors import ConfigError
+from evomerge.config_io import StrictModel, read_yaml, require_mapping, validate
 from evomerge.evaluate.backend import BACKENDS
 from evomerge.evaluate.task_refs import LmEvalRef, task_key
+from evomerge.genome import read_space_spec, space_kind
 
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelsSpec(_Strict):
+class ModelsSpec(StrictModel):
     base: str | None = None
     sources: list[str] = Field(default_factory=list)   # empty only for nets evolved from scratch
 
 
-class Objective(_Strict):
+class Objective(StrictModel):
     """A weighted mean of task scores; several objectives make a Pareto search."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -73,7 +68,7 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {"device": (str,), "dtype": (str,), 
                                              "engine_args": (dict,), "seed": (int,)}
 
 
-class FitnessSpec(_Strict):
+class FitnessSpec(StrictModel):
     tasks: list[TaskRefField] = Field(min_length=1)   # native names/paths, or {lm_eval: ...}
     split: str = "validation"
     objectives: list[Objective] = Field(default_factory=list)
@@ -110,12 +105,12 @@ class FitnessSpec(_Strict):
         return self
 
 
-class SearcherSpec(_Strict):
+class SearcherSpec(StrictModel):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     """Per-worker resources for the Ray pool; ``address`` joins an existing cluster.
 
     ``custom``: Ray custom resources per worker, one mapping for all or a list cycled over the
@@ -133,7 +128,7 @@ class Resources(_Strict):
     threads: int | None = Field(default=None, ge=1)
 
 
-class RacingSpec(_Strict):
+class RacingSpec(StrictModel):
     """Multi-fidelity evaluation (evomerge/runtime/racing.py): score ``first`` items, then up to
     ``eta`` times as many per rung while the candidate's upper bound (``z`` standard errors) can
     still beat the best fully scored candidate."""
@@ -143,7 +138,7 @@ class RacingSpec(_Strict):
     z: float = Field(default=2.0, gt=0)
 
 
-class Experiment(_Strict):
+class Experiment(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     models: ModelsSpec = Field(default_factory=ModelsSpec)
@@ -204,25 +199,16 @@ def _local(ref: str | None, folder: Path) -> str | None:
 
 def parse_experiment(data: Any, where: str, folder: Path) -> Experiment:
     """Validate a dict as an experiment and absolutize its relative paths; one-line errors."""
-    from evomerge.recipe import format_validation_error
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
-    try:
-        exp = Experiment.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, where)) from None
+    exp = validate(Experiment, require_mapping(data, where), where)
     exp.models.base = _local(exp.models.base, folder)
     exp.models.sources = [_local(m, folder) or m for m in exp.models.sources]
     exp.fitness.tasks = [_local_task(t, folder) for t in exp.fitness.tasks]
     exp.initial_recipe = _local(exp.initial_recipe, folder)
     exp.references = [r if r in ("parents", "untuned", "start") else _local(r, folder) or r for r in exp.references]
     if isinstance(exp.search_space, str):
-        from evomerge.genome import read_space_spec
-
         path = Path(_local(exp.search_space, folder) or exp.search_space)
         spec, space_folder, _ = read_space_spec(path)
-        exp.search_space = _absolutize_space(spec, space_folder or folder)
+        exp.search_space = space_kind(spec, str(path)).inline_paths(spec, space_folder or folder)
         exp._space_where = str(path)
     else:
         exp._space_where = f"{where}: search_space"
@@ -236,18 +222,8 @@ def _local_task(ref: str | LmEvalRef, folder: Path) -> str | LmEvalRef:
     return _local(ref, folder) or ref
 
 
-def _absolutize_space(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Inline a hybrid space's fixed-recipe path so the stored experiment is self-contained."""
-    out = dict(spec)
-    if out.get("kind") == "hybrid" and isinstance(out.get("parameter"), str):
-        out["parameter"] = _local(out["parameter"], folder)
-    return out
-
-
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment YAML (one-line ConfigError naming file and field)."""
-    from evomerge.recipe import read_yaml
-
     path = Path(path)
     return parse_experiment(read_yaml(path), str(path), path.resolve().parent)
 

@@ -16,7 +16,6 @@ with ``force``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,17 @@ from typing import Any
 import yaml
 
 from evomerge.errors import EvomergeError
+from evomerge.evaluate.task_refs import lm_eval_card_note
+from evomerge.experiment import parse_experiment
+from evomerge.genome.base import model_layers
+from evomerge.mergekit_export import HEADER, export_config
+from evomerge.recipe import DataflowRecipe, parse_recipe
+from evomerge.report.card import CardFacts, model_card
+from evomerge.runtime.inprocess import build_evaluator
+from evomerge.runtime.pool import EvalJob
 from evomerge.runtime.records import RunInfo, TrialRecord, best_trial
+from evomerge.runtime.session import build_session
+from evomerge.runtime.store import RunStore
 
 SPLITS = ("validation", "test")
 
@@ -83,11 +92,6 @@ def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], spli
                          test_limit: int | None = None) -> dict[str, Any]:
     """``score_on_splits`` for several recipes, one evaluator per split: name -> (scores,
     objectives, item counts per split), or a one-line reason when a recipe failed on a split."""
-    from evomerge.experiment import parse_experiment
-    from evomerge.runtime.inprocess import build_evaluator
-    from evomerge.runtime.pool import EvalJob
-    from evomerge.runtime.session import build_session
-
     exp = parse_experiment(info.experiment, f"run {info.name}: stored experiment", Path.cwd())
     session = build_session(exp)
     out: dict[str, Any] = {name: ({}, {}, {}) for name in recipes}
@@ -118,15 +122,9 @@ def score_many_on_splits(info: RunInfo, recipes: dict[str, dict[str, Any]], spli
 
 def _layers(recipe: Any) -> tuple[int | None, list[int], list[str]]:
     """Output and source layer counts of a data-flow recipe, with what the card must say."""
-    from evomerge.recipe import DataflowRecipe, resolve_model_ref
-
     if not isinstance(recipe, DataflowRecipe):
         return None, [], []
-    counts = []
-    for src in recipe.sources:
-        ref = src.model if src.model is not None else src.recipe.model_refs()[0]
-        cfg = json.loads((resolve_model_ref(ref) / "config.json").read_text())
-        counts.append(int(cfg["num_hidden_layers"]))
+    counts = [model_layers(src.model if src.model is not None else src.recipe.model_refs()[0]) for src in recipe.sources]
     scaled = [k for k, h in enumerate(recipe.layers) if h.scale != 1.0]
     notes = [f"Data-flow path of {len(recipe.layers)} layers exported as a plain checkpoint "
              f"(`num_hidden_layers: {len(recipe.layers)}`); it loads with any Llama-compatible runtime."]
@@ -146,11 +144,6 @@ def export_trial(run: str, out: str | Path, which: str = "best", objective: str 
     """Export a trial of ``run`` (directory or store URL) into ``out``; see the module docstring."""
     from evomerge.engine import merge_to_disk
     from evomerge.engine.writer import atomic_output_dir
-    from evomerge.evaluate.task_refs import lm_eval_card_note
-    from evomerge.mergekit_export import HEADER, export_config
-    from evomerge.recipe import parse_recipe
-    from evomerge.report.card import CardFacts, model_card
-    from evomerge.runtime.store import RunStore
 
     store = RunStore.open(run, read_only=True)
     info, trials = store.info(), store.trials()

@@ -13,15 +13,17 @@ recipe, or a data-flow path mergekit can express, as a mergekit config.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evomerge.errors import ConfigError
+from evomerge.config_io import read_yaml
+from evomerge.errors import ConfigError, EvomergeError
 from evomerge.ops import METHODS, get_method
-from evomerge.recipe import (
-    DTYPES, GROUPS, DataflowRecipe, ParameterRecipe, Recipe, evaluate, interpolate, load_recipe, parse_recipe,
-    read_yaml, resolve_model_ref, tensor_group,
-)
+from evomerge.ops.layered import GROUPS, evaluate, interpolate, tensor_group
+from evomerge.recipe import DTYPES, DataflowRecipe, ParameterRecipe, Recipe, load_recipe, parse_recipe
+from evomerge.vocab import first_difference
+from evomerge.zoo import resolve_model_ref
 
 TOP_KEYS = {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
             "tokenizer_source", "tokenizer", "modules"}
@@ -242,7 +244,7 @@ def _assemble(data, method, base, sources, glob, dtype, src, folder) -> Recipe:
         sources[0]["parameters"] = {"weight": 1.0}
     spec = get_method(method)
     others = [s for s in sources if s["model"] != base]
-    if not spec.needs_base and not spec.base_optional and method != "slerp" and base is not None:
+    if not spec.needs_base and not spec.base_optional and base is not None:
         if len(others) == len(sources):
             raise _err(src, "base_model", f"{method} with a base_model outside 'models' is not supported")
         base = None
@@ -340,13 +342,16 @@ def _tokenizer_source(data: dict, src: str) -> tuple[Any, str]:
 def _union(where: str, base: str | None, models: list[str], src: str) -> str:
     """mergekit's vocabulary union: the base's (else the first model's) tokenizer when every
     model has the same vocabulary; refused otherwise, naming the first difference."""
-    from evomerge.vocab import first_difference
-
     diff = first_difference([resolve_model_ref(m) for m in ([base] if base else []) + models])
     if diff:
         raise _err(src, where, f"'union' needs a vocabulary union and {diff}; evomerge merges models "
                                "with one vocabulary (set it to one of the models)")
     return "base" if base else models[0]
+
+
+def _position(start: int, end: int, layer: int) -> float:
+    """Where a layer sits in its slice, for gradients (mergekit: 0 first, 1 last; 1 alone)."""
+    return (layer - start) / (end - start - 1) if end - start > 1 else 1.0
 
 
 def _slice_sources(sl: dict, i: int, src: str, folder, names: _Names | None = None,
@@ -392,7 +397,7 @@ def _stack_slices(data, src, folder, dtype) -> DataflowRecipe:
         if ref not in models:
             models.append(ref)
         for layer in range(a, b):
-            t = (layer - a) / (b - a - 1) if b - a > 1 else 1.0
+            t = _position(a, b, layer)
             hop = {"source": models.index(ref), "layer": layer, "scale": 1.0}
             factors = _scale_filters(scopes, t, src)
             hops.append({**hop, "tensor_scale": factors} if factors else hop)
@@ -433,11 +438,25 @@ def _factor(filters: dict[str, float], tensor: str) -> float:
     return next((f for key, f in filters.items() if key == "*" or key in tensor), 1.0)
 
 
-def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = None):
-    """Aligned slices (every model contributes its own layers [a, b), slices tiling 0..L in
-    order) -> per-layer parameter lists. Returns (models, {model or None: parameters})."""
-    spec = get_method(method) if method in METHODS else None
-    slices = []
+@dataclass(frozen=True)
+class Slice:
+    """One aligned slice of a mergekit config: layers [start, end) of every model, with the
+    parameters set on each of its sources (by model reference) and on the slice itself."""
+
+    start: int
+    end: int
+    source_params: dict[str, dict[str, Any]]
+    params: dict[str, Any]
+
+    @property
+    def layers(self) -> range:
+        return range(self.start, self.end)
+
+
+def _aligned_slices(data, base, src, folder, names: _Names | None) -> tuple[list[str], list[Slice]]:
+    """The models merged (base aside, in order) and the slices, which must be aligned: every
+    model contributes its own layers [a, b), and the slices tile 0..L in order."""
+    slices: list[Slice] = []
     models: list[str] | None = None
     expect = 0
     for i, sl in enumerate(data["slices"]):
@@ -454,47 +473,56 @@ def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = 
             models = these
         elif these != models:
             raise _err(src, f"slices[{i}].sources", "every slice must merge the same models in the same order")
-        a, b = next(iter(ranges))
-        expect = b
-        slices.append((a, b, {ref: p for ref, _, p in ss}, _params(sl.get("parameters"), f"slices[{i}].parameters", src, names)))
-    n_layers = expect
-    names = [p.name for p in spec.params] if spec else []
-    out: dict[Any, dict[str, Any]] = {m: {} for m in models}
-    out[None] = {}
-    for key in names:
-        pdef = spec.param(key)
-        for owner in [*models, None]:
-            if (owner is None) != (pdef.scope == "global"):
-                continue
-
-            def look(sl, tensor, t):
-                v = _lookup(key, owner, sl, glob, tensor, t)
-                return pdef.default if v is None else v
-
-            per_group = {g: [look(sl, PROBES[g], (layer - sl[0]) / (sl[1] - sl[0] - 1) if sl[1] - sl[0] > 1 else 1.0)
-                             for sl in slices for layer in range(sl[0], sl[1])] for g in ("attn", "mlp", "layernorm")}
-            per_group["embed"] = [look(slices[0], PROBES["embed"], 0.0)]
-            per_group["head"] = [look(slices[-1], PROBES["head"], 0.0)]
-            per_group["norm"] = [look(slices[-1], PROBES["norm"], 0.0)]
-            values = [v for vs in per_group.values() for v in vs]
-            if any(v is None for v in values):
-                raise _err(src, f"slices.parameters.{key}", "required but not set for every layer")
-            if not pdef.layered and len({str(v) for v in values}) > 1:
-                raise _err(src, f"slices.parameters.{key}", "differs between slices; evomerge takes one value")
-            if values and any(v != pdef.default for v in values):
-                out[owner][key] = _compact(per_group, n_layers)
-    return models, out
+        a, expect = next(iter(ranges))
+        slices.append(Slice(a, expect, {ref: p for ref, _, p in ss},
+                            _params(sl.get("parameters"), f"slices[{i}].parameters", src, names)))
+    return models or [], slices
 
 
-def _lookup(key, owner, sl, glob, tensor, t):
-    """mergekit's precedence for one tensor: slice source -> slice -> global."""
-    scopes = ([sl[2].get(owner, {})] if owner is not None else []) + [sl[3], glob]
+def _lookup(key: str, owner: str | None, sl: Slice, glob: dict, tensor: str, t: float) -> Any:
+    """mergekit's precedence for one tensor: slice source -> slice -> global (None: unset)."""
+    scopes = ([sl.source_params.get(owner, {})] if owner is not None else []) + [sl.params, glob]
     for scope in scopes:
         if key in scope:
             v = evaluate(scope[key], tensor_group(tensor), t)
             if v is not None:
                 return v
     return None
+
+
+def _per_group(key: str, owner: str | None, default: Any, slices: list[Slice], glob: dict) -> dict[str, list]:
+    """One parameter's values across the slices: per layer for attn, mlp and layernorm; the
+    embeddings as the first slice reads them, final norm and head as the last one does."""
+    def value(sl: Slice, group: str, t: float) -> Any:
+        v = _lookup(key, owner, sl, glob, PROBES[group], t)
+        return default if v is None else v
+
+    per_group = {g: [value(sl, g, _position(sl.start, sl.end, layer)) for sl in slices for layer in sl.layers]
+                 for g in ("attn", "mlp", "layernorm")}
+    per_group["embed"] = [value(slices[0], "embed", 0.0)]
+    per_group["head"] = [value(slices[-1], "head", 0.0)]
+    per_group["norm"] = [value(slices[-1], "norm", 0.0)]
+    return per_group
+
+
+def _merge_slices(data, method, base, glob, src, folder, names: _Names | None = None):
+    """Aligned slices -> per-layer parameter lists. Returns (models, {model or None (global):
+    parameters})."""
+    spec = get_method(method) if method in METHODS else None
+    models, slices = _aligned_slices(data, base, src, folder, names)
+    out: dict[Any, dict[str, Any]] = {m: {} for m in models}
+    out[None] = {}
+    for pdef in spec.params if spec else ():
+        for owner in models if pdef.scope == "source" else [None]:
+            per_group = _per_group(pdef.name, owner, pdef.default, slices, glob)
+            values = [v for vs in per_group.values() for v in vs]
+            if any(v is None for v in values):
+                raise _err(src, f"slices.parameters.{pdef.name}", "required but not set for every layer")
+            if not pdef.layered and len({str(v) for v in values}) > 1:
+                raise _err(src, f"slices.parameters.{pdef.name}", "differs between slices; evomerge takes one value")
+            if values and any(v != pdef.default for v in values):
+                out[owner][pdef.name] = _compact(per_group, slices[-1].end)
+    return models, out
 
 
 def _compact(per_group: dict[str, list], n_layers: int) -> Any:
@@ -579,7 +607,6 @@ def _dtypes(recipe: Recipe) -> dict[str, str]:
 def _stored_dtype(recipe: Recipe) -> str | None:
     """The floating dtype the recipe's first model is stored in, or None when it cannot be read."""
     from evomerge.engine.reader import CheckpointReader
-    from evomerge.errors import EvomergeError
 
     refs = recipe.model_refs() if isinstance(recipe, ParameterRecipe) else [s.model for s in recipe.sources if s.model]
     try:
@@ -638,4 +665,4 @@ def load_any_recipe(path: str | Path, format: str = "auto") -> Recipe:
     data = read_yaml(path)
     if format == "mergekit" or (isinstance(data, dict) and "merge_method" in data):
         return from_mergekit(data, Path(path))
-    return load_recipe(path)
+    return parse_recipe(data, str(path), Path(path).resolve().parent)

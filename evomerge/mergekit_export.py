@@ -15,14 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from evomerge.errors import ConfigError
+from evomerge.mergekit_config import to_mergekit
+from evomerge.ops import get_method
+from evomerge.recipe import DataflowRecipe
+from evomerge.zoo import resolve_model_ref
 
 HEADER = "# mergekit 0.1.5 config for the same merge (model paths resolved on the exporting machine)\n"
 
 
 def export_config(recipe: Any) -> tuple[dict[str, Any] | None, str]:
     """(config or None, one line for the model card): what mergekit.yaml holds, or why there is none."""
-    from evomerge.recipe import DataflowRecipe
-
     try:
         if isinstance(recipe, DataflowRecipe):
             return passthrough_config(recipe), "mergekit.yaml: the same layer path as mergekit `passthrough` slices."
@@ -32,9 +34,6 @@ def export_config(recipe: Any) -> tuple[dict[str, Any] | None, str]:
 
 
 def _parameter_config(recipe: Any) -> tuple[dict[str, Any], str]:
-    from evomerge.mergekit_config import to_mergekit
-    from evomerge.ops import get_method
-
     spec = get_method(recipe.method)
     rescale_def = spec.param("rescale")
     rescale = recipe.parameters.get("rescale", rescale_def.default if rescale_def else None)
@@ -51,8 +50,6 @@ def _parameter_config(recipe: Any) -> tuple[dict[str, Any], str]:
 
 def passthrough_config(recipe: Any) -> dict[str, Any]:
     """Slices of consecutive layers, one source each; ConfigError when mergekit cannot express the path."""
-    from evomerge.recipe import resolve_model_ref
-
     if any(s.recipe is not None for s in recipe.sources):
         raise ConfigError("recipe: hybrid paths (an inline parameter merge as a source) have no mergekit equivalent")
     scaled = [k for k, h in enumerate(recipe.layers) if h.scale != 1.0]

@@ -3,27 +3,22 @@
 Two kinds share one module so every part of evomerge speaks the same type:
 `ParameterRecipe` (merge tensors of aligned models) and `DataflowRecipe` (route a path of
 layers through several models). `load_recipe` reads either from YAML with one-line errors.
+A leaf of the package: it knows the method registry and how config files are read, nothing else.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from evomerge.config_io import StrictModel, read_yaml, require_mapping, validate
 from evomerge.errors import ConfigError
-from evomerge.ops import METHODS
-
-DTYPES = ("float32", "bfloat16", "float16")
-GROUPS = ("attn", "mlp", "embed", "head", "layernorm", "norm", "default")
-PARENT = {"layernorm": "norm"}  # a mapping without the group falls back to its parent, then default
-Number = Union[int, float]
-Layered = Union[Number, list[Number], dict[str, Union[Number, list[Number]]]]
-ParamValue = Union[bool, str, Layered]
+from evomerge.ops import DTYPES, METHODS, MethodSpec
+from evomerge.ops.layered import GROUPS, ParamValue
 
 
 def _check_dtype(v: str | None) -> str | None:
@@ -32,20 +27,16 @@ def _check_dtype(v: str | None) -> str | None:
     return v
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class _RecipeBase(_Strict):
+class _RecipeBase(StrictModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (defaults included, unset optionals left out)."""
-        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return self.model_dump(mode="json", exclude_none=True)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-class SourceSpec(_Strict):
+class SourceSpec(StrictModel):
     """One input model with its per-source parameters (weight, density, ...)."""
 
     model: str
@@ -77,7 +68,7 @@ class ParameterRecipe(_RecipeBase):
         return ([self.base] if self.base else []) + [s.model for s in self.sources]
 
 
-class DataflowSource(_Strict):
+class DataflowSource(StrictModel):
     """A data-flow source: a model reference, or an inline parameter recipe (hybrid search)."""
 
     model: str | None = None
@@ -90,7 +81,7 @@ class DataflowSource(_Strict):
         return self
 
 
-class Hop(_Strict):
+class Hop(StrictModel):
     """One layer of the path: `layer` of `source`, hidden state multiplied by `scale` on entry."""
 
     source: int = Field(ge=0)
@@ -158,16 +149,16 @@ def _check_parameter_recipe(r: ParameterRecipe) -> None:
     n = len(r.sources)
     if n < 1:
         raise ValueError("sources: at least one source is required")
-    if spec.name == "slerp":
-        if (r.base is None and n != 2) or (r.base is not None and n != 1):
-            raise ValueError("sources: slerp takes a base and one source, or two sources without base")
-    elif spec.needs_base and r.base is None:
+    if spec.needs_base and r.base is None:
         raise ValueError(f"base: method {r.method} needs a base model")
-    elif not spec.needs_base and not spec.base_optional and r.base is not None:
+    if not spec.needs_base and not spec.base_optional and r.base is not None:
         raise ValueError(f"base: method {r.method} does not use a base model; remove it")
-    if n < spec.min_sources or (spec.max_sources is not None and n > spec.max_sources and spec.name != "slerp"):
-        lo, hi = spec.min_sources, spec.max_sources
+    counted = n + (1 if spec.base_counts and r.base is not None else 0)
+    lo, hi = spec.min_sources, spec.max_sources
+    if counted < lo or (hi is not None and counted > hi):
         count = f"exactly {hi}" if hi == lo else (f"{lo} to {hi}" if hi else f"at least {lo}")
+        if spec.base_counts:
+            raise ValueError(f"sources: method {r.method} takes {count} models (a base counts as one), got {counted}")
         noun = "source" if (hi or lo) == 1 else "sources"
         besides = " besides the base" if spec.needs_base else ""
         raise ValueError(f"sources: method {r.method} takes {count} {noun}{besides}, got {n}")
@@ -186,7 +177,7 @@ def _check_parameter_recipe(r: ParameterRecipe) -> None:
         raise ValueError("tokenizer_source: 'base' but the recipe has no base")
 
 
-def _check_value(spec, key: str, value: Any, where: str, per_source: bool) -> None:
+def _check_value(spec: MethodSpec, key: str, value: Any, where: str, per_source: bool) -> None:
     p = spec.param(key)
     path = f"{where}.{key}"
     if p is None:
@@ -232,155 +223,31 @@ def _numbers(value: Any, path: str):
             yield from _numbers(v, f"{path}.{group}")
 
 
-# ---- parameter values per tensor -------------------------------------------------------------
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-def layer_index(tensor_name: str) -> int | None:
-    """Block index of a tensor (`model.layers.7.mlp...` -> 7), None outside the blocks."""
-    m = _LAYER.search(tensor_name)
-    return int(m.group(1)) if m else None
-
-
-def tensor_group(tensor_name: str) -> str:
-    """Layer group of a tensor (Llama-style names), most specific first."""
-    if "self_attn" in tensor_name:
-        return "attn"
-    if ".mlp." in tensor_name:
-        return "mlp"
-    if "embed_tokens" in tensor_name:
-        return "embed"
-    if "lm_head" in tensor_name:
-        return "head"
-    if "norm" in tensor_name:
-        return "layernorm" if layer_index(tensor_name) is not None else "norm"
-    return "default"
-
-
-def depth_position(tensor_name: str, num_layers: int) -> float:
-    """Where a tensor sits in depth for gradients: layer i -> i/(L-1); outside blocks -> 0.
-
-    Matches mergekit 0.1.5 (embeddings, final norm and head all read a gradient's first value;
-    a single-layer model reads its last value).
-    """
-    i = layer_index(tensor_name)
-    if i is None:
-        return 0.0
-    return i / (num_layers - 1) if num_layers > 1 else 1.0
-
-
-def interpolate(values: list[float], t: float) -> float:
-    """A gradient list read at depth t in [0, 1], linear between neighbouring values."""
-    scaled = t * (len(values) - 1)
-    i0 = int(scaled)
-    i1 = min(len(values) - 1, i0 + 1)
-    frac = scaled - i0
-    return (1 - frac) * values[i0] + frac * values[i1]
-
-
-def evaluate(value: ParamValue, group: str, t: float) -> Any:
-    """A parameter value for one tensor; None when a group mapping does not cover the group."""
-    if isinstance(value, dict):
-        while group not in value and group in PARENT:
-            group = PARENT[group]
-        value = value.get(group, value.get("default"))
-        if value is None:
-            return None
-    if isinstance(value, list):
-        return interpolate([float(v) for v in value], t)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-# ---- loading ---------------------------------------------------------------------------------
-
-
-def resolve_model_ref(ref: str, relative_to: Path | None = None) -> Path:
-    """A model reference as a local directory: `zoo:NAME` via evomerge.zoo, else a path."""
-    if ref.startswith("zoo:"):
-        from evomerge.zoo import resolve
-
-        return Path(resolve(ref))
-    path = Path(ref).expanduser()
-    if not path.is_absolute() and relative_to is not None:
-        path = relative_to / path
-    return path
-
-
 def _absolutize(data: Any, folder: Path) -> Any:
     """Rewrite relative local model paths against the YAML file's folder (zoo refs stay)."""
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
-            if k in ("model", "base") and isinstance(v, str) and not v.startswith("zoo:"):
-                v = str(resolve_model_ref(v, folder))
-            elif k == "tokenizer_source" and isinstance(v, str) and v != "base":
-                v = str(resolve_model_ref(v, folder))
-            out[k] = _absolutize(v, folder)
+            local = (k in ("model", "base") and isinstance(v, str) and not v.startswith("zoo:")) or (
+                k == "tokenizer_source" and isinstance(v, str) and v != "base")
+            out[k] = str(folder / Path(v).expanduser()) if local else _absolutize(v, folder)
         return out
     if isinstance(data, list):
         return [_absolutize(v, folder) for v in data]
     return data
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """The first pydantic error as one line: `prefix: field.path: what is wrong`."""
-    errors = err.errors()
-    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # typos first
-    parts = []
-    for part in e["loc"]:
-        if isinstance(part, int) and parts:
-            parts[-1] += f"[{part}]"
-        elif part not in ("ParameterRecipe", "DataflowRecipe", "native_task", "lm_eval_task"):  # union tags
-            parts.append(str(part))
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    if e["type"] == "missing":
-        msg = "required field is missing"
-    elif e["type"] == "extra_forbidden":
-        msg = "unknown field"
-    loc = ".".join(parts)
-    line = f"{loc}: {msg}" if loc else msg
-    return f"{prefix}: {line}" if prefix else line
-
-
-def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
-    """Validate a dict as a recipe (either kind); ConfigError with one line on failure."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at top level, got {type(data).__name__}")
-    kind = data.get("kind", "parameter")
+def parse_recipe(data: Any, source: str = "recipe", folder: Path | None = None) -> Recipe:
+    """Validate a dict as a recipe (either kind); ConfigError with one line on failure.
+    `folder`: where the YAML came from; relative model paths resolve against it."""
+    kind = require_mapping(data, source).get("kind", "parameter")
     model = {"parameter": ParameterRecipe, "dataflow": DataflowRecipe}.get(kind)
     if model is None:
         raise ConfigError(f"{source}: kind: {kind!r} is not 'parameter' or 'dataflow'")
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
-
-
-def read_yaml(path: str | Path) -> Any:
-    """safe_load a YAML file; ConfigError naming the file when missing or malformed."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        what = str(getattr(err, "problem", None) or err).strip().splitlines() or ["unreadable"]
-        raise ConfigError(f"{path}: malformed YAML{where}: {what[0]}") from None
+    return validate(model, data if folder is None else _absolutize(data, folder), source)
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read a recipe YAML; relative model paths resolve against the file's folder."""
     path = Path(path)
-    data = read_yaml(path)
-    if isinstance(data, dict):
-        data = _absolutize(data, path.resolve().parent)
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_yaml(path), str(path), path.resolve().parent)

@@ -58,6 +58,16 @@ def test_evaluation_imports_nothing_from_the_runtime():
     assert not any(bad.values()), {m: t for m, t in bad.items() if t}
 
 
+def test_the_recipe_model_is_a_leaf():
+    """Recipes know the method registry and how config files are read, nothing above them."""
+    graph = import_graph()
+    assert graph["evomerge.recipe"] <= {"evomerge.errors", "evomerge.ops", "evomerge.ops.layered",
+                                        "evomerge.config_io"}, graph["evomerge.recipe"]
+    assert graph["evomerge.config_io"] <= {"evomerge.errors"}, graph["evomerge.config_io"]
+    assert graph["evomerge.ops.layered"] <= {"evomerge.layers"}, graph["evomerge.ops.layered"]
+    assert graph["evomerge.layers"] == set(), graph["evomerge.layers"]
+
+
 def test_status_and_export_name_the_same_best_trial_under_ties(tmp_path):
     """One rule for "the best trial" (the earliest of equal values), whatever the direction."""
     from evomerge.export import pick_trial

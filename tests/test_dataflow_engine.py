@@ -40,7 +40,7 @@ def dfs_recipe(family, hops, sources=("e0", "e1")):
 def test_start_point_reproduces_model_a_exactly(tiny_family):
     from evomerge.engine.dataflow import build_model
 
-    space = DataflowSpace.over_models(DataflowSpec(repetitions=2), Models(sources=(str(tiny_family["e0"]),
+    space = DataflowSpace.from_spec(DataflowSpec(repetitions=2), Models(sources=(str(tiny_family["e0"]),
                                                                                    str(tiny_family["e1"]))))
     recipe = space.to_recipe(space.x0)
     assert [(h.source, h.layer, h.scale) for h in recipe.layers] == [(0, i, 1.0) for i in range(4)]

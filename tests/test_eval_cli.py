@@ -31,7 +31,7 @@ def test_eval_errors_are_one_line_and_write_nothing(zoo_dir, tmp_path):
     res = runner.invoke(app, ["eval", str(tmp_path), "--task", "words"])
     assert res.exit_code == 2 and "config.json" in res.output
     res = runner.invoke(app, ["eval", "zoo:words", "--task", "words", "--backend", "torch"])
-    assert res.exit_code == 2 and "--backend: torch does not score checkpoints" in res.output
+    assert res.exit_code == 2 and "does not score saved checkpoints (use --backend hf or vllm)" in res.output
     res = runner.invoke(app, ["eval", "zoo:words", "--task", "words", "--backend", "tpu"])
     assert res.exit_code == 2 and "unknown backend 'tpu'" in res.output
 

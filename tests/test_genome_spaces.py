@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
+import yaml
+from pydantic import Field
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import ConfigError
-from evomerge.genome import Models, load_space
+from evomerge.genome import SPACES, Models, Range, SearchSpace, load_space
+from evomerge.recipe import parse_recipe
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +100,21 @@ def test_hybrid_space_puts_the_merge_first(models):
     assert np.array_equal(back[:ps_dim], x[:ps_dim]) and space.to_recipe(back) == recipe
 
 
+def test_hybrid_space_with_a_fixed_merge_file_is_stored_self_contained(models, tmp_path):
+    from evomerge.experiment import load_experiment
+
+    sub = tmp_path / "spaces"
+    sub.mkdir()
+    (sub / "merge.yaml").write_text(yaml.safe_dump({"method": "linear", "sources": [{"model": m} for m in models.sources]}))
+    (sub / "space.yaml").write_text("kind: hybrid\nparameter: merge.yaml\ndataflow: {repetitions: 1}\n")
+    (tmp_path / "exp.yaml").write_text("name: h\nsearch_space: spaces/space.yaml\nfitness: {tasks: [math]}\n"
+                                       "searcher: {name: random}\nbudget: 1\n")
+    exp = load_experiment(tmp_path / "exp.yaml")
+    assert exp.search_space["parameter"] == str((sub / "merge.yaml").resolve())   # absolute: the run needs no other file
+    space = load_space(exp.search_space, models)
+    assert space.dim == 3 * 4 + 9 and space.to_recipe(space.x0).sources[0].recipe.method == "linear"
+
+
 @pytest.mark.parametrize("spec,match", [
     ({"kind": "parameter", "method": "nope"}, "not a weighted merge method"),
     ({"kind": "parameter", "density": {"low": 0.1, "high": 1.5}}, "density"),
@@ -116,3 +137,46 @@ def test_weights_space_is_the_flat_net(models):
     assert r["kind"] == "weights" and np.array_equal(space.from_recipe(r), x)
     with pytest.raises(ConfigError, match="not a digits_mlp"):
         space.from_recipe({**r, "hidden": 11})
+
+
+class MixSpec(StrictModel):
+    kind: Literal["mix"] = "mix"
+    t: Range = Field(default_factory=lambda: Range(low=0.0, high=1.0, init=0.5))
+
+
+class MixSpace(SearchSpace):
+    """A kind defined outside evomerge: one gene t, the linear merge (1 - t) A + t B."""
+
+    kind = "mix"
+    Spec = MixSpec
+
+    def __init__(self, spec: MixSpec, models: Models) -> None:
+        self.models = models
+        self._lo, self._hi, self._x0 = np.array([spec.t.low]), np.array([spec.t.high]), np.array([spec.t.start(0.5)])
+
+    def to_recipe(self, x):
+        t = float(self.clip(x)[0])
+        a, b = self.models.sources
+        return parse_recipe({"method": "linear", "sources": [{"model": a, "parameters": {"weight": 1 - t}},
+                                                             {"model": b, "parameters": {"weight": t}}]})
+
+    def from_recipe(self, recipe):
+        return self.clip([recipe.sources[1].parameters["weight"]])
+
+
+def test_a_new_kind_is_one_class_plus_one_registry_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(SPACES, MixSpace.kind, MixSpace)          # the one line
+    (tmp_path / "mix.yaml").write_text("kind: mix\nt: {low: 0.2, high: 0.8, init: 0.3}\n")
+    space = load_space(tmp_path / "mix.yaml", Models(sources=("zoo:a", "zoo:b")))
+    assert isinstance(space, MixSpace) and space.x0.tolist() == [0.3] and space.dim == 1
+    recipe = space.to_recipe([0.9])                                # clipped into the box
+    assert [s.parameters["weight"] for s in recipe.sources] == pytest.approx([0.2, 0.8])
+    assert space.from_recipe(recipe).tolist() == pytest.approx([0.8])
+    (tmp_path / "typo.yaml").write_text("kind: mix\nstep: 1\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: step: unknown field"):
+        load_space(tmp_path / "typo.yaml", Models(sources=("zoo:a", "zoo:b")))
+    with pytest.raises(ConfigError, match=r"models.sources: at least one"):
+        load_space(tmp_path / "mix.yaml", Models(sources=()))
+    monkeypatch.delitem(SPACES, MixSpace.kind)
+    with pytest.raises(ConfigError, match=r"mix.yaml: kind: 'mix' is not one of parameter, task_vector"):
+        load_space(tmp_path / "mix.yaml", Models(sources=("zoo:a", "zoo:b")))

@@ -206,24 +206,13 @@ def test_evomerge_eval_takes_the_same_reference(zoo_dir, tmp_path):
     assert bad.exit_code == 2 and "metric: 'bleu' is not produced" in bad.output
 
 
-def _finished(db: Path) -> int:
-    import sqlite3
-
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db) as con:
-            return con.execute("select count(*) from trials where state in ('COMPLETE', 'FAIL')").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_card_score(zoo_dir, tmp_path):
     """experiments/mixed_lm_eval.yaml, shortened: killed mid-run, resumed to the end, the winner
     exported, and `lm_eval --model hf` on the export reproduces the card's held-out score."""
     import json
     import signal
-    import time
+
+    from helpers_runtime import finished, wait_for
 
     from evomerge.runtime.store import RunStore
 
@@ -238,12 +227,16 @@ def test_mixed_search_resumes_after_sigkill_exports_and_plain_lm_eval_gives_the_
     runs = tmp_path / "runs"
     proc = subprocess.Popen(evomerge + ["run", str(path), "--runs-dir", str(runs), "--no-progress"], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    db, deadline = runs / "mixed-lm-eval" / "store.db", time.time() + 300
-    while time.time() < deadline and _finished(db) < 2 and proc.poll() is None:
-        time.sleep(0.2)
+    db = runs / "mixed-lm-eval" / "store.db"
+
+    def two_done() -> bool:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        return finished(db) >= 2
+
+    wait_for(two_done, 300, "2 evaluations stored", every=0.2)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    assert 2 <= _finished(db) < 6
+    assert 2 <= finished(db) < 6
     from typer.testing import CliRunner
 
     from evomerge.cli import app

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from evomerge.ops.fused import DRAW_BITS, MIN_SPLIT, SPAN, Mix, Rule, combine, combine_torch, draw_threshold, draws_torch
+from evomerge.ops.fused import MIN_SPLIT, SPAN, Batch, Mix, Rule, abs_sums, combine
+from evomerge.ops.fused.reference import combine_torch, draws_torch, keep_mask
+from evomerge.ops.fused.rules import DRAW_BITS, draw_threshold
 
 
 def rules(K: int, stack: torch.Tensor) -> list[Rule]:
@@ -34,7 +36,7 @@ def test_kernel_equals_the_torch_formulation_bit_for_bit(K, n):
         for consensus in (False, True):
             for normalize in (False, True):
                 for b in (base, None):
-                    mix = Mix(rule, tuple(scales), tuple(weights), consensus, normalize, 1.7)
+                    mix = Mix(rule, tuple(scales), tuple(weights), consensus=consensus, normalize=normalize, lam=1.7)
                     ours = combine(b, list(stack), mix, torch.empty(n))
                     ref = combine_torch(b, list(stack), mix, torch.empty(n))
                     same = (ours.view(torch.int32) == ref.view(torch.int32)) | (ours.isnan() & ref.isnan())
@@ -61,23 +63,22 @@ def test_pieces_cover_every_tensor_once_split_across_threads_and_never_straddle_
 
 
 def test_a_batch_of_tensors_equals_one_call_per_tensor():
-    from evomerge.ops.fused import Batch
-
     g = torch.Generator().manual_seed(3)
     sizes = [7, MIN_SPLIT * 2 + 3, 64, 1, MIN_SPLIT - 1]
     bases = [torch.randn(n, generator=g) for n in sizes]
     stacks = [torch.randn(3, n, generator=g) * 0.01 for n in sizes]
     rule = Rule("draw", keys=(1, 2, 3), thr=(draw_threshold(0.4),) * 3)
     batch, outs = Batch(), []
+    mixes = {with_base: Mix(rule, (1.0, 0.5, 2.0), (1.0, 0.5, 2.0), consensus=with_base, normalize=True, lam=0.9)
+             for with_base in (True, False)}
     for with_base in (True, False):
         for b, st in zip(bases, stacks):
             outs.append(torch.full_like(b, math.nan))
-            combine(b if with_base else None, list(st), Mix(rule, (1.0, 0.5, 2.0), (1.0, 0.5, 2.0), with_base, True, 0.9),
-                    outs[-1], batch)
+            combine(b if with_base else None, list(st), mixes[with_base], outs[-1], batch)
     assert all(o.isnan().all() for o in outs)  # nothing written before run()
     batch.run()
-    want = [combine_torch(b if with_base else None, list(st), Mix(rule, (1.0, 0.5, 2.0), (1.0, 0.5, 2.0), with_base, True,
-                          0.9), torch.empty_like(b)) for with_base in (True, False) for b, st in zip(bases, stacks)]
+    want = [combine_torch(b if with_base else None, list(st), mixes[with_base], torch.empty_like(b))
+            for with_base in (True, False) for b, st in zip(bases, stacks)]
     assert all(torch.equal(o, w) for o, w in zip(outs, want))
 
 
@@ -85,7 +86,7 @@ def test_non_contiguous_or_non_float32_targets_take_the_torch_path_with_equal_re
     g = torch.Generator().manual_seed(0)
     base, stack = torch.randn(64, 32, generator=g), torch.randn(2, 64, 32, generator=g)
     rule = Rule("draw", keys=(5, 6), thr=(draw_threshold(0.5),) * 2)
-    mix = Mix(rule, (1.0, 0.5), (1.0, 0.5), True, True, 1.0)
+    mix = Mix(rule, (1.0, 0.5), (1.0, 0.5), consensus=True, normalize=True)
     want = combine(base, list(stack), mix, torch.empty(64, 32))
     out_t = torch.empty(32, 64).t()  # non-contiguous view
     assert torch.equal(combine(base, list(stack), mix, out_t), want)
@@ -115,23 +116,7 @@ def test_draw_thresholds_cover_the_ends_exactly():
         assert bool((d < draw_threshold(1.0)).all()) and not bool((d < draw_threshold(0.0)).any())
 
 
-def test_loaded_kernels_leave_every_module_attribute_readable_by_vllms_kernel_scan():
-    """vLLM's CPU platform calls vars(x).get("kernel") on every module attribute at engine start;
-    numba's llvmlite used to break that scan, so a vLLM engine could not start after a merge."""
-    import sys
-
-    combine(torch.zeros(4), [torch.ones(4)], Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), True, True),
-            torch.empty(4))
-    assert "llvmlite.binding.ffi" in sys.modules
-    for module in list(sys.modules.values()):
-        for value in list(getattr(module, "__dict__", {}).values()):
-            if hasattr(value, "__dict__"):
-                vars(value).get("kernel")  # raises on a non-mapping
-
-
 def test_l1_sums_match_torch_for_every_rule():
-    from evomerge.ops.fused import abs_sums, keep_mask
-
     g = torch.Generator().manual_seed(3)
     row = torch.randn(50_001, generator=g)
     band = Rule("band", lo=(0.3, 0.1), hi=(2.0, 1.0))
@@ -147,12 +132,12 @@ def test_l1_sums_match_torch_for_every_rule():
 def test_an_unwritable_kernel_cache_falls_back_to_compiling_in_memory(tmp_path, monkeypatch):
     import numpy as np
 
-    from evomerge.ops import fused
+    from evomerge.ops.fused import cache
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     monkeypatch.setenv("EVOMERGE_KERNEL_CACHE", str(blocker / "kernels"))
-    kernel = fused._load(("l1", "band"))
+    kernel = cache.load(("l1", "band"))
     row = torch.tensor([0.5, -2.0, 1.0, 3.0])
     total, kept = kernel(row.numpy(), np.float32(0.9), np.float32(2.5), np.uint32(0), np.int32(0), False, 0, 4)
     assert (total, kept) == (6.5, 3.0) and not (blocker.parent / "kernels").exists()
@@ -168,7 +153,7 @@ def test_bfloat16_sources_merge_exactly_as_if_converted_to_float32_first(out_dty
     sources = [(base.float() + torch.randn(n, generator=g) * 0.02).bfloat16() for _ in range(3)]
     for rule in rules(3, torch.stack([s.float() - base.float() for s in sources])):
         for consensus in (False, True):
-            mix = Mix(rule, (0.7, -0.4, 1.3), (0.9, 0.5, 1.1), consensus, consensus, 1.3)
+            mix = Mix(rule, (0.7, -0.4, 1.3), (0.9, 0.5, 1.1), consensus=consensus, normalize=consensus, lam=1.3)
             ours = combine(base, sources, mix, torch.empty(n, dtype=out_dtype))
             want = combine(base.float(), [s.float() for s in sources], mix, torch.empty(n)).to(out_dtype)
             assert torch.equal(ours.view(torch.int16 if out_dtype == torch.bfloat16 else torch.int32),

@@ -9,7 +9,8 @@ import torch
 
 from evomerge.ops import METHODS, TensorParams, get_method
 from evomerge.ops.slerp import slerp_
-from evomerge.ops.fused import Rule, keep_mask
+from evomerge.ops.fused import Rule
+from evomerge.ops.fused.reference import keep_mask
 from evomerge.ops.sparsify import kth_smallest, magnitude_band, outlier_band
 from evomerge.ops.task_vector import tensor_seed
 from evomerge.ops.workspace import Workspace

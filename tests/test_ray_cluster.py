@@ -17,12 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers_ray import clean_env, finished
+from helpers_runtime import clean_env, finished, wait_for
 
 from evomerge.runtime.store import RunStore
 
@@ -54,10 +53,8 @@ def nodes_alive(address: str) -> int:
     return sum(line.strip().startswith("1 node_") for line in out.split("Pending:")[0].splitlines())
 
 
-def wait_started(log: Path, deadline: float) -> None:
-    while "Ray runtime started" not in log.read_text():
-        assert time.time() < deadline, log.read_text()[-2000:]
-        time.sleep(0.3)
+def wait_started(log: Path) -> None:
+    wait_for(lambda: "Ray runtime started" in log.read_text(), 180, lambda: log.read_text()[-2000:], every=0.2)
 
 
 @contextlib.contextmanager
@@ -69,14 +66,11 @@ def two_node_cluster(logs: Path):
         procs.append(start_node(["--head", f"--port={port}", f"--node-ip-address={HEAD_IP}",
                                  "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
                                  f"--temp-dir={temp}", '--resources={"node1": 1}'], logs / "head.log"))
-        deadline = time.time() + 180
-        wait_started(logs / "head.log", deadline)
+        wait_started(logs / "head.log")
         procs.append(start_node([f"--address={address}", f"--node-ip-address={NODE2_IP}",
                                  '--resources={"node2": 1}'], logs / "node2.log"))
-        wait_started(logs / "node2.log", deadline)
-        while nodes_alive(address) < 2:
-            assert time.time() < deadline, "node 2 did not join"
-            time.sleep(1)
+        wait_started(logs / "node2.log")
+        wait_for(lambda: nodes_alive(address) >= 2, 180, "node 2 to join", every=0.5)
         yield address, procs[1]
     finally:
         for proc in reversed(procs):
@@ -103,10 +97,12 @@ def test_search_on_two_nodes_survives_losing_one(tmp_path):
                                 "--no-progress"], cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.time() + 180
-            while finished(db) < 4:                       # both nodes are working by now
-                assert run.poll() is None and time.time() < deadline, run.communicate()[0][-3000:]
-                time.sleep(0.2)
+
+            def four_done() -> bool:                      # both nodes are working by now
+                assert run.poll() is None, run.communicate()[0][-3000:]
+                return finished(db) >= 4
+
+            wait_for(four_done, 180, "4 evaluations stored")
             kill_session(node2)
             out, _ = run.communicate(timeout=180)
         finally:

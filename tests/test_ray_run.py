@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import yaml
-from helpers_ray import clean_env, finished
+from helpers_runtime import clean_env, finished, wait_for
 
 from evomerge.runtime.store import RunStore
 
@@ -41,10 +40,12 @@ def test_two_workers_store_every_candidate_then_ctrl_c_and_resume(tmp_path):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment("r", budget=16, sleep=0.3)))
     db = tmp_path / "runs" / "r" / "store.db"
     run = cli(["run", "exp.yaml"], tmp_path, start_new_session=True)
-    deadline = time.time() + 180
-    while finished(db) < 6:
-        assert run.poll() is None and time.time() < deadline, run.communicate()[0][-3000:]
-        time.sleep(0.1)
+
+    def six_done() -> bool:
+        assert run.poll() is None, run.communicate()[0][-3000:]
+        return finished(db) >= 6
+
+    wait_for(six_done, 180, "6 evaluations stored")
     family = psutil.Process(run.pid).children(recursive=True)     # raylet, gcs, actors, ...
     assert any("EvalWorker" in " ".join(p.cmdline()) or p.name().startswith("ray::") for p in family)
     os.killpg(run.pid, signal.SIGINT)

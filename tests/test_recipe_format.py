@@ -9,7 +9,8 @@ import yaml
 
 from evomerge.errors import ConfigError
 from evomerge.mergekit_config import load_any_recipe
-from evomerge.recipe import depth_position, evaluate, interpolate, load_recipe, parse_recipe, tensor_group
+from evomerge.ops.layered import depth_position, evaluate, interpolate, tensor_group
+from evomerge.recipe import load_recipe, parse_recipe
 
 GOOD = {
     "method": "ties", "base": "zoo:base",
@@ -49,7 +50,7 @@ def test_round_trip_and_relative_paths(tmp_path):
     ({"parameters": {"rescale": "l3"}}, "parameters.rescale: 'l3' is not one of"),
     ({"tokenizer_source": 5}, "tokenizer_source: index 5 but there are 2 sources"),
     ({"seed": "x"}, "seed:"),
-    ({"method": "slerp", "parameters": {"t": 0.5}}, "slerp takes a base and one source"),
+    ({"method": "slerp", "parameters": {"t": 0.5}}, "method slerp takes exactly 2 models (a base counts as one), got 3"),
     ({"method": "slerp", "base": None, "sources": [{"model": "a"}, {"model": "b"}], "parameters": {}},
      "parameters.t: required"),
 ])

@@ -8,16 +8,16 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers_runs import write_run
+from helpers_runtime import wait_for
 from typer.testing import CliRunner
 
 from evomerge.cli import app
 from evomerge.runtime.store import sqlite_url
-from helpers_runs import write_run
 
 OBJECTIVES = {"math": "maximize", "words": "maximize"}
 # (math, words) per candidate; None marks a failed candidate
@@ -67,30 +67,38 @@ def test_status_accepts_a_store_url_and_names_a_missing_run(tmp_path):
 
 
 def test_status_reads_while_a_writer_is_adding_trials(tmp_path):
+    """The writer adds 20 trials as fast as it can, pausing twice until the reader has seen
+    the trials so far, so the reader provably reads between writes (no clock involved)."""
     run = make_run(tmp_path, running=0)
     writer = subprocess.Popen([sys.executable, "-c", f"""
-import time
+import sys
 from evomerge.evaluate.result import EvalResult
 from evomerge.runtime.store import RunStore
 store = RunStore.open({str(run)!r})
 for cid in range(100, 120):
     store.add_candidate(cid, [0.0], {{}}, 1000 + 2 * cid)
     store.finish(cid, EvalResult(cid, scores={{"math": 0.3, "words": 0.3}}), [0.3, 0.3], 1001 + 2 * cid)
-    time.sleep(0.1)
-"""])
-    seen = []
+    if cid in (104, 114):
+        sys.stdin.readline()
+"""], stdin=subprocess.PIPE, text=True)
+    pauses, seen = [6 + 5, 6 + 15], []         # done counts at which the writer waits for the reader
     try:
         while writer.poll() is None:
             result = _cli("status", str(run))
             assert result.exit_code == 0, result.output
             seen.append(int(re.search(r"(\d+) done", result.output).group(1)))
+            if pauses and seen[-1] >= pauses[0]:
+                assert seen[-1] == pauses.pop(0)
+                writer.stdin.write("go\n")
+                writer.stdin.flush()
     finally:
+        writer.stdin.close()
         writer.wait(timeout=60)
     assert writer.returncode == 0
     final = _cli("status", str(run)).output
     assert "27 of 20 finished: 26 done" in final
     assert seen == sorted(seen) and seen[-1] <= 26
-    assert len(set(seen)) >= 2  # the reader really ran while the writer was adding trials
+    assert not pauses and {11, 21} <= set(seen)   # the reader really ran while the writer was adding trials
 
 
 def test_pareto_table_png_and_html(tmp_path):
@@ -138,16 +146,15 @@ def test_dashboard_serves_the_run_on_localhost_only(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "evomerge.cli", "dashboard", str(run), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        body = None
-        for _ in range(120):
+
+        def answer() -> bytes | None:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read()
-                break
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read()
             except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.25)
-        assert body is not None, proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+                assert proc.poll() is None, proc.stdout.read().decode()
+                return None
+
+        body = wait_for(answer, 120, "the dashboard to answer", every=0.25)
         assert any(s["study_name"] == "demo" for s in json.loads(body)["study_summaries"])
         listening = [c.laddr for c in psutil.Process(proc.pid).net_connections() if c.status == psutil.CONN_LISTEN]
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening)

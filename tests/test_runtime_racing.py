@@ -3,7 +3,6 @@ searcher can compare, and a resume that continues a race from its last stored ru
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,9 @@ import pytest
 
 from evomerge.experiment import Experiment
 from evomerge.runtime.racing import Race, RaceState
+from evomerge.runtime.simulated import NoisySimulatedEvaluator
 
-TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
-from analytic_backend import NoisySphereEvaluator  # noqa: E402
+NOISY = "evomerge.runtime.simulated:NoisySimulatedEvaluator"
 
 N = 256
 
@@ -60,7 +58,7 @@ def experiment(name: str, budget: int, racing: dict | None, seed: int = 0) -> Ex
             "search_space": {"kind": "parameter", "method": "dare_ties", "weight": {"low": 0.0, "high": 2.0}},
             "fitness": {"tasks": ["sphere"], "options": {"items": N}},
             "searcher": {"name": "cmaes", "options": {"population_size": 6}},
-            "budget": budget, "seed": seed, "backend": "analytic_backend:NoisySphereEvaluator"}
+            "budget": budget, "seed": seed, "backend": NOISY}
     if racing is not None:
         data["racing"] = racing
     return Experiment.model_validate(data)
@@ -121,6 +119,12 @@ class Interrupt:
     def close(self):
         self.inner.close()
 
+    def utilization(self):
+        return self.inner.utilization()
+
+    def summary(self):
+        return self.inner.summary()
+
 
 def test_resume_mid_race_goes_on_from_the_last_stored_rung(tmp_path):
     from evomerge.runtime.inprocess import InProcessPool
@@ -140,11 +144,19 @@ def test_resume_mid_race_goes_on_from_the_last_stored_rung(tmp_path):
     assert done[0].fidelity["items"] == N and len(done[0].item_scores["sphere"]) == N
     assert (0, (0, 32)) not in pool._evaluator.jobs and (0, (64, 128)) in pool._evaluator.jobs
     # the resumed candidate's items are exactly those an uninterrupted evaluation scores
-    whole = NoisySphereEvaluator(type("S", (), {"options": {"items": N}, "tasks": ("sphere",)})())
+    whole = NoisySimulatedEvaluator(type("S", (), {"options": {"items": N}, "tasks": ("sphere",)})())
     from evomerge.runtime.pool import EvalJob
 
     ref = whole.evaluate(EvalJob(0, done[0].recipe))
     assert done[0].item_scores["sphere"] == ref.item_scores["sphere"]
+    # and the whole resumed run is the run that was never interrupted: same candidates, rungs, values
+    straight, _ = run(tmp_path, exp.model_copy(update={"name": "straight"}))
+
+    def shape(trials):
+        return [(t.number, t.state, t.genome, t.objectives, t.fidelity, [r["items"] for r in t.rungs])
+                for t in trials]
+
+    assert shape(store.trials()) == shape(straight.trials())
 
 
 def test_racing_refuses_searchers_that_need_every_item_and_several_objectives():
@@ -158,7 +170,7 @@ def test_racing_refuses_searchers_that_need_every_item_and_several_objectives():
 
 def test_an_evaluator_that_ignores_item_ranges_fails_its_candidates_instead_of_double_counting(tmp_path):
     exp = experiment("ignores", 3, {"first": 2}).model_dump()
-    exp["backend"] = "analytic_backend:SphereEvaluator"          # scores all 4 recipe numbers every time
+    exp["backend"] = "evomerge.runtime.simulated:SimulatedEvaluator"   # scores all 4 recipe numbers every time
     store, _ = run(tmp_path, Experiment.model_validate(exp))
     assert [t.state for t in store.trials()] == ["failed"] * 3
     assert "ignores item ranges" in store.trials()[0].error

@@ -1,5 +1,5 @@
-"""`evomerge run`: the loop end to end on a cheap analytic backend, resume after SIGKILL and
-Ctrl-C, and invalid experiment files rejected with one line and nothing written."""
+"""`evomerge run`: the loop end to end on the analytic stand-in evaluator, resume after SIGKILL
+and Ctrl-C, and invalid experiment files rejected with one line and nothing written."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers_runtime import finished, wait_for
 
+from evomerge.runtime.simulated import SimulatedEvaluator
 from evomerge.runtime.store import RunStore
 
 TESTS = Path(__file__).parent
 EVOMERGE = [sys.executable, "-m", "evomerge.cli"]
+SIM = "evomerge.runtime.simulated:SimulatedEvaluator"
+# children import this checkout's evomerge (not whichever one the environment installed)
+ENV = {**os.environ, "PYTHONPATH": str(TESTS.parent), "OMP_NUM_THREADS": "1"}
 
 
 def experiment(name: str, budget: int = 24, searcher: str = "cmaes", sleep: float = 0.0, **extra) -> dict:
@@ -29,7 +32,7 @@ def experiment(name: str, budget: int = 24, searcher: str = "cmaes", sleep: floa
         "search_space": {"kind": "parameter", "method": "dare_ties", "weight": {"low": 0.0, "high": 2.0}},
         "fitness": {"tasks": ["sphere"], "options": {"sleep": sleep}},
         "searcher": {"name": searcher, "options": {"population_size": 6} if searcher == "cmaes" else {}},
-        "budget": budget, "seed": 3, "backend": "analytic_backend:SphereEvaluator",
+        "budget": budget, "seed": 3, "backend": SIM,
     }
     exp.update(extra)
     return exp
@@ -42,8 +45,7 @@ def write(tmp: Path, exp: dict, fname: str = "exp.yaml") -> Path:
 
 
 def cli(args: list, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(EVOMERGE + [str(a) for a in args] + ["--no-progress"], cwd=cwd, env=env,
+    return subprocess.run(EVOMERGE + [str(a) for a in args] + ["--no-progress"], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=240, **kw)
 
 
@@ -57,15 +59,16 @@ def cli_inprocess(args: list) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
-def finished_count(db: Path) -> int:
-    """Finished trials, read with plain sqlite3 (cheap enough to poll while the run writes)."""
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'FAIL')").fetchone()[0]
-    except sqlite3.Error:  # tables not created yet
-        return 0
+def fresh(tmp: Path, name: str, budget: int = 10):
+    """A new store, session and in-process pool for a CMA-ES run of `budget` evaluations."""
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.session import build_session
+    from evomerge.runtime.store import sqlite_url
+
+    session = build_session(Experiment.model_validate(experiment(name, budget=budget)))
+    store = RunStore.create(sqlite_url(tmp / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, budget)
+    return store, session, InProcessPool(session.spec, SimulatedEvaluator(session.spec))
 
 
 def state(run_dir: Path):
@@ -94,18 +97,19 @@ def test_killed_or_interrupted_run_resumes_to_the_same_state(tmp_path, sig):
     budget, searcher = 20, "cmaes"
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
     ref_dir.mkdir(), cut_dir.mkdir()
-    sys.path.insert(0, str(TESTS))  # the analytic backend, for the in-process reference run
     ref = cli_inprocess(["run", write(ref_dir, experiment("r", budget, searcher)), "--runs-dir", ref_dir / "runs"])
     assert ref.returncode == 0, ref.stderr
 
     exp = write(cut_dir, experiment("r", budget, searcher, sleep=0.05))
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(EVOMERGE + ["run", str(exp), "--no-progress"], cwd=cut_dir, env=env,
+    proc = subprocess.Popen(EVOMERGE + ["run", str(exp), "--no-progress"], cwd=cut_dir, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     db = cut_dir / "runs" / "r" / "store.db"
-    deadline = time.time() + 120
-    while time.time() < deadline and finished_count(db) < budget // 3:  # kill a third of the way in
-        time.sleep(0.1)
+
+    def a_third_done() -> bool:                # kill a third of the way in
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        return finished(db) >= budget // 3
+
+    wait_for(a_third_done, 120, "a third of the budget stored")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
@@ -125,23 +129,11 @@ def test_resume_replays_events_after_the_last_saved_state(tmp_path):
     from evomerge.runtime.loop import run_loop
     from evomerge.runtime.session import build_session
 
-    sys.path.insert(0, str(TESTS))
-    from analytic_backend import SphereEvaluator
-
-    from evomerge.runtime.inprocess import InProcessPool
-    from evomerge.runtime.store import sqlite_url
-
-    def fresh(name):
-        exp = Experiment.model_validate(experiment(name, budget=10))
-        session = build_session(exp)
-        store = RunStore.create(sqlite_url(tmp_path / f"{name}.db"), name, {}, "cmaes", {"score": "maximize"}, 10)
-        return store, session, InProcessPool(session.spec, SphereEvaluator(session.spec))
-
-    store, session, pool = fresh("whole")
+    store, session, pool = fresh(tmp_path, "whole")
     run_loop(store, session, pool, 10, show_progress=False)
     want = [(t.genome, t.objectives) for t in store.trials()]
 
-    store, session, pool = fresh("cut")
+    store, session, pool = fresh(tmp_path, "cut")
     run_loop(store, session, pool, 4, show_progress=False)
     saved = store.searcher_state()
     run_loop(store, session, pool, 6, show_progress=False)        # 2 more, then "lose" their state saves
@@ -215,20 +207,14 @@ def test_initial_recipe_seeds_the_search(tmp_path):
 
 
 def test_in_process_pool_fails_a_job_past_its_timeout_and_goes_on():
-    sys.path.insert(0, str(TESTS))
-    from analytic_backend import SphereEvaluator
-
     from evomerge.runtime.inprocess import InProcessPool
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     recipe = {"sources": [{"parameters": {"weight": 0.7}}]}
-    slow = EvaluatorSpec(sources=(), tasks=("t",), backend="analytic_backend:SphereEvaluator", options={"sleep": 5})
-    pool = InProcessPool(slow, SphereEvaluator(slow))
-    pool.submit(EvalJob(0, recipe, timeout_s=0.3))
-    start = time.perf_counter()
-    (late,) = pool.wait()
-    assert time.perf_counter() - start < 2 and late.error == "timeout after 0.3s" and late.candidate_id == 0
-    pool._evaluator.sleep = 0.0
+    pool = InProcessPool(EvaluatorSpec(sources=(), tasks=("t",), backend=SIM))
+    pool.submit(EvalJob(0, {**recipe, "simulate": {"sleep": 600}}, timeout_s=0.3))
+    (late,) = pool.wait()                               # a missed timeout: no error, after 600 s
+    assert late.error == "timeout after 0.3s" and late.candidate_id == 0
     pool.submit(EvalJob(1, recipe, timeout_s=0.3))
     (ok,) = pool.wait()
     assert ok.error is None and ok.scores == {"t": 0.0}
@@ -236,14 +222,13 @@ def test_in_process_pool_fails_a_job_past_its_timeout_and_goes_on():
 
 
 def test_summary_shows_how_the_best_climbed_and_the_winner_next_to_its_references(tmp_path):
-    sys.path.insert(0, str(TESTS))
     exp = experiment("refs", budget=12, references=["parents", "untuned", "start"])
     res = cli_inprocess(["run", write(tmp_path, exp), "--runs-dir", tmp_path / "runs"])
     assert res.returncode == 0, res.stderr
     store = RunStore.open(tmp_path / "runs" / "refs")
     refs = store.references()
     assert list(refs) == ["parent a", "parent b", "untuned task_arithmetic", "untuned ties", "untuned dare_ties", "start"]
-    # the analytic sphere scores each recipe number -(v - 0.7)^2: a parent is one weight of 1
+    # the simulated sphere scores each recipe number -(v - 0.7)^2: a parent is one weight of 1
     assert refs["parent a"]["value"] == pytest.approx(-0.09) and refs["start"]["items"] == {"sphere": 4}
     assert all(t.number >= 0 for t in store.trials()) and len(store.trials()) == 12
     best = max(t.objectives["score"] for t in store.trials())
@@ -251,3 +236,32 @@ def test_summary_shows_how_the_best_climbed_and_the_winner_next_to_its_reference
     assert climb.split(" -> ")[-1].startswith(f"{best:.4f}")
     assert "score on validation, winner vs references:" in res.stdout
     assert re.search(r"^  parent a +-0\.0900$", res.stdout, re.M)
+
+
+def test_ctrl_c_right_after_a_tell_resumes_to_the_same_state(tmp_path):
+    """Ctrl-C landing between the searcher's tell and the loop's bookkeeping (as a signal can):
+    the interrupted loop must not save a searcher state that the replayed events tell again."""
+    from evomerge.experiment import Experiment
+    from evomerge.runtime.loop import run_loop
+    from evomerge.runtime.session import build_session
+
+    store, session, pool = fresh(tmp_path, "whole")
+    run_loop(store, session, pool, 10, show_progress=False)
+    want = [(t.genome, t.objectives) for t in store.trials()]
+
+    store, session, pool = fresh(tmp_path, "cut")
+    tell, told = session.searcher.tell, []
+
+    def tell_then_ctrl_c(cid, outcome):
+        tell(cid, outcome)
+        told.append(cid)
+        if len(told) == 7:                     # mid-generation (population 6)
+            raise KeyboardInterrupt
+
+    session.searcher.tell = tell_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(store, session, pool, 10, show_progress=False)
+    store2 = RunStore.open(store.url)
+    run_loop(store2, build_session(Experiment.model_validate(experiment("cut", budget=10))), pool, 10,
+             show_progress=False)
+    assert [(t.genome, t.objectives) for t in store2.trials()] == want

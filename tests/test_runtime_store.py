@@ -63,13 +63,54 @@ def test_non_finite_objectives_are_stored_as_failures(store):
 
 
 def test_a_result_counts_only_once_its_trial_flipped(store):
-    """A kill between the result write and the state flip leaves the trial in flight."""
+    """A result attribute on a RUNNING trial (what a kill between the two writes of earlier
+    versions left) does not count, and the evaluation stored again replaces it."""
     store.add_candidate(0, [0.0], RECIPE, seq=0)
-    tid = store._trial_of[0]
-    store._storage.set_trial_user_attr(tid, "result", {"scores": {"t": 1.0}, "tell_seq": 1})
+    sid = store.storage.get_study_id_from_name("r1")
+    tid = store.storage.get_trial_id_from_study_id_trial_number(sid, 0)
+    store.storage.set_trial_user_attr(tid, "result", {"scores": {"t": 1.0}, "tell_seq": 1})
     reopened = RunStore.open(store.url)
     assert reopened.trials()[0].state == "running" and reopened.trials()[0].scores == {}
     assert [(seq, kind) for seq, kind, _ in reopened.events()] == [(0, "ask")]
+    reopened.finish(0, EvalResult(0, scores={"t": 0.5}), [0.5, 1.0], seq=2)
+    assert RunStore.open(store.url).trials()[0].scores == {"t": 0.5}
+    with pytest.raises(StoreError, match="candidate 0: .*finished"):
+        reopened.finish(0, EvalResult(0, scores={"t": 0.5}), [0.5, 1.0], seq=3)
+
+
+def test_rows_read_back_through_optunas_api(tmp_path):
+    """The store writes Optuna's rows itself (runtime/optuna_rows.py): Optuna reads every kind
+    back as its own storage would have written it (numbers, times, attributes, parameters)."""
+    from datetime import datetime, timedelta
+
+    from evomerge.runtime.store import gene_meta
+
+    url = sqlite_url(tmp_path / "s.db")
+    s = RunStore.create(url, "g", experiment={}, searcher="cmaes", objectives={"acc": "maximize"}, budget=4,
+                        extra={"genes": gene_meta(["w0", "w1"], [0.0, 0.0], [2.0, 1.0])})
+    optuna.create_study(storage=url, study_name="other").enqueue_trial({})   # trials of another study
+    s.add_candidate(0, [0.5, 1.5], RECIPE, seq=0, seed=3, meta={"generation": 0})
+    s.add_rung(0, 0, {"items": [0, 4], "item_scores": {"t": [1, 0, 1, 1]}})
+    s.finish(0, EvalResult(0, scores={"t": 0.75}), [0.75], seq=1)
+    s.add_candidate(1, [0.1, 0.2], RECIPE, seq=2)
+    s.finish(1, EvalResult(1, error="boom"), None, seq=3)
+    s.add_candidate(2, [0.3, 0.3], RECIPE, seq=4)
+    s.save_searcher_state({"mean": [1.0]}, seq=4)
+    t0, t1, t2 = optuna.load_study(study_name="g", storage=url).get_trials()
+    assert [t.number for t in (t0, t1, t2)] == [0, 1, 2]
+    assert t0.state == optuna.trial.TrialState.COMPLETE and t0.values == [0.75]
+    assert t0.params == {"w0": 0.5, "w1": 1.0}                               # clipped into the box
+    assert t0.distributions["w1"] == optuna.distributions.FloatDistribution(0.0, 1.0)
+    assert t0.user_attrs["rung0"]["items"] == [0, 4] and t0.user_attrs["meta"] == {"generation": 0}
+    assert t0.user_attrs["result"]["tell_seq"] == 1 and t0.user_attrs["seed"] == 3
+    assert abs(t0.datetime_start - datetime.now()) < timedelta(minutes=1)     # local time, as Optuna's
+    assert t0.datetime_start <= t0.datetime_complete
+    assert t1.state == optuna.trial.TrialState.FAIL and t1.system_attrs["fail_reason"] == "boom"
+    assert t2.state == optuna.trial.TrialState.RUNNING and t2.datetime_complete is None
+    again = RunStore.open(url + "#g")
+    assert again.searcher_state() == (4, {"mean": [1.0]}) and again.has_candidate(2)
+    with pytest.raises(StoreError, match="candidate 2 exists"):
+        again.add_candidate(2, [0.0, 0.0], RECIPE, seq=5)
 
 
 def test_events_and_searcher_state(store):

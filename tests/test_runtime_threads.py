@@ -3,17 +3,13 @@ Ray workers, the reserved CPUs on a cluster), settable per experiment, recorded 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from evomerge.experiment import Resources
 from evomerge.runtime.threads import evaluation_threads, machine_cores
 
-TESTS = Path(__file__).parent
-THREADS = "analytic_backend:ThreadsEvaluator"
+THREADS = "helpers_runtime:ThreadsEvaluator"      # tests/ is on the path
 
 
 def test_the_share_of_the_machine_and_the_explicit_setting():
@@ -30,7 +26,6 @@ def test_the_share_of_the_machine_and_the_explicit_setting():
 
 
 def test_in_process_pool_runs_under_its_threads_and_restores_them():
-    sys.path.insert(0, str(TESTS))
     from evomerge.runtime.inprocess import InProcessPool
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 

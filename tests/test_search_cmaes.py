@@ -125,3 +125,11 @@ def test_initial_design_reaches_a_sphere_optimum_off_x0_faster_at_a_small_budget
         designed, _ = best_of("cmaes", {"population_size": 8, "initial_design": 8}, sphere, 40, seed, far)
         wins += designed > plain
     assert wins >= 4
+
+
+def test_an_initial_design_of_one_scores_x0_alone_first():
+    s = make_searcher("cmaes", SPACE, {"initial_design": 1, "population_size": 6}, seed=0)
+    design = s.ask(20)
+    assert len(design) == 1 and design[0].x.tolist() == SPACE.x0.tolist()
+    s.tell(design[0].id, sphere(design[0]))
+    assert [c.meta["generation"] for c in s.ask(6)] == [0] * 6

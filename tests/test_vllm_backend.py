@@ -156,3 +156,26 @@ def test_a_path_longer_than_the_engine_restarts_it_deeper(engine, hf, requests):
     assert timings["swap"] > 0
     hf.load(parse_recipe(longer))
     assert_agree(outputs(engine, requests), outputs(hf, requests))
+
+
+def test_an_engine_can_start_after_merge_kernels_loaded_llvmlite():
+    """vLLM's CPU platform runs vars(x).get("kernel") on every module attribute at engine start
+    (its Triton-override scan); llvmlite's ffi.lib, loaded by the merge kernels, broke it, so no
+    engine could start in a process that had merged. The backend fixes that before each start."""
+    import math
+    import sys
+
+    import torch
+    from vllm.triton_utils.dispatcher import register_kernels
+
+    from evomerge.evaluate.vllm_backend import make_llvmlite_scannable
+    from evomerge.ops.fused import Mix, Rule, combine
+
+    mix = Mix(Rule("band", lo=(0.5,), hi=(math.inf,)), (1.0,), (1.0,), consensus=True, normalize=True)
+    combine(torch.zeros(4), [torch.ones(4)], mix, torch.empty(4))
+    ffi = sys.modules["llvmlite.binding.ffi"]
+    ffi.lib._fntab.pop("__dict__", None)  # as in a fresh process, whatever ran before
+    with pytest.raises(AttributeError):
+        vars(ffi.lib).get("kernel")
+    make_llvmlite_scannable()
+    register_kernels({})  # vLLM's own scan over every module, as at engine start

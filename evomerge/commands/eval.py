@@ -47,8 +47,6 @@ def eval_model(
             if not os.access(json_out.parent, os.W_OK):
                 raise EvomergeError(f"--json: folder {json_out.parent} is not writable")
         cls = backend_class(backend_name)
-        if not hasattr(cls, "from_pretrained"):
-            raise EvomergeError(f"--backend: {backend_name} does not score checkpoints (use hf or vllm)")
         tasks = [load_task_ref(ref, f"--task {ref}") for ref in task]  # all checked before the model loads
         backend = cls.from_pretrained(model, batch_size=batch_size)
         table = Table(title=f"{model} ({split})")

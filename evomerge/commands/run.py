@@ -61,8 +61,9 @@ def _search(store, session, pool, progress: bool) -> None:
         pool.close()
     typer.echo(f"{store.name}: {summary.total}/{budget} evaluations ({summary.failed} failed); "
                f"stopped: {summary.stopped}")
-    if hasattr(pool, "summary"):             # the Ray pool: utilization, replaced workers
-        typer.echo(pool.summary())
+    workers = pool.summary()                 # the Ray pool: utilization, replaced workers
+    if workers:
+        typer.echo(workers)
     from evomerge.runtime.references import climb_line, comparison_lines
 
     climb = climb_line(store)

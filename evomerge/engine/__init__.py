@@ -1,7 +1,7 @@
 """Materialize recipes: streaming to disk (`merge_to_disk`) or in place from resident sources
 (`materialize_into`, `materialize_tensors`). Imports torch; `import evomerge` does not.
 
-Imports go one way: leaves (reader, writer, plan, resident) -> the parameter path (merge,
+Imports go one way: leaves (source, reader, writer, plan, resident) -> the parameter path (merge,
 materialize) -> the data-flow path (dataflow, which merges inline parameter recipes) -> this
 module, the only place that dispatches on the recipe's kind."""
 

@@ -12,7 +12,6 @@ measures it). Inline parameter recipes (hybrid search) are merged in memory firs
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,57 +22,40 @@ from evomerge.engine.files import with_dtype
 from evomerge.engine.materialize import parameter_tensors
 from evomerge.engine.merge import RECIPE_FILE
 from evomerge.engine.reader import CheckpointReader
-from evomerge.engine.resident import ResidentSources
+from evomerge.engine.resident import ResidentModel, ResidentSources
+from evomerge.engine.source import TensorSource
 from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
 from evomerge.errors import CheckpointError
-from evomerge.recipe import DataflowRecipe, resolve_model_ref
+from evomerge.layers import split_layer_name
+from evomerge.ops.compute_dtype import DTYPES
+from evomerge.recipe import DataflowRecipe
+from evomerge.zoo import resolve_model_ref
 
-_LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
 OUTPUT_PROJECTIONS = ("self_attn.o_proj.", "mlp.down_proj.")
 MUST_MATCH = ("model_type", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
               "intermediate_size", "vocab_size", "rms_norm_eps", "hidden_act", "tie_word_embeddings")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class _Source:
-    """One data-flow source (anything with names/get/shape/dtype/config()/folder), indexed by layer."""
+    """One data-flow source, indexed by layer."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: TensorSource) -> None:
         self.model = model
         self.get: Callable[[str], torch.Tensor] = model.get
         self.config: dict = model.config()
         self.folder: Path = model.folder
         self.layers: dict[int, list[tuple[str, str]]] = {}     # layer -> [(name, suffix)]
         self.outside: list[str] = []
-        for n in model.names:
-            m = _LAYER.match(n)
-            if m:
-                self.layers.setdefault(int(m.group(2)), []).append((n, m.group(3)))
+        split = {n: split_layer_name(n) for n in model.names}
+        for n, parts in split.items():
+            if parts:
+                self.layers.setdefault(parts[1], []).append((n, parts[2]))
             else:
                 self.outside.append(n)
-        self.prefix = next((_LAYER.match(n).group(1) for n in model.names if _LAYER.match(n)), "model.layers.")
+        self.prefix = next((parts[0] for parts in split.values() if parts), "model.layers.")
 
 
-class _Merged:
-    """An inline parameter recipe's merged tensors, with the read interface of a checkpoint."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor], like: Any) -> None:
-        self.tensors, self.names, self.folder, self._like = tensors, list(tensors), like.folder, like
-
-    def get(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.tensors[name].shape)
-
-    def dtype(self, name: str) -> torch.dtype:
-        return self.tensors[name].dtype
-
-    def config(self) -> dict:
-        return self._like.config()
-
-
-def _open_sources(recipe: DataflowRecipe, resident: Any | None, allow_pickle: bool = False) -> list[_Source]:
+def _open_sources(recipe: DataflowRecipe, resident: ResidentSources | None, allow_pickle: bool = False) -> list[_Source]:
     """Model sources from resident memory (or lazily from disk); parameter recipes merged now."""
     needed = [r for s in recipe.sources if s.recipe is not None for r in s.recipe.model_refs()]
     if resident is None and needed:
@@ -82,7 +64,8 @@ def _open_sources(recipe: DataflowRecipe, resident: Any | None, allow_pickle: bo
     for src in recipe.sources:
         if src.recipe is not None:
             tensors = dict(parameter_tensors(src.recipe, resident, clone=True))
-            out.append(_Source(_Merged(tensors, resident.model(src.recipe.model_refs()[0]))))
+            like = resident.model(src.recipe.model_refs()[0])
+            out.append(_Source(ResidentModel(like.folder, tensors, like.config())))
             continue
         model = None
         if resident is not None:
@@ -133,8 +116,8 @@ def _plan(recipe: DataflowRecipe, sources: list[_Source]) -> list[tuple[str, int
 
 
 def _tensors(recipe: DataflowRecipe, sources: list[_Source], plan: list) -> Iterator[tuple[str, torch.Tensor]]:
-    out_dtype = _DTYPES.get(recipe.dtype or "")
-    compute = _DTYPES.get(recipe.compute_dtype or "float32")
+    out_dtype = DTYPES.get(recipe.dtype or "")
+    compute = DTYPES.get(recipe.compute_dtype or "float32")
     with torch.no_grad():
         for out_name, s, name, div, factor in plan:
             t = sources[s].get(name)
@@ -157,14 +140,14 @@ def output_config(recipe: DataflowRecipe, sources: list[_Source]) -> dict[str, A
     return with_dtype(cfg, recipe.dtype)
 
 
-def materialize_tensors(recipe: DataflowRecipe, resident: Any | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+def materialize_tensors(recipe: DataflowRecipe, resident: ResidentSources | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of the output checkpoint; ``resident`` are ResidentSources or None (disk)."""
     sources = _open_sources(recipe, resident)
     _check(recipe, sources)
     yield from _tensors(recipe, sources, _plan(recipe, sources))
 
 
-def build_model(recipe: DataflowRecipe, resident: Any | None = None, device: str | torch.device = "cpu"):
+def build_model(recipe: DataflowRecipe, resident: ResidentSources | None = None, device: str | torch.device = "cpu"):
     """The data-flow model in memory (an HF causal LM with ``len(recipe.layers)`` layers)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -195,7 +178,7 @@ def merge_to_disk(recipe: DataflowRecipe, out_dir: str | Path, *, force: bool = 
     sources = _open_sources(recipe, None, allow_pickle)
     _check(recipe, sources)
     plan = _plan(recipe, sources)
-    out_dtype = _DTYPES.get(recipe.dtype or "")
+    out_dtype = DTYPES.get(recipe.dtype or "")
     layout = []
     for out_name, s, name, _, _ in plan:
         src = sources[s].model

@@ -6,18 +6,19 @@ import logging
 import shutil
 from pathlib import Path
 
+from evomerge.ops import DTYPES
+
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json")
-DTYPE_NAMES = {"float32", "bfloat16", "float16"}
 
 
 def with_dtype(cfg: dict, dtype: str | None) -> dict:
     """A model config with its dtype field(s) set to `dtype` (unchanged for None)."""
     cfg = dict(cfg)
-    if dtype in DTYPE_NAMES:
+    if dtype in DTYPES:
         for key in ("torch_dtype", "dtype"):
             if key in cfg or key == "torch_dtype":
                 cfg[key] = dtype

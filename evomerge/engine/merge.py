@@ -13,7 +13,8 @@ from evomerge.engine.plan import MergePlan, build_plan
 from evomerge.engine.reader import CheckpointReader
 from evomerge.engine.writer import DEFAULT_SHARD_BYTES, check_output_dir, write_checkpoint
 from evomerge.ops.workspace import Workspace
-from evomerge.recipe import ParameterRecipe, resolve_model_ref
+from evomerge.recipe import ParameterRecipe
+from evomerge.zoo import resolve_model_ref
 
 RECIPE_FILE = "evomerge_recipe.yaml"
 

@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import torch
 
+from evomerge import layers
+from evomerge.engine.source import TensorSource
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.recipe import ParameterRecipe, depth_position, evaluate, layer_index, tensor_group
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class TensorSource(Protocol):
-    """What the plan needs to know about a model (CheckpointReader and resident models)."""
-
-    @property
-    def names(self) -> list[str]: ...
-    def shape(self, name: str) -> tuple[int, ...]: ...
-    def dtype(self, name: str) -> torch.dtype: ...
-    def config(self) -> dict: ...
+from evomerge.ops.compute_dtype import DTYPES
+from evomerge.ops.layered import depth_position, evaluate, tensor_group
+from evomerge.recipe import ParameterRecipe
 
 
 @dataclass
@@ -73,14 +64,6 @@ def check_compatible(models: list[tuple[str, TensorSource]], same_dtype: bool = 
     return sorted(names, key=_natural)
 
 
-def count_layers(ref: TensorSource, names: list[str]) -> int:
-    n = ref.config().get("num_hidden_layers")
-    if isinstance(n, int) and n > 0:
-        return n
-    idx = [i for i in (layer_index(x) for x in names) if i is not None]
-    return max(idx) + 1 if idx else 1
-
-
 def _value(scopes: list[tuple[str, dict]], key: str, group: str, t: float, default, name: str):
     for where, params in scopes:
         if key in params:
@@ -115,7 +98,7 @@ def build_plan(recipe: ParameterRecipe, models: list[tuple[str, TensorSource]],
     spec = get_method(recipe.method)
     names = names if names is not None else check_compatible(models)
     ref = models[0][1]
-    num_layers = count_layers(ref, names)
+    num_layers = max(1, layers.num_layers(ref.config(), names))
     out = DTYPES.get(recipe.dtype) if recipe.dtype else None
     out_dtypes = {}
     for n in names:

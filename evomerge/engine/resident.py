@@ -26,7 +26,7 @@ from evomerge.engine.reader import CheckpointReader
 from evomerge.errors import CheckpointError, ConfigError
 from evomerge.ops.thresholds import HistogramCache, TensorMemo, index_magnitudes
 from evomerge.ops.workspace import Workspace
-from evomerge.recipe import resolve_model_ref
+from evomerge.zoo import resolve_model_ref
 
 PLACEMENTS = ("device", "host")
 
@@ -45,7 +45,7 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 class ResidentModel:
-    """One model's tensors in memory (same read interface as CheckpointReader)."""
+    """One model's tensors in memory (a `source.TensorSource`, as CheckpointReader is)."""
 
     def __init__(self, path: Path, tensors: dict[str, torch.Tensor], config: dict, reader=None) -> None:
         self.path = path

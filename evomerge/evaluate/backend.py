@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Protocol
 
 from evomerge.errors import ConfigError
@@ -35,6 +36,11 @@ class Backend(ABC):
         raise ConfigError(f"backend {cls.__name__} cannot score merge candidates (it is built on one "
                           "checkpoint or network only); use hf or vllm")
 
+    @classmethod
+    def from_pretrained(cls, path: str | Path, batch_size: int | None = None) -> "Backend":
+        """A backend on one saved checkpoint (``evomerge eval``)."""
+        raise ConfigError(f"backend {cls.__name__} does not score saved checkpoints (use --backend hf or vllm)")
+
     @abstractmethod
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[tuple[float, bool]]:
         """(sum log P(continuation | context), whether greedy decoding yields the continuation)."""
@@ -54,6 +60,9 @@ class Backend(ABC):
     def nonfinite_parameter(self) -> str | None:
         """The first weight tensor of the loaded candidate holding NaN or inf, else None."""
         return None
+
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (an engine's processes, files)."""
 
 
 class Classifier(Protocol):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evomerge.evaluate.digits import N_TEST, N_VALIDATION, SPLIT_SEED
+
 
 @dataclass
 class DigitsTask:
@@ -23,8 +25,6 @@ class DigitsTask:
 
     def __post_init__(self) -> None:
         from sklearn.datasets import load_digits
-
-        from evomerge.evaluate.digits import N_TEST, N_VALIDATION, SPLIT_SEED
 
         data = load_digits()
         x = (data.data / 16.0).astype(np.float64)

@@ -18,6 +18,7 @@ from evomerge.evaluate.result import EvalResult
 from evomerge.evaluate.task_loading import load_task_ref
 from evomerge.evaluate.tasks import TaskResult
 from evomerge.evaluate.result import EvalJob, EvaluatorSpec
+from evomerge.recipe import parse_recipe
 
 
 class Evaluator:
@@ -40,8 +41,6 @@ class Evaluator:
 
     def evaluate(self, job: EvalJob) -> EvalResult:
         """Materialize the job's recipe, score it; errors become a failed EvalResult."""
-        from evomerge.recipe import parse_recipe
-
         result = EvalResult(candidate_id=job.candidate_id, worker=self.worker)
         t0 = time.perf_counter()
         try:
@@ -62,6 +61,9 @@ class Evaluator:
             result.error = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         result.timings["total"] = time.perf_counter() - t0
         return result
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 def evaluate_model(backend: Any, tasks: list[Any], split: str = "test",

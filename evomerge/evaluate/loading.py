@@ -14,14 +14,19 @@ from typing import Any
 
 import torch
 
-from evomerge.engine.plan import DTYPES
+from evomerge.engine import CheckpointReader, ResidentSources, materialize_into
+from evomerge.engine.budget import check_budget, estimate
+from evomerge.engine.dataflow import build_model
+from evomerge.engine.plan import check_compatible
+from evomerge.ops.compute_dtype import DTYPES
+from evomerge.engine.resident import check_device
 from evomerge.errors import CheckpointError, ConfigError
+from evomerge.recipe import DataflowRecipe
+from evomerge.zoo import resolve_model_ref
 
 
 def check_checkpoint(ref: str | Path) -> Path:
     """A model reference (path or zoo:NAME) -> its folder, if it holds config + safetensors."""
-    from evomerge.recipe import resolve_model_ref
-
     path = resolve_model_ref(str(ref))
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{ref}: no config.json (not a model folder)")
@@ -46,8 +51,6 @@ def _dtype_option(opts: dict, key: str) -> torch.dtype | None:
 
 def stored_dtype(ref: str | Path) -> torch.dtype:
     """The dtype a checkpoint's floating tensors are stored in (the first one's)."""
-    from evomerge.engine import CheckpointReader
-
     reader = CheckpointReader(check_checkpoint(ref))
     dtype = next((reader.dtype(n) for n in reader.names if reader.dtype(n).is_floating_point), torch.float32)
     reader.close()
@@ -58,11 +61,6 @@ def preflight(sources: Sequence[str], options: dict) -> None:
     """Everything about a worker's models that can be checked before any work, from the
     checkpoint headers: folders, matching tensor names, shapes and dtypes, the device, and
     whether a worker fits its memory. One-line EvomergeError on the first problem."""
-    from evomerge.engine import CheckpointReader
-    from evomerge.engine.budget import check_budget, estimate
-    from evomerge.engine.plan import check_compatible
-    from evomerge.engine.resident import check_device
-
     if not sources:
         raise CheckpointError("sources: an evaluator needs at least one source model")
     readers = [(f"{ref}", CheckpointReader(check_checkpoint(ref))) for ref in sources]
@@ -88,8 +86,6 @@ class InPlaceLoader:
     def __init__(self, sources: Sequence[str], options: dict | None = None) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        from evomerge.engine import ResidentSources
-
         opts = dict(options or {})
         preflight(sources, opts)
         first = check_checkpoint(sources[0])
@@ -113,12 +109,7 @@ class InPlaceLoader:
 
     def load(self, recipe: Any) -> Any:
         """The model holding the recipe's weights (the same object for parameter recipes)."""
-        from evomerge.engine import materialize_into
-        from evomerge.recipe import DataflowRecipe
-
         if isinstance(recipe, DataflowRecipe):
-            from evomerge.engine.dataflow import build_model
-
             return build_model(recipe, self.sources, device=self.device)
         materialize_into(recipe, self.sources, self.model)
         return self.model

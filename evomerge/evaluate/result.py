@@ -61,6 +61,9 @@ class EvaluatorSpec:
 
 
 class Evaluator(Protocol):
-    """Scores one job at a time (built once per worker from an EvaluatorSpec)."""
+    """Scores one job at a time (built once per worker from an EvaluatorSpec); ``close``
+    releases what it holds (an inference engine, temporary files) when its pool closes."""
 
     def evaluate(self, job: EvalJob) -> EvalResult: ...
+
+    def close(self) -> None: ...

@@ -17,18 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from evomerge.config_io import StrictModel, parse_yaml, validate
 from evomerge.errors import ConfigError
 
 LM_EVAL_PREFIX = "lm_eval:"
 EXTRA_HINT = 'pip install "evomerge[lm-eval]"'
 
 
-class LmEvalRef(BaseModel):
+class LmEvalRef(StrictModel):
     """An lm-eval task scored as evomerge fitness (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     lm_eval: str = Field(min_length=1)              # the task name (its `task:` field)
     include_path: str | None = None                  # folder of task YAMLs (lm-eval's --include_path)
@@ -58,25 +57,15 @@ TaskRef = str | LmEvalRef
 def parse_task_ref(ref: Any, where: str = "task") -> TaskRef:
     """A string stays a native task reference; a mapping must be a valid ``LmEvalRef``. A string
     starting with ``{`` is read as YAML first (how ``evomerge eval --task`` takes a mapping)."""
-    import yaml
-
     if isinstance(ref, LmEvalRef):
         return ref
     if isinstance(ref, str) and ref.lstrip().startswith("{"):
-        try:
-            ref = yaml.safe_load(ref)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: invalid YAML mapping: {str(err).splitlines()[0]}") from None
+        ref = parse_yaml(ref, where)
     if isinstance(ref, str):
         return ref
     if not isinstance(ref, dict):
         raise ConfigError(f"{where}: expected a task name or an {{lm_eval: ...}} mapping, got {type(ref).__name__}")
-    from evomerge.recipe import format_validation_error
-
-    try:
-        return LmEvalRef.model_validate(ref)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, where)) from None
+    return validate(LmEvalRef, ref, where)
 
 
 def task_key(ref: TaskRef | dict) -> str:

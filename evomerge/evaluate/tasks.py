@@ -13,9 +13,13 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from evomerge.config_io import StrictModel, read_mapping, validate
 from evomerge.errors import ConfigError
+from evomerge.evaluate.digits import digits_items
 from evomerge.evaluate.requests import (
     ClassificationRequest,
     GenerationRequest,
@@ -25,8 +29,6 @@ from evomerge.evaluate.requests import (
 from evomerge.evaluate.scorers import Scorer, load_scorer
 
 SPLITS = ("train", "validation", "test")
-KINDS = ("generate", "multiple_choice", "perplexity", "classify")
-FIELDS = {"name", "description", "kind", "data", "generation", "scorer", "regex", "higher_is_better"}
 
 
 @dataclass
@@ -98,8 +100,6 @@ def _mean(xs: list[float]) -> float:
 
 def _read_items(task: Task, split: str) -> list[dict[str, Any]]:
     if task.data.startswith("sklearn:"):
-        from evomerge.evaluate.digits import digits_items
-
         return digits_items(task.data, split)
     path = (task.root / task.data / f"{split}.jsonl").resolve()
     if not path.is_file():
@@ -139,33 +139,32 @@ def find_task_file(name: str) -> Path:
     raise ConfigError(f"task {name!r}: no {name}.yaml in {', '.join(str(d) for d in fitness_dirs())}")
 
 
+class Generation(StrictModel):
+    """How a generate task samples: greedy until a stop string or ``max_tokens`` tokens."""
+
+    until: list[str] = Field(default_factory=list)
+    max_tokens: int = Field(default=16, ge=1)
+
+
+class TaskSpec(StrictModel):
+    """A task YAML (``fitness/NAME.yaml``)."""
+
+    name: str | None = None                      # default: the file's stem
+    description: str = ""
+    kind: Literal["generate", "multiple_choice", "perplexity", "classify"]
+    data: str                                    # folder of split JSONL files (next to the YAML) or sklearn:digits
+    generation: Generation = Field(default_factory=Generation)
+    scorer: str = "exact_match"                  # generate tasks: a built-in scorer or module:function
+    regex: str | None = None                     # for the regex scorer
+
+
 def load_task(name: str) -> Task:
     """Read and validate a task YAML."""
-    from evomerge.recipe import read_yaml
-
     path = find_task_file(name)
-    spec = read_yaml(path)
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    unknown = set(spec) - FIELDS
-    if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
-    kind = spec.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{path}: kind: {kind!r} is not one of {', '.join(KINDS)}")
-    if not isinstance(spec.get("data"), str):
-        raise ConfigError(f"{path}: data: expected a folder of split JSONL files or sklearn:digits")
-    gen = spec.get("generation") or {}
-    if not isinstance(gen, dict) or set(gen) - {"until", "max_tokens"}:
-        raise ConfigError(f"{path}: generation: expected {{until: [...], max_tokens: N}}")
-    max_tokens = gen.get("max_tokens", 16)
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ConfigError(f"{path}: generation.max_tokens: expected a positive integer")
-    scorer = None
-    if kind == "generate":
-        scorer = load_scorer(str(spec.get("scorer", "exact_match")), spec.get("regex"), f"{path}: scorer")
+    spec = validate(TaskSpec, read_mapping(path), str(path))
+    scorer = load_scorer(spec.scorer, spec.regex, f"{path}: scorer") if spec.kind == "generate" else None
     return Task(
-        name=str(spec.get("name", path.stem)), kind=kind, data=spec["data"], root=path.parent,
-        description=str(spec.get("description", "")), until=tuple(gen.get("until", ())),
-        max_tokens=max_tokens, scorer=scorer, higher_is_better=kind != "perplexity",
+        name=spec.name or path.stem, kind=spec.kind, data=spec.data, root=path.parent,
+        description=spec.description, until=tuple(spec.generation.until), max_tokens=spec.generation.max_tokens,
+        scorer=scorer, higher_is_better=spec.kind != "perplexity",
     )

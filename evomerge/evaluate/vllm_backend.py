@@ -16,21 +16,33 @@ import gc
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from evomerge.engine.files import TOKENIZER_FILES
 from evomerge.errors import ConfigError, EvomergeError
 from evomerge.evaluate.requests import GenerationRequest
 from evomerge.evaluate.token_lm import TokenLM, cut_at_stop
+from evomerge.layers import num_layers
 
 WORKER_EXTENSION = "evomerge.evaluate.vllm_worker.EvomergeWorkerExtension"
-SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-              "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
+SIDE_FILES = (*TOKENIZER_FILES, "generation_config.json")
 OPTIONS = ("max_layers", "dtype", "max_model_len", "kv_cache_gib", "seed", "multiprocessing", "engine_args", "placement",
            "base")
 
+
+def make_llvmlite_scannable() -> None:
+    """vLLM's CPU platform (0.32) scans every module attribute at engine start and calls vars()
+    on it; llvmlite's `ffi.lib` (loaded with numba once a merge kernel compiles) answers any
+    attribute, `__dict__` included, with a function wrapper, and the scan crashes. Hand it an
+    empty dict instead (nothing to do while llvmlite is not loaded)."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(fntab, dict) and not isinstance(fntab.get("__dict__"), dict):
+        fntab["__dict__"] = {}
 
 
 def _set_env(multiprocessing: bool, kv_cache_gib: int) -> None:
@@ -45,8 +57,7 @@ def _shell_dir(source: Path, depth: int | None) -> tuple[Path, int]:
         config = json.loads((source / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise EvomergeError(f"{source / 'config.json'}: cannot read the model config ({err})") from None
-    layers = int(config.get("num_hidden_layers", 0))
-    depth = layers if depth is None else int(depth)
+    depth = num_layers(config) if depth is None else int(depth)
     if depth < 1:
         raise ConfigError(f"options.max_layers: {depth} must be at least 1")
     config["num_hidden_layers"] = depth
@@ -111,6 +122,7 @@ class VLLMBackend(TokenLM):
             self._shell, self.depth = _shell_dir(self.model_dir, depth)
             path = self._shell
             kwargs["load_format"] = "dummy"
+        make_llvmlite_scannable()
         self.llm = LLM(model=str(path), tokenizer=str(path), **kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         if self.sources:

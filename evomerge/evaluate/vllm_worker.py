@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +24,7 @@ import torch
 
 from evomerge.errors import CheckpointError
 from evomerge.evaluate.loading import has_nonfinite
-
-_LAYER = re.compile(r"^(.*?layers\.)(\d+)\.(.+)$")
+from evomerge.layers import split_layer_name
 
 
 class _Watched:
@@ -64,13 +62,14 @@ def pad_to_depth(tensors: Iterator[tuple[str, torch.Tensor]], depth: int) -> Ite
     first_block: list[tuple[str, str, tuple, torch.dtype, torch.device]] = []   # block 0's layout
     n = 0
     for name, t in tensors:
-        m = _LAYER.match(name)
-        if m:
-            n = max(n, int(m.group(2)) + 1)
+        parts = split_layer_name(name)
+        if parts:
+            prefix, index, suffix = parts
+            n = max(n, index + 1)
             if n > depth:
                 raise too_deep(n, depth)
-            if m.group(2) == "0":
-                first_block.append((m.group(1), m.group(3), tuple(t.shape), t.dtype, t.device))
+            if index == 0:
+                first_block.append((prefix, suffix, tuple(t.shape), t.dtype, t.device))
         yield name, t
     zeros: dict[tuple, torch.Tensor] = {}
     for k in range(n, depth):

@@ -11,12 +11,11 @@ import time
 
 from evomerge.evaluate.result import EvalResult
 from evomerge.evaluate.result import EvalJob, EvaluatorSpec
+from evomerge.evaluate.tasks import load_task
 
 
 class WeightsEvaluator:
     def __init__(self, spec: EvaluatorSpec) -> None:
-        from evomerge.evaluate.tasks import load_task
-
         self.spec = spec
         self.tasks = [load_task(t) for t in spec.tasks]
         for task in self.tasks:
@@ -39,3 +38,6 @@ class WeightsEvaluator:
             result.item_scores[tr.name] = tr.item_scores
         result.timings["score"] = time.perf_counter() - t0
         return result
+
+    def close(self) -> None:
+        """Nothing to release (a net is built per job)."""

@@ -2,7 +2,8 @@
 
 ``load_space(spec, models)`` builds the space named by the spec's ``kind``: ``parameter``
 (TIES/DARE weights and densities), ``task_vector`` (MAP coefficients), ``dataflow`` (layer
-routing) ``hybrid`` (parameter merge, then routing) or ``weights`` (raw weights of a net evolved from scratch).
+routing) ``hybrid`` (parameter merge, then routing) or ``weights`` (raw weights of a net evolved
+from scratch). A new kind is one module with a ``SearchSpace`` subclass plus one line in ``SPACES``.
 """
 
 from __future__ import annotations
@@ -10,59 +11,46 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from evomerge.config_io import read_mapping, validate
 from evomerge.errors import ConfigError
 from evomerge.genome.base import Models, Range, SearchSpace
+from evomerge.genome.dataflow import DataflowSpace
+from evomerge.genome.hybrid import HybridSpace
+from evomerge.genome.parameter import ParameterSpace, TaskVectorSpace
+from evomerge.genome.weights import WeightsSpace
 
-SPACE_KINDS = ("parameter", "task_vector", "dataflow", "hybrid", "weights")
+SPACES: dict[str, type[SearchSpace]] = {space.kind: space for space in (
+    ParameterSpace,
+    TaskVectorSpace,
+    DataflowSpace,
+    HybridSpace,
+    WeightsSpace,
+)}
 
 
 def read_space_spec(spec: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path | None, str]:
     """(spec dict, folder for relative paths, name for messages) from a path or an inline dict."""
     if isinstance(spec, dict):
         return spec, None, "search_space"
-    from evomerge.recipe import read_yaml
-
     path = Path(spec)
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
-    return data, path.resolve().parent, str(path)
+    return read_mapping(path), path.resolve().parent, str(path)
+
+
+def space_kind(data: dict[str, Any], where: str) -> type[SearchSpace]:
+    """The registered space class named by a spec's ``kind``; ConfigError naming the known kinds."""
+    kind = data.get("kind")
+    if kind not in SPACES:
+        raise ConfigError(f"{where}: kind: {kind!r} is not one of {', '.join(SPACES)}")
+    return SPACES[kind]
 
 
 def load_space(spec: str | Path | dict[str, Any], models: Models, folder: Path | None = None,
                where: str | None = None) -> SearchSpace:
     """Validate a search-space spec and build it over ``models``; one-line ConfigError."""
-    from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
-    from evomerge.genome.hybrid import HybridSpace, HybridSpec
-    from evomerge.genome.parameter import ParameterSpace, ParameterSpec, TaskVectorSpace, TaskVectorSpec
-    from evomerge.genome.weights import WeightsSpace, WeightsSpec
-    from evomerge.recipe import format_validation_error
-
     data, file_folder, name = read_space_spec(spec)
-    folder = file_folder or folder
     name = where or name
-    kind = data.get("kind")
-    models_of = {"parameter": ParameterSpec, "task_vector": TaskVectorSpec,
-                 "dataflow": DataflowSpec, "hybrid": HybridSpec, "weights": WeightsSpec}
-    if kind not in models_of:
-        raise ConfigError(f"{name}: kind: {kind!r} is not one of {', '.join(SPACE_KINDS)}")
-    try:
-        parsed = models_of[kind].model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, name)) from None
-    if kind == "weights":
-        return WeightsSpace(parsed)
-    if not models.sources:
-        raise ConfigError("models.sources: at least one source model is required")
-    if kind == "parameter":
-        return ParameterSpace(parsed, models)
-    if kind == "task_vector":
-        return TaskVectorSpace(parsed, models)
-    if kind == "dataflow":
-        return DataflowSpace.over_models(parsed, models)
-    return HybridSpace(parsed, models, folder)
+    space = space_kind(data, name)
+    return space.from_spec(validate(space.Spec, data, name), models, file_folder or folder)
 
 
-__all__ = ["Models", "Range", "SearchSpace", "SPACE_KINDS", "load_space", "read_space_spec"]
+__all__ = ["Models", "Range", "SPACES", "SearchSpace", "load_space", "read_space_spec", "space_kind"]

@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import CheckpointError, ConfigError
+from evomerge.layers import num_layers
+from evomerge.zoo import resolve_model_ref
 
 
-class Strict(BaseModel):
-    """Specs reject unknown fields so a typo is an error, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Range(Strict):
+class Range(StrictModel):
     """Bounds of one kind of gene and where the search starts."""
 
     low: float
@@ -52,6 +49,11 @@ class Models:
     sources: tuple[str, ...]
     base: str | None = None
 
+    def require_sources(self) -> None:
+        """ConfigError unless there is a source model to merge."""
+        if not self.sources:
+            raise ConfigError("models.sources: at least one source model is required")
+
 
 class SearchSpace(ABC):
     """Maps vectors in the box [lower, upper] to recipes and back.
@@ -60,12 +62,29 @@ class SearchSpace(ABC):
     spaces ``from_recipe(to_recipe(x)) == x`` for any x inside the box; for data-flow spaces
     genes that a recipe does not show (unused slots' magnitudes, unused scales) come back at
     canonical values, so there the round trip holds on the recipe side.
+
+    A kind of space is a subclass naming its ``kind`` (the YAML's ``kind:``) and its ``Spec``
+    (the YAML's pydantic model), registered in ``evomerge.genome.SPACES``.
     """
 
     kind: str = "space"
+    Spec: type[StrictModel]
     _lo: np.ndarray   # set by every subclass's __init__
     _hi: np.ndarray
     _x0: np.ndarray
+
+    @classmethod
+    def from_spec(cls, spec: Any, models: Models, folder: Path | None = None) -> SearchSpace:
+        """The space over the experiment's models (``folder``: where relative paths in the spec
+        resolve); by default ``cls(spec, models)``, which needs at least one source model."""
+        models.require_sources()
+        return cls(spec, models)
+
+    @classmethod
+    def inline_paths(cls, spec: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """The spec with the files it names made absolute against ``folder`` (so the experiment
+        stored with a run is self-contained); a space that names no files keeps it as it is."""
+        return spec
 
     @property
     def lower(self) -> np.ndarray:
@@ -108,10 +127,8 @@ class SearchSpace(ABC):
         return r if isinstance(r, dict) else r.to_dict()
 
 
-def num_layers(ref: str) -> int:
-    """Decoder layer count of a model reference, read from its config.json."""
-    from evomerge.recipe import resolve_model_ref
-
+def model_layers(ref: str) -> int:
+    """Decoder layer count of a model reference (`layers.num_layers` of its config.json)."""
     path = resolve_model_ref(ref) / "config.json"
     try:
         cfg = json.loads(Path(path).read_text())
@@ -120,8 +137,8 @@ def num_layers(ref: str) -> int:
         raise CheckpointError(f"{ref}: no config.json at {path}{hint}") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable config ({err})") from None
-    n = cfg.get("num_hidden_layers")
-    if not isinstance(n, int) or n < 1:
+    n = num_layers(cfg)
+    if n < 1:
         raise CheckpointError(f"{path}: num_hidden_layers missing or invalid")
     return n
 

@@ -11,16 +11,19 @@ with W = 1, so the search starts from model A itself.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, Range, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, Range, SearchSpace, model_layers, short_names
+from evomerge.recipe import parse_recipe
 
 
-class DataflowSpec(Strict):
+class DataflowSpec(StrictModel):
     kind: Literal["dataflow"] = "dataflow"
     repetitions: int = Field(default=2, ge=1, le=16)
     indicator: Range = Field(default_factory=lambda: Range(low=-1.0, high=1.0))
@@ -42,6 +45,7 @@ class DataflowSpace(SearchSpace):
     """Routes a path through layers of ``sources`` (model refs or inline parameter recipes)."""
 
     kind = "dataflow"
+    Spec = DataflowSpec
 
     def __init__(self, spec: DataflowSpec, sources: list[dict[str, Any]], layers: list[int]) -> None:
         if spec.embeddings_from >= len(sources):
@@ -60,14 +64,14 @@ class DataflowSpace(SearchSpace):
         self._x0 = np.array(first + [sc.start(1.0)] * self.M ** 2)
 
     @classmethod
-    def over_models(cls, spec: DataflowSpec, models: Models) -> "DataflowSpace":
-        return cls(spec, [{"model": m} for m in models.sources], [num_layers(m) for m in models.sources])
+    def from_spec(cls, spec: DataflowSpec, models: Models, folder: Path | None = None) -> DataflowSpace:
+        """A path through the layers of the experiment's source models."""
+        models.require_sources()
+        return cls(spec, [{"model": m} for m in models.sources], [model_layers(m) for m in models.sources])
 
     def gene_labels(self) -> list[str]:
         """``slot7_math_L3`` (is slot 7, layer 3 of source math, on the path?) then
         ``scale_math_to_words`` (hidden-state scale when the path moves between them)."""
-        from evomerge.genome.base import short_names
-
         names = short_names([s.get("model") or "merge" for s in self.sources])
         return ([f"slot{t}_{names[m]}_L{layer}" for t, (m, layer) in enumerate(self.slots)]
                 + [f"scale_{names[i]}_to_{names[j]}" for i in range(self.M) for j in range(self.M)])
@@ -84,8 +88,6 @@ class DataflowSpace(SearchSpace):
         return out
 
     def to_recipe(self, x: np.ndarray) -> Any:
-        from evomerge.recipe import parse_recipe
-
         hops = self.hops(x)
         if not hops:
             raise ConfigError("dataflow genome switches on no layer slot (empty path)")
@@ -97,8 +99,6 @@ class DataflowSpace(SearchSpace):
         return parse_recipe(data, "search_space")
 
     def from_recipe(self, recipe: Any) -> np.ndarray:
-        from evomerge.recipe import parse_recipe
-
         r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
         if getattr(r, "kind", None) != "dataflow":
             raise ConfigError("recipe: a data-flow genome needs a dataflow recipe")

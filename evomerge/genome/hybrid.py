@@ -14,13 +14,15 @@ from typing import Any, Literal, Union
 import numpy as np
 from pydantic import Field
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, SearchSpace, model_layers
 from evomerge.genome.dataflow import DataflowSpace, DataflowSpec
 from evomerge.genome.parameter import ParameterSpace, ParameterSpec
+from evomerge.recipe import load_recipe, parse_recipe
 
 
-class HybridSpec(Strict):
+class HybridSpec(StrictModel):
     kind: Literal["hybrid"] = "hybrid"
     parameter: Union[ParameterSpec, str]
     dataflow: DataflowSpec = Field(default_factory=DataflowSpec)
@@ -28,6 +30,19 @@ class HybridSpec(Strict):
 
 class HybridSpace(SearchSpace):
     kind = "hybrid"
+    Spec = HybridSpec
+
+    @classmethod
+    def from_spec(cls, spec: HybridSpec, models: Models, folder: Path | None = None) -> HybridSpace:
+        models.require_sources()
+        return cls(spec, models, folder)
+
+    @classmethod
+    def inline_paths(cls, spec: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A fixed merge's recipe path made absolute."""
+        if not isinstance(spec.get("parameter"), str):
+            return spec
+        return {**spec, "parameter": str((folder / Path(spec["parameter"]).expanduser()).resolve())}
 
     def __init__(self, spec: HybridSpec, models: Models, folder: Path | None = None) -> None:
         if spec.dataflow.embeddings_from != 0:
@@ -35,8 +50,6 @@ class HybridSpace(SearchSpace):
         self.ps: ParameterSpace | None = None
         self.fixed: dict[str, Any] | None = None
         if isinstance(spec.parameter, str):
-            from evomerge.recipe import load_recipe
-
             path = Path(spec.parameter)
             recipe = load_recipe(path if path.is_absolute() or folder is None else folder / path)
             if recipe.kind != "parameter":
@@ -47,7 +60,7 @@ class HybridSpace(SearchSpace):
             self.ps = ParameterSpace(spec.parameter, models)
             merged = self.ps.recipe_dict(self.ps.x0)
         self.n_ps = 0 if self.ps is None else self.ps.dim
-        layers = [num_layers(models.sources[0])] + [num_layers(m) for m in models.sources]
+        layers = [model_layers(models.sources[0])] + [model_layers(m) for m in models.sources]
         sources = [{"recipe": merged}] + [{"model": m} for m in models.sources]
         self.dfs = DataflowSpace(spec.dataflow, sources, layers)
         ps_lo = self.ps.lower if self.ps else np.zeros(0)
@@ -61,8 +74,6 @@ class HybridSpace(SearchSpace):
         return (self.ps.gene_labels() if self.ps is not None else []) + self.dfs.gene_labels()
 
     def to_recipe(self, x: np.ndarray) -> Any:
-        from evomerge.recipe import parse_recipe
-
         x = self.clip(x)
         data = self.dfs.recipe_dict(x[self.n_ps:])
         if self.ps is not None:
@@ -70,8 +81,6 @@ class HybridSpace(SearchSpace):
         return parse_recipe(data, "search_space")
 
     def from_recipe(self, recipe: Any) -> np.ndarray:
-        from evomerge.recipe import parse_recipe
-
         r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
         if getattr(r, "kind", None) != "dataflow" or r.sources[0].recipe is None:
             raise ConfigError("recipe: a hybrid genome needs a dataflow recipe whose source 0 is a parameter recipe")

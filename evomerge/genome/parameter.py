@@ -14,13 +14,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import ConfigError
-from evomerge.genome.base import Models, Range, SearchSpace, Strict, num_layers
+from evomerge.genome.base import Models, Range, SearchSpace, model_layers, short_names
+from evomerge.ops import METHODS
+from evomerge.ops.layered import depth_position, evaluate, tensor_group
+from evomerge.recipe import parse_recipe
 
 Layout = Literal["model", "blocks", "attn_mlp"]
 
 
-class ParameterSpec(Strict):
+class ParameterSpec(StrictModel):
     kind: Literal["parameter"] = "parameter"
     method: str = "dare_ties"
     groups: Layout = "model"
@@ -38,7 +42,7 @@ class ParameterSpec(Strict):
         return v
 
 
-class TaskVectorSpec(Strict):
+class TaskVectorSpec(StrictModel):
     kind: Literal["task_vector"] = "task_vector"
     coefficient: Range = Field(default_factory=lambda: Range(low=0.0, high=1.0, init=0.5))
     dtype: str | None = None
@@ -72,8 +76,6 @@ def _pack(layout: Layout, genes: list[float], n_layers: int) -> Any:
 
 def _unpack(value: Any, layout: Layout, n_layers: int, fallback: float) -> list[float]:
     """A recipe's layered value read back at each gene's tensor (the engine's own rules)."""
-    from evomerge.recipe import depth_position, evaluate, tensor_group
-
     genes = []
     for _, name in _names(layout, n_layers):
         v = fallback if value is None else evaluate(value, tensor_group(name), depth_position(name, n_layers))
@@ -84,8 +86,6 @@ def _unpack(value: Any, layout: Layout, n_layers: int, fallback: float) -> list[
 
 
 def _parameter_recipe(recipe: Any) -> Any:
-    from evomerge.recipe import parse_recipe
-
     r = parse_recipe(recipe, "recipe") if isinstance(recipe, dict) else recipe
     if getattr(r, "kind", None) != "parameter":
         raise ConfigError("recipe: this genome needs a parameter recipe")
@@ -98,7 +98,7 @@ class _SourceGenes(SearchSpace):
     def __init__(self, models: Models, params: list[tuple[str, Range, float]], layout: Layout) -> None:
         self.models = models
         self.layout: Layout = layout
-        self.n_layers = num_layers(models.sources[0]) if layout != "model" else 1
+        self.n_layers = model_layers(models.sources[0]) if layout != "model" else 1
         self.params = params                       # (name, range, fallback)
         self.genes_per = len(_names(layout, self.n_layers))
         lo, hi, x0 = [], [], []
@@ -111,8 +111,6 @@ class _SourceGenes(SearchSpace):
 
     def gene_labels(self) -> list[str]:
         """Readable names, e.g. ``weight_math_block3`` (parameter, source, layer group)."""
-        from evomerge.genome.base import short_names
-
         groups = [g for g, _ in _names(self.layout, self.n_layers)]
         return [f"{p}_{src}" + ("" if self.layout == "model" else f"_{g}")
                 for src in short_names(list(self.models.sources)) for p, _, _ in self.params for g in groups]
@@ -130,8 +128,6 @@ class _SourceGenes(SearchSpace):
 
     def _recipe(self, x: np.ndarray, method: str, base: str | None, parameters: dict[str, Any], seed: int,
                 dtype: str | None) -> Any:
-        from evomerge.recipe import parse_recipe
-
         data: dict[str, Any] = {"kind": "parameter", "method": method,
                                 "sources": [{"model": m, "parameters": p}
                                             for m, p in zip(self.models.sources, self._source_parameters(x))],
@@ -156,10 +152,9 @@ class ParameterSpace(_SourceGenes):
     """TIES / DARE-style merges: weight (and density when the method sparsifies) per source."""
 
     kind = "parameter"
+    Spec = ParameterSpec
 
     def __init__(self, spec: ParameterSpec, models: Models) -> None:
-        from evomerge.ops import METHODS
-
         method = METHODS.get(spec.method)
         if method is None or method.param("weight") is None:
             known = ", ".join(m for m, s in METHODS.items() if s.param("weight") is not None)
@@ -186,6 +181,7 @@ class TaskVectorSpace(_SourceGenes):
     """theta = theta_base + sum_k c_k tau_k: one coefficient per expert (MAP's space)."""
 
     kind = "task_vector"
+    Spec = TaskVectorSpec
 
     def __init__(self, spec: TaskVectorSpec, models: Models) -> None:
         if models.base is None:

@@ -7,18 +7,20 @@ to merge from, so the space ignores the experiment's models.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from evomerge.config_io import StrictModel
 from evomerge.errors import ConfigError
-from evomerge.genome.base import SearchSpace, Strict
+from evomerge.genome.base import Models, SearchSpace
 
 NETS = {"digits_mlp": lambda hidden: [(64, hidden), (hidden,), (hidden, 10), (10,)]}
 
 
-class WeightsSpec(Strict):
+class WeightsSpec(StrictModel):
     kind: Literal["weights"] = "weights"
     net: Literal["digits_mlp"] = "digits_mlp"
     hidden: int = Field(default=10, ge=1, le=512)
@@ -28,6 +30,12 @@ class WeightsSpec(Strict):
 
 class WeightsSpace(SearchSpace):
     kind = "weights"
+    Spec = WeightsSpec
+
+    @classmethod
+    def from_spec(cls, spec: WeightsSpec, models: Models, folder: Path | None = None) -> WeightsSpace:
+        """A net evolved from scratch: no source models."""
+        return cls(spec)
 
     def __init__(self, spec: WeightsSpec) -> None:
         self.spec = spec

@@ -45,8 +45,8 @@ class MethodSpec:
     min_sources: int = 1
     max_sources: int | None = None
     base_optional: bool = False  # may take a base without needing one (nuslerp: task-vector space)
+    base_counts: bool = False  # a base is one of the models min/max_sources count (slerp)
     any_dtype: bool = False  # its function computes in TensorParams.compute_dtype itself
-    doc: str = ""
     _fn: list = field(default_factory=list, compare=False, repr=False)
 
     def param(self, name: str) -> ParamDef | None:
@@ -72,6 +72,7 @@ class MethodSpec:
         return _resolve(COMPUTE_DTYPE_FUNCTION)
 
 
+DTYPES = ("float32", "bfloat16", "float16")  # the dtypes a recipe may name (ops.compute_dtype.DTYPES maps them to torch)
 COMPUTE_DTYPE_FUNCTION = "evomerge.ops.compute_dtype:merge"  # every method's math in bf16 / fp16
 
 
@@ -98,16 +99,16 @@ def _rescale(default: str) -> ParamDef:
 
 
 def _task_vector(name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: str,
-                 extra: tuple[ParamDef, ...] = (), doc: str = "", function: str = "evomerge.ops.task_vector:merge",
+                 extra: tuple[ParamDef, ...] = (), function: str = "evomerge.ops.task_vector:merge",
                  any_dtype: bool = False) -> MethodSpec:
     params = (WEIGHT,) + ((DENSITY,) if sparsify else ()) + extra
     params += (LAMBDA, _normalize(normalize), _rescale(rescale))
-    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, doc=doc, any_dtype=any_dtype)
+    return MethodSpec(name, function, params, sparsify=sparsify, consensus=consensus, any_dtype=any_dtype)
 
 
-def _own(name: str, params: tuple[ParamDef, ...], doc: str, **kw) -> MethodSpec:
+def _own(name: str, params: tuple[ParamDef, ...], **kw) -> MethodSpec:
     """A method in its own module `evomerge.ops.NAME`, computing in the compute dtype."""
-    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, any_dtype=True, doc=doc, **kw)
+    return MethodSpec(name, f"evomerge.ops.{name}:merge", params, any_dtype=True, **kw)
 
 
 def _flag(name: str, default: bool) -> ParamDef:
@@ -119,46 +120,55 @@ def _flag(name: str, default: bool) -> ParamDef:
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
-        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False,
-                   doc="weighted average of the sources (model soup)"),
-        _task_vector("task_arithmetic", None, False, False, "none", doc="base + lambda * sum w_k tau_k"),
-        _task_vector("ties", "magnitude", True, True, "none", doc="trim, elect sign, disjoint merge"),
-        _task_vector("dare_linear", "random", False, False, "inverse_density", doc="random drop + rescale"),
-        _task_vector("dare_ties", "random", True, False, "inverse_density", doc="DARE drop + TIES sign election"),
-        _task_vector("breadcrumbs", "outliers", False, False, "none", extra=(GAMMA,),
-                     doc="drop largest outliers and smallest entries"),
-        _task_vector("breadcrumbs_ties", "outliers", True, False, "none", extra=(GAMMA,),
-                     doc="breadcrumbs + TIES sign election"),
-        MethodSpec("slerp", "evomerge.ops.slerp:merge",
-                   (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
-                   needs_base=False, min_sources=1, max_sources=2,
-                   doc="spherical interpolation from base (t=0) to the other model (t=1)"),
+        # weighted average of the sources (model soup)
+        MethodSpec("linear", "evomerge.ops.linear:merge", (WEIGHT, _normalize(True)), needs_base=False),
+        # base + lambda * sum w_k tau_k
+        _task_vector("task_arithmetic", None, False, False, "none"),
+        # trim, elect sign, disjoint merge
+        _task_vector("ties", "magnitude", True, True, "none"),
+        # random drop + rescale
+        _task_vector("dare_linear", "random", False, False, "inverse_density"),
+        # DARE drop + TIES sign election
+        _task_vector("dare_ties", "random", True, False, "inverse_density"),
+        # drop largest outliers and smallest entries
+        _task_vector("breadcrumbs", "outliers", False, False, "none", extra=(GAMMA,)),
+        # breadcrumbs + TIES sign election
+        _task_vector("breadcrumbs_ties", "outliers", True, False, "none", extra=(GAMMA,)),
+        # spherical interpolation from the base (or first source) at t=0 to the other model at t=1
+        MethodSpec("slerp", "evomerge.ops.slerp:merge", (ParamDef("t", "global", default=None, lo=0.0, hi=1.0),),
+                   needs_base=False, base_optional=True, base_counts=True, min_sources=2, max_sources=2),
+        # rank-weighted random drop + TIES
         _task_vector("della", "magnitude_rank", True, True, "inverse_density", extra=(EPSILON,),
-                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop + TIES"),
+                     function="evomerge.ops.della:merge", any_dtype=True),
+        # rank-weighted random drop
         _task_vector("della_linear", "magnitude_rank", False, False, "inverse_density", extra=(EPSILON,),
-                     function="evomerge.ops.della:merge", any_dtype=True, doc="rank-weighted random drop"),
-        _own("sce", (ParamDef("select_topk", "global", default=1.0, lo=0.0, hi=1.0),),
-             "select by variance, weight by mean square, erase by sign", min_sources=1),
-        _own("model_stock", (_flag("filter_wise", False),), "base-to-average ratio from task-vector angles",
-             min_sources=2),
+                     function="evomerge.ops.della:merge", any_dtype=True),
+        # select by variance, weight by mean square, erase by sign
+        _own("sce", (ParamDef("select_topk", "global", default=1.0, lo=0.0, hi=1.0),), min_sources=1),
+        # base-to-average ratio from task-vector angles
+        _own("model_stock", (_flag("filter_wise", False),), min_sources=2),
+        # slerp of two models (of their task vectors with a base), t from weights
         _own("nuslerp", (WEIGHT, _flag("nuslerp_flatten", True), _flag("nuslerp_row_wise", False)),
-             "slerp of two models (of their task vectors with a base), t from weights",
              needs_base=False, base_optional=True, min_sources=2, max_sources=2),
+        # Riemannian mean of directions times mean norm
         _own("karcher", (ParamDef("max_iter", "global", default=10, lo=0, hi=1000, layered=False),
                          ParamDef("tol", "global", default=1e-5, lo=0.0, layered=False)),
-             "Riemannian mean of directions times mean norm", needs_base=False, min_sources=2),
-        _own("arcee_fusion", (), "fuse the other model's changes where importance is an outlier", max_sources=1),
-        _own("nearswap", (ParamDef("t", "global", default=None, lo=0.0),),
-             "swap in the other model's entries where they are near the base", max_sources=1),
+             needs_base=False, min_sources=2),
+        # fuse the other model's changes where importance is an outlier
+        _own("arcee_fusion", (), max_sources=1),
+        # swap in the other model's entries where they are near the base
+        _own("nearswap", (ParamDef("t", "global", default=None, lo=0.0),), max_sources=1),
+        # weighted spherical mean of any number of models
         _own("multislerp", (WEIGHT, _flag("normalize_weights", True),
                             ParamDef("eps", "global", default=1e-8, lo=0.0, layered=False)),
-             "weighted spherical mean of any number of models", needs_base=False, base_optional=True),
-        _own("ram", (ParamDef("epsilon", "global", default=1e-5, lo=0.0),),
-             "unique changes in full, shared ones averaged"),
+             needs_base=False, base_optional=True),
+        # unique changes in full, shared ones averaged
+        _own("ram", (ParamDef("epsilon", "global", default=1e-5, lo=0.0),)),
+        # RAM with unique changes boosted by their overlap ratio
         MethodSpec("ramplus_tl", "evomerge.ops.ram:merge",
                    (ParamDef("r", "global", default=0.1), ParamDef("alpha", "global", default=0.2, lo=0.0),
                     ParamDef("epsilon", "global", default=1e-5, lo=0.0)),
-                   any_dtype=True, doc="RAM with unique changes boosted by their overlap ratio"),
+                   any_dtype=True),
     )
 }
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from evomerge.ops import TensorParams
 from evomerge.ops.compute_dtype import finish, inputs
+from evomerge.ops.task_vector import tensor_seed
 
 SAMPLE = 1_000_000
 EPS = 1e-8
@@ -39,8 +40,6 @@ def threshold(scores: torch.Tensor, seed: int) -> torch.Tensor:
 
 def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorParams, ws=None, *,
           out: torch.Tensor | None = None, memo=None, batch=None) -> torch.Tensor:
-    from evomerge.ops.task_vector import tensor_seed
-
     b, (x,) = inputs(base, tensors, p)
     scores = importance(x, b)
     mask = (scores >= threshold(scores, tensor_seed(p.seed, p.name, 0))).float()

@@ -5,7 +5,7 @@ fused-kernel methods with their arithmetic in a 16-bit compute dtype: what a mer
 
 Plain torch ops, one step at a time: this path is for reading mergekit configs faithfully, not
 for speed; evomerge's own recipes keep float32 math (the fused kernels). Kept apart from
-fused.py / task_vector.py so those can change without touching it. Where it differs from
+ops/fused / task_vector.py so those can change without touching it. Where it differs from
 mergekit 0.1.5 on purpose: DARE keeps our seeded hash draws (mergekit's torch.bernoulli
 draws cannot be reproduced; they agree in distribution).
 """
@@ -16,12 +16,15 @@ from collections.abc import Sequence
 
 import torch
 
+from evomerge import ops
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import DRAW_BITS, Rule, draw_threshold, hashes_for, keep_mask
+from evomerge.ops.fused.reference import keep_mask
+from evomerge.ops.fused.rules import DRAW_BITS, Rule, draw_threshold, hashes_for
 from evomerge.ops.slerp import DOT_THRESHOLD, EPS
+from evomerge.ops.task_vector import tensor_seed
 from evomerge.ops.workspace import Workspace
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in ops.DTYPES}  # dtype name -> torch dtype
 NORM_EPS = 1e-7  # below this an L1 norm counts as zero (no rescale)
 SLERP_CHUNK = 1 << 20  # entries per partial reduction in mergekit 0.1.5's SLERP (one tensor per call)
 
@@ -139,8 +142,6 @@ def _task_vector(b: torch.Tensor, xs: list[torch.Tensor], p: TensorParams, spec:
         return b
     draws = None
     if spec.sparsify == "random":
-        from evomerge.ops.task_vector import tensor_seed
-
         draws = Rule("draw", keys=tuple(tensor_seed(p.seed, p.name, m) for m in range(hashes_for(len(xs)))),
                      thr=tuple(draw_threshold(d) for d in p.densities))
     deltas = torch.stack([_sparsify(x - b, k, p, spec, draws) if spec.sparsify else x - b

@@ -7,7 +7,7 @@ probability p_i = (density - epsilon) + 2 epsilon (r_i - 1)/(n - 1), so the row 
 narrowed to min(epsilon, density, 1 - density) instead, so any density is a valid gene. Rescale: the paper's 1/p_i per kept
 entry (`inverse_density`), mergekit's L1-norm match (`l1`, what mergekit configs mean), or
 none. Then weights, sign election (`della`; not `della_linear`), normalize and lambda as in
-TIES (compute_dtype.combine_deltas). The draws are DARE's seeded hash (fused.draws_torch):
+TIES (compute_dtype.combine_deltas). The draws are DARE's seeded hash (fused.reference.draws_torch):
 the same on every device and in any tensor order. Computes in the compute dtype; the
 probabilities in float32."""
 
@@ -19,7 +19,8 @@ import torch
 
 from evomerge.ops import TensorParams, get_method
 from evomerge.ops.compute_dtype import NORM_EPS, combine_deltas, finish, inputs
-from evomerge.ops.fused import DRAW_BITS, draws_torch, hashes_for
+from evomerge.ops.fused.reference import draws_torch
+from evomerge.ops.fused.rules import DRAW_BITS, hashes_for
 from evomerge.ops.task_vector import tensor_seed
 
 

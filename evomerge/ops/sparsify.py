@@ -1,7 +1,7 @@
 """Which entries of a task vector survive sparsification, as a band on |tau|: magnitude trim
 (TIES) keeps the largest, Model Breadcrumbs drops the largest outliers and the smallest.
 Thresholds are exact order statistics of |tau| (ties at a threshold are all kept); DARE's
-random drop is a seeded draw instead (see fused.py)."""
+random drop is a seeded draw instead (see ops/fused/rules.py)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import torch
 
 from evomerge.ops import MethodSpec, TensorParams, get_method
-from evomerge.ops.fused import (DRAW_BITS, Batch, Mix, Rule, abs_sums, combine, draw_threshold, hashes_for,
-                                kernel_dtype, task_vector)
+from evomerge.ops.fused import Batch, Mix, Rule, abs_sums, combine, kernel_dtype
+from evomerge.ops.fused.reference import task_vector
+from evomerge.ops.fused.rules import DRAW_BITS, draw_threshold, hashes_for
 from evomerge.ops.sparsify import magnitude_band, outlier_band
 from evomerge.ops.thresholds import TensorMemo, kth_magnitudes, resolve_bands
 from evomerge.ops.workspace import Workspace
@@ -115,5 +116,5 @@ def merge(base: torch.Tensor | None, tensors: Sequence[torch.Tensor], p: TensorP
     scales = [w * f for w, f in zip(p.weights, _rescale(base, tensors, rule, p))]
     if not spec.consensus:  # fold lambda and the normalization into each source's scale
         scales = [s * lam / (weight_total(p.weights) if normalize else 1.0) for s in scales]
-    mix = Mix(rule, tuple(scales), tuple(p.weights), spec.consensus, normalize, lam)
+    mix = Mix(rule, tuple(scales), tuple(p.weights), consensus=spec.consensus, normalize=normalize, lam=lam)
     return combine(base, tensors, mix, res, batch)

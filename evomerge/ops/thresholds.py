@@ -19,7 +19,8 @@ from collections.abc import Callable, Hashable, Sequence
 import numpy as np
 import torch
 
-from evomerge.ops.fused import kernel_dtype, magnitude_histograms, refine_histograms, task_vector
+from evomerge.ops.fused import kernel_dtype, magnitude_histograms, refine_histograms
+from evomerge.ops.fused.reference import task_vector
 from evomerge.ops.sparsify import kth_smallest
 
 SMALL = 1 << 16  # below this many entries a direct selection is cheaper than two counting passes

@@ -2,7 +2,8 @@
 
 ``build_evaluator(spec)`` is the one place that turns an ``EvaluatorSpec`` into an evaluator, so
 the Ray pool's actors build theirs the same way. A backend named ``module:Class`` loads that
-class (how tests plug in cheap analytic evaluators); the others go to evomerge.evaluate.
+class, which implements the ``Evaluator`` protocol (``evaluate`` and ``close``; e.g. the analytic
+stand-ins of evomerge.runtime.simulated); the others go to evomerge.evaluate.
 """
 
 from __future__ import annotations
@@ -17,25 +18,23 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
 
 from evomerge.errors import ConfigError
-from evomerge.evaluate.result import EvalResult
-from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+from evomerge.evaluate.result import EvalJob, EvalResult, Evaluator, EvaluatorSpec
 from evomerge.runtime.threads import set_torch_threads
 
 
-def build_evaluator(spec: EvaluatorSpec) -> Any:
-    """An object with ``evaluate(job: EvalJob) -> EvalResult`` for this spec."""
+def build_evaluator(spec: EvaluatorSpec) -> Evaluator:
+    """The evaluator for this spec."""
     if ":" in spec.backend:
         module, _, cls = spec.backend.partition(":")
         try:
             return getattr(importlib.import_module(module), cls)(spec)
         except (ImportError, AttributeError) as err:
             raise ConfigError(f"backend: cannot load {spec.backend} ({err})") from None
-    from evomerge.evaluate.evaluator import Evaluator
+    from evomerge.evaluate.evaluator import Evaluator as TaskEvaluator
 
-    return Evaluator(spec)
+    return TaskEvaluator(spec)
 
 
 class _Deadline(Exception):
@@ -64,7 +63,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def safe_evaluate(evaluator: Any, job: EvalJob, worker: str, timeout_s: float | None = None) -> EvalResult:
+def safe_evaluate(evaluator: Evaluator, job: EvalJob, worker: str, timeout_s: float | None = None) -> EvalResult:
     """Run one job; any exception becomes a failed result (failures are data), Ctrl-C propagates.
     With `timeout_s`, a job still running then is interrupted and failed ("timeout after Ns")."""
     start = time.perf_counter()
@@ -90,7 +89,7 @@ class InProcessPool:
     ``timeout_s`` is enforced with SIGALRM when the loop runs in the main thread). The spec's
     ``threads`` apply to torch while the pool is open; ``close`` restores the previous setting."""
 
-    def __init__(self, spec: EvaluatorSpec, evaluator: Any | None = None) -> None:
+    def __init__(self, spec: EvaluatorSpec, evaluator: Evaluator | None = None) -> None:
         self.spec = spec
         self._evaluator = evaluator if evaluator is not None else build_evaluator(spec)
         self._threads_before = set_torch_threads(spec.threads)   # torch is loaded by now if used
@@ -110,11 +109,15 @@ class InProcessPool:
         job = self._queue.popleft()
         return [safe_evaluate(self._evaluator, job, self.worker, job.timeout_s)]
 
+    def utilization(self) -> float | None:
+        return None                                    # the driver is the worker
+
+    def summary(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self._queue.clear()
-        close = getattr(self._evaluator, "close", None)
-        if callable(close):
-            close()
+        self._evaluator.close()
         if self._threads_before is not None:
             set_torch_threads(self._threads_before)
             self._threads_before = None

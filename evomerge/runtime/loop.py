@@ -79,12 +79,12 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     score_references(store, session, pool, echo=_stderr if show_progress else None)
     records = {r.number: r for r in store.trials()}
     finished = [r for r in records.values() if r.state != "running"]
-    total, failed_before = len(finished), sum(r.state == "failed" for r in finished)
+    total, failed = len(finished), sum(r.state == "failed" for r in finished)
     in_flight: dict[int, Any] = {}
     evaluated, stopped = 0, "budget"
     directions = [o.direction for o in scoring.objectives]
     progress = RunProgress(store.name, budget, total, directions, show_progress,
-                           getattr(pool, "utilization", None))
+                           pool.utilization)
     race = _race(session)
     races: dict[int, RaceState] = {}
     recipes: dict[int, dict[str, Any]] = {}
@@ -147,7 +147,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         dispatch(cid)
 
     def finish(result: EvalResult, state: RaceState | None = None) -> None:
-        nonlocal seq, total, evaluated, incumbent
+        nonlocal seq, total, evaluated, incumbent, failed
         cid = result.candidate_id
         outcome = scoring.of_result(result)
         values = scoring.values(result.scores) if not outcome.failed else None
@@ -159,7 +159,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                 incumbent = signed if incumbent is None else max(incumbent, signed)
         races.pop(cid, None)
         recipes.pop(cid, None)
-        store.finish(cid, result, values, seq, fidelity=fidelity)
+        failed += store.finish(cid, result, values, seq, fidelity=fidelity) == "failed"
         searcher.tell(cid, outcome)
         seq += 1
         saver.save(seq - 1)
@@ -171,7 +171,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     saver = StateSaver(store, searcher)
     with progress, saver.flushing(lambda: seq - 1):
         best = _best(finished, directions[0])
-        progress.seed(failed_before, best)
+        progress.seed(failed, best)
         for cand in resubmit:
             submit(cand)
         while True:
@@ -186,7 +186,6 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                 break
             for result in pool.wait(timeout=1.0):
                 receive(result)
-    failed = sum(1 for r in store.trials() if r.state == "failed")
     return LoopSummary(evaluated, total, failed, stopped)
 
 
@@ -194,7 +193,9 @@ class StateSaver:
     """Saves the searcher's state after each result, unless saving would cost more than ~5 % of
     the run (huge states, e.g. an archive of raw weights, with millisecond evaluations): then it
     waits until 20x the last save's duration has passed. Skipping is safe: resume replays the
-    events recorded after the last saved state. The state is always saved when the loop ends."""
+    events recorded after the last saved state. The state is always saved when the loop ends,
+    but not when it is interrupted: Ctrl-C can land between a result's store write, the
+    searcher's tell and the sequence number, and that state would be told the result again."""
 
     def __init__(self, store: RunStore, searcher: Any) -> None:
         self.store, self.searcher = store, searcher
@@ -210,12 +211,10 @@ class StateSaver:
 
     @contextlib.contextmanager
     def flushing(self, current_seq: Any):
-        try:
-            yield self
-        finally:
-            seq = current_seq()
-            if seq >= 0 and seq != self.saved_seq:
-                self.save(seq, force=True)
+        yield self
+        seq = current_seq()
+        if seq >= 0 and seq != self.saved_seq:
+            self.save(seq, force=True)
 
 
 def _race(session: Session) -> Any:

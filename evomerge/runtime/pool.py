@@ -32,5 +32,14 @@ class EvaluationPool(Protocol):
         ...
 
     def close(self) -> None:
-        """Release workers and resources."""
+        """Release workers and resources (each idle evaluator's ``close``)."""
+        ...
+
+    def utilization(self) -> float | None:
+        """Fraction of the workers' time spent evaluating so far (None: not measured), for the
+        progress bar."""
+        ...
+
+    def summary(self) -> str | None:
+        """One line for the end of a run about the workers (None: nothing to add)."""
         ...

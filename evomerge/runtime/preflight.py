@@ -10,6 +10,7 @@ their own inputs and are left to themselves.
 from __future__ import annotations
 
 from evomerge.evaluate.backend import BACKENDS
+from evomerge.evaluate.tasks import load_task
 from evomerge.runtime.session import Session
 
 
@@ -18,8 +19,6 @@ def preflight(session: Session) -> None:
     spec = session.spec
     if spec.backend not in BACKENDS:
         return
-    from evomerge.evaluate.tasks import load_task
-
     for name in spec.tasks:
         if isinstance(name, str):  # lm-eval references are checked when the experiment is read
             load_task(name).items(spec.split)

@@ -33,6 +33,8 @@ from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 from evomerge.runtime.ray_support import WorkerResources, check_feasible, connect, per_worker
 from evomerge.runtime.ray_worker import EvalWorker
 
+CLOSE_TIMEOUT_S = 30.0               # for the idle actors' evaluators to close at pool close
+
 
 @dataclass
 class _Slot:
@@ -89,6 +91,7 @@ class RayPool:
         self._closed = False
         self._paths = [p for p in sys.path if p]
         self._env = {k: v for k, v in os.environ.items() if k.startswith("EVOMERGE_")}
+        self._slots: list[_Slot] = []
         try:
             requests = per_worker(resources, workers)
             check_feasible(self._ray, requests)
@@ -142,11 +145,18 @@ class RayPool:
         return out
 
     def close(self) -> None:
-        """Kill every actor (in-flight jobs are dropped) and stop Ray if this pool started it."""
+        """Close the idle actors' evaluators (bounded wait), kill every actor (in-flight jobs are
+        dropped: a busy actor cannot be interrupted) and stop Ray if this pool started it."""
         if self._closed:
             return
         self._closed = True
-        for slot in getattr(self, "_slots", []):
+        try:
+            idle = [s.actor.close.remote() for s in self._slots if s.alive_since is not None and not s.jobs]
+            if idle:
+                self._ray.wait(idle, num_returns=len(idle), timeout=CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - Ray going down (Ctrl-C reached it too): kill below
+            pass
+        for slot in self._slots:
             self._kill(slot)
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
@@ -171,7 +181,7 @@ class RayPool:
                          st.timeouts, st.restarts, st.driver_s, st.roundtrip_s, st.waited_s,
                          dict(st.per_worker))
 
-    def summary(self) -> str:
+    def summary(self) -> str | None:
         """One line for the end of a run: how busy the workers were and what went wrong."""
         st = self.stats()
         busy = "-" if st.utilization is None else f"{st.utilization:.0%}"

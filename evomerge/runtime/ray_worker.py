@@ -67,6 +67,11 @@ class EvalWorker:
         return {"name": self.name, "pid": os.getpid(), "node_ip": self.ip, "node_id": self.node_id,
                 "device": self.device, "error": self.error, "torch_threads": _torch_threads()}
 
+    def close(self) -> None:
+        """Release what the evaluator holds (the pool kills the actor next)."""
+        if self.evaluator is not None:
+            self.evaluator.close()
+
     def evaluate(self, job: EvalJob) -> tuple[EvalResult, float]:
         """The job's result and the seconds this actor was busy with it."""
         start = time.perf_counter()

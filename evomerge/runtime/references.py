@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evomerge.evaluate.result import EvalResult
+from evomerge.mergekit_config import load_any_recipe
 from evomerge.runtime.pool import EvalJob
 
 KINDS = ("parents", "untuned", "start")
@@ -29,8 +30,6 @@ def _short(ref: str) -> str:
 
 def reference_recipes(session: Any) -> dict[str, dict[str, Any]]:
     """Name -> recipe dict for every reference the experiment asks for, in its order."""
-    from evomerge.mergekit_config import load_any_recipe
-
     exp, out = session.experiment, {}
     sources, base = list(exp.models.sources), exp.models.base
     entries = exp.references or (["parents", "start"] if len(exp.fitness.objectives) > 1 else [])

@@ -12,7 +12,11 @@ from evomerge.evaluate.backend import BACKENDS, check_scores_candidates
 from evomerge.evaluate.result import EvalResult
 from evomerge.evaluate.task_refs import task_key
 from evomerge.experiment import Experiment, Objective
+from evomerge.genome import Models, load_space
+from evomerge.mergekit_config import load_any_recipe
 from evomerge.runtime.pool import EvaluatorSpec
+from evomerge.search import SpaceInfo, make_searcher
+from evomerge.search.base import Outcome
 
 
 @dataclass
@@ -30,8 +34,6 @@ class Scoring:
 
     def outcome(self, scores: dict[str, float], item_scores: dict[str, list[float]], error: str | None):
         """The searcher's view: every objective maximized, items of all tasks concatenated."""
-        from evomerge.search.base import Outcome
-
         vals = None if error else self.values(scores)
         if vals is None:
             missing = [t for t in self.tasks if t not in scores]
@@ -55,9 +57,6 @@ class Session:
 
 def build_session(exp: Experiment, workers: int | None = None) -> Session:
     """Space, searcher and evaluator spec for ``exp``; EvomergeError (one line) on bad input."""
-    from evomerge.genome import Models, load_space
-    from evomerge.search import SpaceInfo, make_searcher
-
     models = Models(sources=tuple(exp.models.sources), base=exp.models.base)
     space = load_space(exp.search_space, models, where=exp._space_where)
     x0, initial = space.x0, ()
@@ -83,6 +82,4 @@ def build_session(exp: Experiment, workers: int | None = None) -> Session:
 
 def _load_initial(path: str) -> Any:
     """Our recipe YAML or a mergekit config, whichever the file is."""
-    from evomerge.mergekit_config import load_any_recipe
-
     return load_any_recipe(path)

@@ -3,15 +3,23 @@
 Optuna's RDB storage (SQLite by default, any SQLAlchemy URL) holds everything, so
 optuna-dashboard can open a run. Our searcher drives; Optuna only stores. Writes, in order:
 
-1. ``add_candidate``: the trial is created RUNNING with candidate id, genome, recipe and its
-   ask sequence number in ONE transaction (a template trial), so a trial never exists half
-   described.
+1. ``add_candidate``: the trial is created RUNNING with candidate id, genome, recipe, its ask
+   sequence number and the genes as Optuna parameters in ONE transaction, so a trial never
+   exists half described.
 2. ``finish``: the result (scores, per-item scores, timings, worker, error, tell sequence
-   number) goes into one user attribute, then the trial flips to COMPLETE (objective values as
-   the trial's values) or FAIL. The flip is what makes a result count: a trial killed between
-   the two writes is still RUNNING and is simply evaluated again.
+   number) as one user attribute, the flip to COMPLETE (objective values as the trial's values)
+   or FAIL, in ONE transaction. The flip is what makes a result count (a RUNNING trial is
+   simply evaluated again); ``finish`` returns only once it is committed.
 3. ``save_searcher_state``: the searcher's versioned JSON state with the sequence number of the
    last event it has seen (one study attribute, overwritten).
+
+The rows are written directly (evomerge/runtime/optuna_rows.py: Optuna's own write path costs
+~10x more driver CPU per evaluation); reading goes through Optuna's public API. SQLite runs in
+WAL mode with synchronous=NORMAL: a committed evaluation survives the process being killed at
+any moment; an OS crash or power loss can lose the last commits but never corrupts the file
+(WAL replays whole transactions), which leaves a consistent prefix of the run, the state a run
+killed earlier would have. synchronous=FULL would add an fsync per commit (benchmarks/store_cost.py
+measures it) for the power-loss case only.
 
 A SIGKILL between any two writes leaves a consistent prefix: on resume the searcher loads the
 saved state and replays, in sequence order, the asks and tells recorded after it (searchers are
@@ -31,6 +39,7 @@ from typing import Any
 
 from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
+from evomerge.runtime.optuna_rows import OptunaRows
 from evomerge.runtime.records import RunInfo, TrialRecord
 
 SCHEMA = 1
@@ -151,14 +160,29 @@ class RunStore:
         self.url, self.name = url, name
         self._storage = storage
         self.study = optuna.load_study(study_name=name, storage=storage)
+        self._study_id = storage.get_study_id_from_name(name)
         self._meta = self.study.user_attrs.get("evomerge")
         if not isinstance(self._meta, dict) or self._meta.get("schema") != SCHEMA:
             raise StoreError(f"store {url}: study {name!r} is not an evomerge run (schema {SCHEMA})")
-        self._trial_of: dict[int, int] = {}   # candidate id -> Optuna trial id
-        self._params_table: Any = None
-        for t in self.study.get_trials(deepcopy=False):
-            if "candidate_id" in t.user_attrs:
-                self._trial_of[int(t.user_attrs["candidate_id"])] = t._trial_id
+        self._rows_: OptunaRows | None = None
+        self._gene_dists: list[str] | None = None
+        self._trial_of_: dict[int, int] | None = None   # candidate id -> Optuna trial id
+
+    @property
+    def _rows(self) -> OptunaRows:
+        """The row writer, made on the first write (readers never need it)."""
+        if self._rows_ is None:
+            try:
+                self._rows_ = OptunaRows(self._storage, self._study_id, self.url)
+            except EvomergeError as err:
+                raise StoreError(str(err)) from None
+        return self._rows_
+
+    @property
+    def _trial_of(self) -> dict[int, int]:
+        if self._trial_of_ is None:
+            self._trial_of_ = {int(c): tid for c, tid in self._rows.trial_ids("candidate_id").items()}
+        return self._trial_of_
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -172,9 +196,10 @@ class RunStore:
         storage = _storage(url)
         old = next((s for s in storage.get_all_studies() if s.study_name == name), None)
         if old is not None:
-            if old.user_attrs or storage.get_n_trials(old._study_id) > 0:
+            old_id = storage.get_study_id_from_name(name)
+            if old.user_attrs or storage.get_n_trials(old_id) > 0:
                 raise StoreError(f"store {url}: a run named {name!r} exists already (resume it with --resume)")
-            storage.delete_study(old._study_id)
+            storage.delete_study(old_id)
         directions = [objectives[k] for k in objectives]
         study = optuna.create_study(storage=storage, study_name=name, directions=directions)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, still the way to name values
@@ -254,52 +279,39 @@ class RunStore:
     def add_candidate(self, cid: int, genome: list[float], recipe: dict[str, Any], seq: int,
                       seed: int | None = None, meta: dict[str, Any] | None = None) -> None:
         """Create the candidate's trial, RUNNING and fully described, in one transaction."""
-        from optuna.trial import FrozenTrial, TrialState
-
         if int(cid) in self._trial_of:
             raise StoreError(f"store {self.url}: candidate {cid} exists already")
         attrs = {"candidate_id": int(cid), "genome": [float(v) for v in genome], "recipe": recipe,
                  "ask_seq": int(seq), "seed": seed, "meta": meta or {}}
-        template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
-                               datetime_complete=None, params={}, distributions={}, user_attrs=attrs,
-                               system_attrs={}, intermediate_values={}, trial_id=-1)
-        tid = self._trial_of[int(cid)] = self._storage.create_new_trial(self.study._study_id, template_trial=template)
-        self._write_gene_params(tid, genome)
+        self._trial_of[int(cid)] = self._rows.add_trial(attrs, self._gene_params(genome))
 
-    def _write_gene_params(self, tid: int, genome: list[float]) -> None:
+    def _gene_params(self, genome: list[float]) -> list[tuple[str, float, str]]:
         """Each gene as an Optuna parameter with its range (a copy of the genome, for plain Optuna
         tools: optuna-dashboard, ``trial.params``), values clipped into the box as the recipe
-        uses them. One bulk insert into Optuna's ``trial_params`` table after the trial exists:
-        Optuna's own per-parameter path re-checks every earlier trial (quadratic in the run). A
-        kill between the two writes leaves a trial without this copy, nothing else."""
+        uses them; none when the run has no gene names (huge genomes)."""
         genes = self._meta.get("genes")
-        if not genes or len(genes["names"]) != len(genome) or not hasattr(self._storage, "engine"):
-            return
-        import sqlalchemy
-        from optuna.distributions import FloatDistribution, distribution_to_json
+        if not genes or len(genes["names"]) != len(genome):
+            return []
+        if self._gene_dists is None:
+            from optuna.distributions import FloatDistribution, distribution_to_json
 
-        if self._params_table is None:
-            self._params_table = sqlalchemy.Table("trial_params", sqlalchemy.MetaData(),
-                                                  autoload_with=self._storage.engine)
-        rows = [{"trial_id": tid, "param_name": name, "param_value": min(max(float(v), lo), hi),
-                 "distribution_json": distribution_to_json(FloatDistribution(lo, hi))}
-                for name, lo, hi, v in zip(genes["names"], genes["low"], genes["high"], genome)]
-        with self._storage.engine.begin() as conn:
-            conn.execute(self._params_table.insert(), rows)
+            self._gene_dists = [distribution_to_json(FloatDistribution(lo, hi))
+                                for lo, hi in zip(genes["low"], genes["high"])]
+        return [(name, min(max(float(v), lo), hi), dist)
+                for name, lo, hi, v, dist in zip(genes["names"], genes["low"], genes["high"], genome, self._gene_dists)]
 
     def add_rung(self, cid: int, k: int, rung: dict[str, Any]) -> None:
         """One rung of a raced candidate (items [a, b), per-item scores), stored as it arrives."""
         tid = self._trial_of.get(int(cid))
         if tid is None:
             raise StoreError(f"store {self.url}: no trial for candidate {cid}")
-        self._storage.set_trial_user_attr(tid, f"rung{int(k)}", rung)
+        self._rows.set_trial_attr(tid, f"rung{int(k)}", rung)
 
     def finish(self, cid: int, result: EvalResult, objectives: list[float] | None, seq: int,
-               fidelity: dict[str, Any] | None = None) -> None:
-        """Store a result, then flip the trial to COMPLETE (with objective values) or FAIL.
-        ``fidelity``: for a raced candidate, how many items the result rests on."""
-        from optuna.trial import TrialState
-
+               fidelity: dict[str, Any] | None = None) -> str:
+        """Store a result and flip the trial to COMPLETE (with objective values) or FAIL, in one
+        committed transaction; returns the state stored ("complete" or "failed"). ``fidelity``:
+        for a raced candidate, how many items the result rests on."""
         tid = self._trial_of.get(int(cid))
         if tid is None:
             raise StoreError(f"store {self.url}: no trial for candidate {cid}")
@@ -310,33 +322,30 @@ class RunStore:
                    "worker": result.worker, "error": error, "tell_seq": int(seq)}
         if fidelity is not None:
             payload["fidelity"] = fidelity
-        self._storage.set_trial_user_attr(tid, "result", payload)
-        # the flip: what study.tell() writes, without re-reading the trial twice first
-        if error is None:
-            self._storage.set_trial_state_values(tid, TrialState.COMPLETE, [float(v) for v in objectives])
-        else:
-            self._storage.set_trial_system_attr(tid, "fail_reason", error)
-            self._storage.set_trial_state_values(tid, TrialState.FAIL)
+        try:
+            self._rows.finish_trial(tid, {"result": payload}, None if error else [float(v) for v in objectives], error)
+        except EvomergeError as err:
+            raise StoreError(f"store {self.url}: candidate {cid}: {err}") from None
+        return "complete" if error is None else "failed"
 
     def save_searcher_state(self, state: dict[str, Any], seq: int) -> None:
-        self._storage.set_study_user_attr(self.study._study_id, "searcher_state", {"seq": int(seq), "state": state})
+        self._rows.set_study_attr("searcher_state", {"seq": int(seq), "state": state})
 
     def searcher_state(self) -> tuple[int, dict[str, Any]] | None:
         """(sequence number, state) of the last saved searcher state, or None."""
-        saved = self._storage.get_study_user_attrs(self.study._study_id).get("searcher_state")
+        saved = self._storage.get_study_user_attrs(self._study_id).get("searcher_state")
         return None if saved is None else (int(saved["seq"]), saved["state"])
 
     def references(self) -> dict[str, dict[str, Any]]:
         """Reference points scored beside the search (evomerge/runtime/references.py), by name."""
-        return dict(self._storage.get_study_user_attrs(self.study._study_id).get("references") or {})
+        return dict(self._storage.get_study_user_attrs(self._study_id).get("references") or {})
 
     def save_reference(self, name: str, payload: dict[str, Any]) -> None:
-        self._storage.set_study_user_attr(self.study._study_id, "references",
-                                          {**self.references(), name: payload})
+        self._rows.set_study_attr("references", {**self.references(), name: payload})
 
     def update_meta(self, **changes: Any) -> None:
         self._meta = {**self._meta, **changes}
-        self._storage.set_study_user_attr(self.study._study_id, "evomerge", self._meta)
+        self._rows.set_study_attr("evomerge", self._meta)
 
     def events(self) -> list[tuple[int, str, TrialRecord]]:
         """Every durable ask and tell as (seq, "ask" | "tell", record), in sequence order.

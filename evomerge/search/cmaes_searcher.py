@@ -73,7 +73,6 @@ class CMAESSearcher(Searcher):
         self.segment = self._segment(space.x0, opts["population_size"])
         self.finished = False
         self.past_generations = 0
-        self.best: tuple[float, list[float]] | None = None
         self._build()
 
     # -- the replayable core -----------------------------------------------------------------
@@ -89,7 +88,9 @@ class CMAESSearcher(Searcher):
 
         m = max(0, k - 2).bit_length()          # 2**m >= k - 1 points (Sobol is balanced at powers of 2)
         unit = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)[: k - 1]
-        pts = [self.space.x0.tolist()] + qmc.scale(unit, self.space.lower, self.space.upper).tolist()
+        pts = [self.space.x0.tolist()]
+        if k > 1:                               # k = 1: x0 alone, scored before CMA-ES starts
+            pts += qmc.scale(unit, self.space.lower, self.space.upper).tolist()
         return {"points": pts, "ids": [None] * k, "values": [None] * k, "told": [False] * k}
 
     def _build(self) -> None:
@@ -138,8 +139,6 @@ class CMAESSearcher(Searcher):
         return out
 
     def _observe(self, cand: Candidate, outcome: Outcome) -> None:
-        if outcome.values is not None and (self.best is None or outcome.values[0] > self.best[0]):
-            self.best = (outcome.values[0], cand.x.tolist())
         if "design" in cand.meta:
             self._observe_design(cand, outcome)
             return
@@ -180,11 +179,10 @@ class CMAESSearcher(Searcher):
 
     def _algo_state(self) -> dict[str, Any]:
         return {"restart": self.restart, "segment": self.segment, "finished": self.finished,
-                "best": self.best, "past_generations": self.past_generations, "design": self.design}
+                "past_generations": self.past_generations, "design": self.design}
 
     def _load_algo_state(self, d: dict[str, Any]) -> None:
         self.restart, self.finished = int(d["restart"]), bool(d["finished"])
-        self.best = None if d["best"] is None else (float(d["best"][0]), list(d["best"][1]))
         self.past_generations = int(d["past_generations"])
         self.segment = copy.deepcopy(d["segment"])
         self.design = copy.deepcopy(d.get("design"))

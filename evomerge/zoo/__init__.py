@@ -21,4 +21,9 @@ def resolve(ref: str, zoo_dir: Path | None = None) -> Path:
     return builder.resolve(ref, zoo_dir)
 
 
-__all__ = ["MODELS", "build", "default_zoo_dir", "is_up_to_date", "resolve"]
+def resolve_model_ref(ref: str) -> Path:
+    """A model reference as a local directory: ``zoo:NAME`` via ``resolve``, anything else a path."""
+    return Path(resolve(ref)) if ref.startswith("zoo:") else Path(ref).expanduser()
+
+
+__all__ = ["MODELS", "build", "default_zoo_dir", "is_up_to_date", "resolve", "resolve_model_ref"]
