@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def best_plain_ta() -> dict:
-    from search_curves import GRID, TARGET, ta
-    from search_quality import TestScorer
+    from search_quality import GRID, TARGET, TestScorer, ta
 
     test = TestScorer((TARGET,), None)
     grid = {f"{a},{b}": test(ta(a, b))[TARGET] for a in GRID for b in GRID}
