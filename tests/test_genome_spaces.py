@@ -24,7 +24,7 @@ def _random_inside(space, seed):
     return np.random.default_rng(seed).uniform(space.lower, space.upper)
 
 
-@pytest.mark.parametrize("groups,genes_per", [("model", 1), ("blocks", 6), ("attn_mlp", 10)])
+@pytest.mark.parametrize("groups,genes_per", [("model", 1), ("blocks", 6), ("attn_mlp", 10), ("gradient", 3)])
 def test_parameter_space_round_trips(models, groups, genes_per):
     space = load_space({"kind": "parameter", "method": "dare_ties", "groups": groups,
                         "weight": {"low": 0.0, "high": 3.0, "init": 1.0}}, models)
@@ -49,6 +49,20 @@ def test_blocks_layout_writes_one_value_per_block(models):
     x = np.arange(space.dim, dtype=float) / space.dim
     w = space.to_recipe(x).sources[0].parameters["weight"]
     assert set(w) == {"embed", "default", "head"} and len(w["default"]) == 4
+
+
+def test_gradient_layout_is_a_three_point_gradient_over_depth(models):
+    from evomerge.recipe import evaluate
+
+    space = load_space({"kind": "parameter", "method": "task_arithmetic", "groups": "gradient",
+                        "weight": {"low": 0.0, "high": 3.0}}, models)
+    assert space.dim == 2 * 3 and space.gene_labels()[0].endswith("_depth0")
+    w = space.to_recipe([0.5, 1.0, 2.5, 0.0, 0.0, 0.0]).sources[0].parameters["weight"]
+    assert w == [0.5, 1.0, 2.5]
+    assert evaluate(w, "mlp", 0.0) == 0.5 and evaluate(w, "mlp", 1.0) == 2.5   # first and last block
+    plain = space.to_recipe(space.x0).to_dict()
+    plain["sources"][0]["parameters"]["weight"] = 0.75                         # a plain merge's weight
+    assert list(space.from_recipe(plain)[:3]) == [0.75] * 3
 
 
 def test_task_vector_space_is_one_coefficient_per_expert(models):

@@ -149,6 +149,40 @@ def test_in_place_hf_loading_writes_the_tensors_of_the_streaming_merge(in_place_
         assert hf.model.lm_head.weight.data_ptr() == hf.model.model.embed_tokens.weight.data_ptr()  # still tied
 
 
+class _Recording:
+    """The backend, recording every generation request and its output."""
+
+    def __init__(self, backend):
+        self.backend, self.seen = backend, []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def generate_until(self, requests):
+        outs = self.backend.generate_until(requests)
+        self.seen += [(r.context, tuple(r.until), r.max_tokens, o) for r, o in zip(requests, outs)]
+        return outs
+
+
+def test_the_lm_eval_form_of_the_real_tasks_asks_and_scores_exactly_as_the_native_tasks(in_place_hf, monkeypatch):
+    """fitness/lm_eval/smollm2_*.yaml: the same prompts, stop strings and token budget reach the
+    backend, and every item scores the same (benchmarks/real_model.py checks the real merges)."""
+    pytest.importorskip("lm_eval")
+    from evomerge.evaluate.task_loading import load_task_ref
+    from evomerge.recipe import parse_recipe
+
+    monkeypatch.chdir(ROOT)   # lm-eval resolves the tasks' data_files against the current folder
+    in_place_hf.load(parse_recipe(ties(1.0, 1.0)))
+    for task in ("smollm2_words", "smollm2_math_words"):
+        native, lm = _Recording(in_place_hf), _Recording(in_place_hf)
+        ref = {"lm_eval": task, "include_path": str(ROOT / "fitness" / "lm_eval"), "metric": "exact_match",
+               "splits": {"validation": "validation", "test": "test"}}
+        want = load_task_ref(task).evaluate(native, "test", 21).item_scores
+        got = load_task_ref(ref).evaluate(lm, "test", 21).item_scores
+        assert len(native.seen) == 21 and sorted(lm.seen) == sorted(native.seen)   # lm-eval may reorder
+        assert got == want
+
+
 def _requests():
     from evomerge.evaluate.requests import GenerationRequest, LoglikelihoodRequest
     from evomerge.evaluate.tasks import load_task

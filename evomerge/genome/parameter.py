@@ -2,9 +2,11 @@
 
 Evo-merge's PS search (TIES + DARE) evolved one density and one weight per source model and let
 weights sum to about 2, so bounds here never force weights to sum to 1. ``groups`` picks the
-granularity: ``model`` (one gene per source), ``blocks`` (embeddings, each block, head) or
-``attn_mlp`` (embeddings, attention and MLP of each block, head). The task-vector space is
-MAP's plain coefficient per expert.
+granularity: ``model`` (one gene per source), ``blocks`` (embeddings, each block, head),
+``attn_mlp`` (embeddings, attention and MLP of each block, head) or ``gradient`` (3 genes per
+source: a mergekit gradient read at the first, middle and last block — few genes for deep models;
+embeddings, final norm and head read the first value). The task-vector space is MAP's plain
+coefficient per expert.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from evomerge.ops import METHODS
 from evomerge.ops.layered import depth_position, evaluate, tensor_group
 from evomerge.recipe import parse_recipe
 
-Layout = Literal["model", "blocks", "attn_mlp"]
+Layout = Literal["model", "blocks", "attn_mlp", "gradient"]
+GRADIENT_POINTS = 3
 
 
 class ParameterSpec(StrictModel):
@@ -53,6 +56,10 @@ def _names(layout: Layout, n_layers: int) -> list[tuple[str, str]]:
     """(group label, synthetic tensor name) per gene of one source parameter."""
     if layout == "model":
         return [("all", "model.layers.0.mlp.down_proj.weight")]
+    if layout == "gradient":  # the layers where each point of the gradient is read exactly (or nearest)
+        last = n_layers - 1
+        return [(f"depth{k}", f"model.layers.{round(k * last / (GRADIENT_POINTS - 1))}.mlp.down_proj.weight")
+                for k in range(GRADIENT_POINTS)]
     out = [("embed", "model.embed_tokens.weight")]
     if layout == "blocks":
         out += [(f"block{i}", f"model.layers.{i}.mlp.down_proj.weight") for i in range(n_layers)]
@@ -66,6 +73,8 @@ def _pack(layout: Layout, genes: list[float], n_layers: int) -> Any:
     """Genes of one source parameter -> the recipe's layered value."""
     if layout == "model":
         return genes[0]
+    if layout == "gradient":
+        return list(genes)
     embed, head, body = genes[0], genes[-1], genes[1:-1]
     if layout == "blocks":
         return {"embed": embed, "default": body, "head": head}
@@ -76,6 +85,8 @@ def _pack(layout: Layout, genes: list[float], n_layers: int) -> Any:
 
 def _unpack(value: Any, layout: Layout, n_layers: int, fallback: float) -> list[float]:
     """A recipe's layered value read back at each gene's tensor (the engine's own rules)."""
+    if layout == "gradient" and isinstance(value, list) and len(value) == GRADIENT_POINTS:
+        return [float(v) for v in value]
     genes = []
     for _, name in _names(layout, n_layers):
         v = fallback if value is None else evaluate(value, tensor_group(name), depth_position(name, n_layers))
@@ -99,6 +110,9 @@ class _SourceGenes(SearchSpace):
         self.models = models
         self.layout: Layout = layout
         self.n_layers = model_layers(models.sources[0]) if layout != "model" else 1
+        if layout == "gradient" and self.n_layers < GRADIENT_POINTS:
+            raise ConfigError(f"search_space.groups: gradient needs >= {GRADIENT_POINTS} layers, "
+                              f"{models.sources[0]} has {self.n_layers}")
         self.params = params                       # (name, range, fallback)
         self.genes_per = len(_names(layout, self.n_layers))
         lo, hi, x0 = [], [], []
