@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _machine import machine  # noqa: E402
 WORK = ROOT / "benchmarks" / "results" / "tmp" / "real_model"
 SCORES = WORK / "scores.jsonl"
 OUT = ROOT / "benchmarks" / "results" / "real_model.json"
