@@ -45,8 +45,8 @@ BASE, A, B = "zoo:base", "zoo:math", "zoo:words"
 REFS = (BASE, A, B)
 BUDGETS = (12, 25, 50, 100, 200)
 GRID = (0.5, 0.75, 1.0, 1.25, 1.5)
-SPACES = {"ta_blocks": "ta_blocks.yaml", "ties_blocks": "ps_ties_blocks.yaml", "dare_ties": "ps_dare_ties.yaml",
-          "dataflow": "dfs.yaml", "hybrid": "hybrid.yaml"}
+SPACES = {"ta_blocks": "ta_blocks.yaml", "ta_gradient": "ta_gradient.yaml", "ties_blocks": "ps_ties_blocks.yaml",
+          "dare_ties": "ps_dare_ties.yaml", "dataflow": "dfs.yaml", "hybrid": "hybrid.yaml"}
 ARMS = {"cmaes": ("cmaes", {}), "random": ("random", {}), "m2n2": ("m2n2", {}), "hillclimb": (None, {}),
         "map": ("map", {}),
         # CMA-ES variants measured against the default at small budgets (--arms cmaes cmaes_...)
