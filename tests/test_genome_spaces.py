@@ -52,7 +52,7 @@ def test_blocks_layout_writes_one_value_per_block(models):
 
 
 def test_gradient_layout_is_a_three_point_gradient_over_depth(models):
-    from evomerge.recipe import evaluate
+    from evomerge.ops.layered import evaluate
 
     space = load_space({"kind": "parameter", "method": "task_arithmetic", "groups": "gradient",
                         "weight": {"low": 0.0, "high": 3.0}}, models)
