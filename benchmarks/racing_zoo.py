@@ -5,8 +5,8 @@ per source and block, math + words experts, math_words validation split of 1007 
 references): ``single`` scores every candidate on all items, ``racing`` adds
 ``racing: {first: 38, eta: 2, z: 2}`` (rungs of 38, 76, 152, 304, 608 and all 1007 items).
 Budget: ``--items`` scored validation items per arm. The single run gets items // 1007
-evaluations; the racing run is resumed with a larger evaluation budget until it has scored at
-least as many items (also exercising resume), and its curve is cut at the single run's items.
+evaluations; the racing run gets ``budget: {items: N}`` and stops by itself when its next rung
+would take it past N (a race cut there is stored as partial and never a winner).
 
 The curve of a run is its incumbent (best candidate scored on ALL validation items: a partly
 scored candidate is never a winner) against the validation items scored so far; every
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -45,7 +44,7 @@ SPACE = {"kind": "parameter", "method": "task_arithmetic", "groups": "blocks",
 THRESHOLDS = (0.35, 0.40, 0.45, 0.50)
 
 
-def experiment(name: str, seed: int, budget: int, racing: bool) -> dict[str, Any]:
+def experiment(name: str, seed: int, budget: int | dict[str, int], racing: bool) -> dict[str, Any]:
     exp = {"name": name, "models": {"base": "zoo:base", "sources": ["zoo:math", "zoo:words"]},
            "search_space": SPACE,
            "fitness": {"tasks": ["math_words"], "split": "validation", "options": {"batch_size": 512}},
@@ -66,6 +65,16 @@ def stored(run: Path) -> tuple[int, int]:
     return len(trials), sum(len(v) for t in trials for v in t.item_scores.values())
 
 
+def finished(run: Path, items: int) -> bool:
+    """Whether the racing run exists with this item budget and nothing in flight."""
+    if not (run / "store.db").exists():
+        return False
+    from evomerge.runtime.store import RunStore
+
+    store = RunStore.open(run)
+    return store.meta.get("budget_items") == items and all(t.state != "running" for t in store.trials())
+
+
 def evomerge_run(exp: dict[str, Any], runs: Path, log: Path) -> None:
     """`evomerge run` (or `--resume` with a new budget) in a subprocess, output to ``log``."""
     runs.mkdir(parents=True, exist_ok=True)
@@ -84,22 +93,15 @@ def evomerge_run(exp: dict[str, Any], runs: Path, log: Path) -> None:
 def run_arms(seed: int, items: int, work: Path) -> dict[str, Path]:
     """The seed's two runs, made or extended as needed (finished runs under ``work`` are reused)."""
     runs, log = work / f"seed{seed}", work / f"seed{seed}.log"
-    single = math.ceil(items / VALIDATION_ITEMS)
+    single = items // VALIDATION_ITEMS
     t0 = time.perf_counter()
     if stored(runs / "single")[0] < single:
         evomerge_run(experiment("single", seed, single, False), runs, log)
     t1 = time.perf_counter()
-    target = stored(runs / "single")[1]
-    budget = 170
-    while True:
-        done, scored = stored(runs / "racing")
-        if scored >= target:
-            break
-        if done:   # items per evaluation so far (they fall as the incumbent improves), with a margin
-            budget = done + math.ceil(1.2 * (target - scored) / max(scored / done, 1.0)) + 3
-        evomerge_run(experiment("racing", seed, budget, True), runs, log)
-        if stored(runs / "racing")[0] <= done:
-            raise RuntimeError(f"seed {seed}: the racing run stopped before {target} items (see {log})")
+    if not finished(runs / "racing", items):
+        evomerge_run(experiment("racing", seed, {"items": items}, True), runs, log)
+    if not finished(runs / "racing", items):
+        raise RuntimeError(f"seed {seed}: the racing run did not end at its item budget (see {log})")
     print(f"seed {seed}: single {t1 - t0:.0f} s, racing {time.perf_counter() - t1:.0f} s", flush=True)
     return {"single": runs / "single", "racing": runs / "racing"}
 
@@ -111,7 +113,8 @@ def curve(run: Path, test: Any, cache: dict[str, float]) -> dict[str, Any]:
     trials = sorted((t for t in RunStore.open(run).trials() if t.state != "running"), key=lambda t: t.finished)
     points, scored, best = [], 0, None
     for i, t in enumerate(trials):
-        scored += sum(len(v) for v in t.item_scores.values())
+        scored += sum(len(v) for r in t.rungs for v in r["item_scores"].values()) if t.rungs else \
+            sum(len(v) for v in t.item_scores.values())
         full = not t.fidelity or t.fidelity.get("full", True)
         if t.state == "complete" and full and (best is None or t.objectives["score"] > best["validation"]):
             key = f"{run}#{t.number}"
@@ -120,7 +123,9 @@ def curve(run: Path, test: Any, cache: dict[str, float]) -> dict[str, Any]:
             best = {"candidate": t.number, "validation": t.objectives["score"], "test": cache[key]}
             points.append({"items": scored, "evaluations": i + 1, **best})
     partial = sum(1 for t in trials if t.fidelity and not t.fidelity.get("full", True))
-    return {"run": str(run), "evaluations": len(trials), "partial": partial, "items": scored, "incumbents": points}
+    cut = sum(1 for t in trials if t.fidelity.get("cut") == "budget")
+    return {"run": str(run), "evaluations": len(trials), "partial": partial, "cut_by_budget": cut, "items": scored,
+            "incumbents": points}
 
 
 def at(points: list[dict[str, Any]], items: int) -> dict[str, Any] | None:
@@ -192,13 +197,17 @@ def main() -> None:
     for seed, arms in runs.items():
         single, racing = curve(arms["single"], test, cache), curve(arms["racing"], test, cache)
         cache_file.write_text(json.dumps(cache))
-        seeds[seed] = {"single": single, "racing": racing, "equal_items": min(single["items"], racing["items"])}
+        if racing["items"] > args.items or single["items"] > args.items:
+            raise RuntimeError(f"seed {seed}: a run scored more than {args.items} items")
+        seeds[seed] = {"single": single, "racing": racing, "equal_items": args.items}
     start["load_avg_end"] = os.getloadavg()
     out = {"benchmark": "racing_zoo", "machine": start,
            "wall_s": round(time.perf_counter() - t0, 1),
            "runs": f"{args.work}/seedN (reused when finished: wall_s and load are this invocation's; "
                    f"each run's startup_s and trial times are in its store)",
            "setup": {"space": SPACE, "searcher": "cmaes (defaults)", "racing": RACING, "items_per_arm": args.items,
+                     "budgets": {"single": f"{args.items // VALIDATION_ITEMS} evaluations",
+                                 "racing": {"items": args.items}},
                      "validation_items": VALIDATION_ITEMS, "test_items": 1995, "task": "math_words",
                      "thresholds": list(THRESHOLDS)},
            "summary": summarize(seeds), "curves": {str(k): v for k, v in seeds.items()}}

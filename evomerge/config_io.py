@@ -58,7 +58,8 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
 
 
 # pydantic's tags for the members of tagged unions: not fields, so left out of error paths
-UNION_TAGS = frozenset({"ParameterRecipe", "DataflowRecipe", "native_task", "lm_eval_task"})
+UNION_TAGS = frozenset({"ParameterRecipe", "DataflowRecipe", "native_task", "lm_eval_task",
+                        "budget_count", "budget_mapping"})
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

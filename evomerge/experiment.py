@@ -138,6 +138,30 @@ class RacingSpec(StrictModel):
     z: float = Field(default=2.0, gt=0)
 
 
+class Budget(StrictModel):
+    """When a run stops: after ``evaluations`` candidates, or once the next rung of a race would
+    take the items scored past ``items`` (racing only: see evomerge/runtime/loop.py), whichever
+    comes first. ``budget: 60`` is ``budget: {evaluations: 60}``."""
+
+    evaluations: int | None = Field(default=None, ge=1, strict=True)
+    items: int | None = Field(default=None, ge=1, strict=True)
+
+    @model_validator(mode="after")
+    def _one(self) -> "Budget":
+        if self.evaluations is None and self.items is None:
+            raise ValueError("give evaluations, items or both")
+        return self
+
+
+def _budget_kind(v: Any) -> str:
+    return "budget_mapping" if isinstance(v, (dict, Budget)) else "budget_count"
+
+
+# A mapping is a Budget, anything else a number of evaluations (errors then name one kind only).
+BudgetField = Annotated[Union[Annotated[int, Tag("budget_count"), Field(ge=1, strict=True)],
+                              Annotated[Budget, Tag("budget_mapping")]], Discriminator(_budget_kind)]
+
+
 class Experiment(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -145,7 +169,7 @@ class Experiment(StrictModel):
     search_space: Union[str, dict[str, Any]]
     fitness: FitnessSpec
     searcher: SearcherSpec
-    budget: int = Field(ge=1)
+    budget: BudgetField
     seed: int = 0
     backend: str = "hf"
     workers: int = Field(default=1, ge=1)
@@ -180,7 +204,20 @@ class Experiment(StrictModel):
                 raise ValueError("racing: needs exactly one objective (it races on the objective's value)")
             if self.searcher.name in ("m2n2", "map"):
                 raise ValueError(f"racing: {self.searcher.name} compares candidates item by item and needs every item scored")
+            first = min(self.racing.first, self.fitness.options.get("limit") or self.racing.first)
+            need = first * len(self.fitness.tasks)
+            if self.limits.items is not None and self.limits.items < need:
+                raise ValueError(f"budget.items: {self.limits.items} cannot pay for one first rung "
+                                 f"({first} items x {len(self.fitness.tasks)} task(s) = {need})")
+        elif self.limits.items is not None:
+            raise ValueError("budget.items: counts the items racing scores; without racing every candidate "
+                             "scores the whole split, so give budget: N evaluations")
         return self
+
+    @property
+    def limits(self) -> Budget:
+        """The budget as a mapping (a plain number is a number of evaluations)."""
+        return self.budget if isinstance(self.budget, Budget) else Budget(evaluations=self.budget)
 
     def objective_directions(self) -> dict[str, str]:
         return {o.name: o.direction for o in self.fitness.objectives}

@@ -73,9 +73,10 @@ def run(tmp: Path, exp: Experiment, pool=None, resume: bool = False):
     session = build_session(exp)
     url = sqlite_url(tmp / f"{exp.name}.db")
     store = RunStore.open(url) if resume else RunStore.create(url, exp.name, exp.model_dump(mode="json"), "cmaes",
-                                                               exp.objective_directions(), exp.budget)
+                                                               exp.objective_directions(), exp.limits.evaluations,
+                                                               extra={"budget_items": exp.limits.items})
     pool = pool or InProcessPool(session.spec)
-    run_loop(store, session, pool, exp.budget, show_progress=False)
+    run.summary = run_loop(store, session, pool, exp.limits, show_progress=False)
     return store, pool
 
 
@@ -174,3 +175,81 @@ def test_an_evaluator_that_ignores_item_ranges_fails_its_candidates_instead_of_d
     store, _ = run(tmp_path, Experiment.model_validate(exp))
     assert [t.state for t in store.trials()] == ["failed"] * 3
     assert "ignores item ranges" in store.trials()[0].error
+
+
+def rung_items(trials) -> int:
+    return sum(len(v) for t in trials for r in t.rungs for v in r["item_scores"].values())
+
+
+def with_budget(exp: Experiment, budget, name: str) -> Experiment:
+    return Experiment.model_validate({**exp.model_dump(mode="json"), "budget": budget, "name": name})
+
+
+def test_an_item_budget_is_never_exceeded_and_every_race_ends_finished(tmp_path):
+    """3000 items of a 256-item split: the run stops when the next first rung (32 items) would not
+    fit; a race whose next rung does not fit ends there, stored as cut by the budget."""
+    exp = with_budget(experiment("x", 1, {"first": 32, "eta": 2.0}), {"items": 3000}, "items")
+    store, pool = run(tmp_path, exp)
+    trials = store.trials()
+    scored = rung_items(trials)
+    assert run.summary.stopped == "budget" and run.summary.items == scored
+    assert 3000 - 32 < scored <= 3000
+    assert sum(min(b, N) - min(a, N) for _, (a, b) in pool._evaluator.jobs) == scored   # every item scored counts
+    assert all(t.state == "complete" for t in trials)                     # nothing left half-raced
+    cut = [t for t in trials if t.fidelity.get("cut") == "budget"]
+    assert all(not t.fidelity["full"] and t.fidelity["items"] < N for t in cut)
+    assert store.info().budget_items == 3000 and store.info().budget is None
+    # with an evaluation limit too, whichever comes first stops the run
+    both = with_budget(exp, {"items": 3000, "evaluations": 5}, "both")
+    store, _ = run(tmp_path, both)
+    assert len(store.trials()) == 5 and run.summary.items == rung_items(store.trials()) < 3000
+
+
+def test_resume_mid_race_keeps_the_items_already_scored(tmp_path):
+    from evomerge.runtime.inprocess import InProcessPool
+    from evomerge.runtime.session import build_session
+
+    exp = with_budget(experiment("x", 1, {"first": 32, "eta": 2.0}), {"items": 2000}, "cutoff")
+    inner = InProcessPool(build_session(exp).spec)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, exp, Interrupt(inner, 12))
+    from evomerge.runtime.store import RunStore, sqlite_url
+
+    mid = RunStore.open(sqlite_url(tmp_path / "cutoff.db")).trials()
+    assert any(t.state == "running" and t.rungs for t in mid)              # interrupted mid-race
+    store, pool = run(tmp_path, exp, resume=True)
+    resumed = rung_items(store.trials())
+    assert resumed == run.summary.items <= 2000
+    assert rung_items(mid) + sum(min(b, N) - min(a, N) for _, (a, b) in pool._evaluator.jobs) == resumed
+    straight, _ = run(tmp_path, exp.model_copy(update={"name": "straight"}))
+
+    def shape(trials):
+        return [(t.number, t.state, t.genome, t.objectives, t.fidelity) for t in trials]
+
+    assert shape(store.trials()) == shape(straight.trials())
+    # a larger budget on resume goes on from the items already scored
+    more = with_budget(exp, {"items": 2600}, "cutoff")
+    store, pool = run(tmp_path, more, resume=True)
+    assert resumed < run.summary.items == rung_items(store.trials()) <= 2600
+    assert sum(min(b, N) - min(a, N) for _, (a, b) in pool._evaluator.jobs) == run.summary.items - resumed
+
+
+@pytest.mark.parametrize("budget, racing, line", [
+    ({"items": 0}, True, "exp.yaml: budget.items: Input should be greater than or equal to 1"),
+    ({"items": "many"}, True, "exp.yaml: budget.items: Input should be a valid integer"),
+    ({"item": 300}, True, "exp.yaml: budget.item: unknown field"),
+    ({}, True, "exp.yaml: budget: give evaluations, items or both"),
+    (0, True, "exp.yaml: budget: Input should be greater than or equal to 1"),
+    ({"items": 20}, True, "exp.yaml: budget.items: 20 cannot pay for one first rung (32 items x 1 task(s) = 32)"),
+    ({"items": 3000}, False, "exp.yaml: budget.items: counts the items racing scores; without racing"),
+])
+def test_a_bad_budget_is_one_line_naming_the_field(budget, racing, line):
+    from evomerge.errors import ConfigError
+    from evomerge.experiment import parse_experiment
+
+    data = experiment("x", 1, {"first": 32} if racing else None).model_dump(mode="json")
+    if not racing:
+        data.pop("racing", None)
+    with pytest.raises(ConfigError) as err:
+        parse_experiment({**data, "budget": budget}, "exp.yaml", Path("."))
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)

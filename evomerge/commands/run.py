@@ -45,7 +45,9 @@ def run(
 def _search(store, session, pool, progress: bool) -> None:
     from evomerge.runtime.loop import run_loop
 
-    budget = int(store.meta["budget"])
+    from evomerge.experiment import Budget
+
+    budget = Budget(evaluations=store.meta.get("budget"), items=store.meta.get("budget_items"))
     startup = (store.meta.get("startup_s") or [None])[-1]
     if startup is not None:
         typer.echo(f"{store.name}: started in {startup:.1f} s (checks, workers, sources loaded); "
@@ -59,8 +61,9 @@ def _search(store, session, pool, progress: bool) -> None:
         raise typer.Exit(INTERRUPTED) from None
     finally:
         pool.close()
-    typer.echo(f"{store.name}: {summary.total}/{budget} evaluations ({summary.failed} failed); "
-               f"stopped: {summary.stopped}")
+    evals = f"{summary.total}/{budget.evaluations}" if budget.evaluations else f"{summary.total}"
+    items = f", {summary.items}/{budget.items} items scored" if budget.items else ""
+    typer.echo(f"{store.name}: {evals} evaluations ({summary.failed} failed){items}; stopped: {summary.stopped}")
     workers = pool.summary()                 # the Ray pool: utilization, replaced workers
     if workers:
         typer.echo(workers)

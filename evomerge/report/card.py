@@ -72,7 +72,7 @@ def model_card(facts: CardFacts) -> str:
              f"| method | {_kind(recipe)} |",
              f"| recipe | `{recipe_summary(recipe)}` |",
              f"| searcher | {info.searcher} |",
-             f"| budget | {info.budget if info.budget else 'open'} evaluations ({facts.finished} finished at export) |",
+             f"| budget | {_budget(info)} ({facts.finished} finished at export) |",
              f"| run | `{info.name}`" + (f", started {info.started:%Y-%m-%d %H:%M}" if info.started else "") + " |",
              f"| trial | {trial.number} (seed {trial.seed if trial.seed is not None else recipe.get('seed', 0)}) |"]
     if facts.num_layers is not None:
@@ -131,3 +131,10 @@ def _score_table(facts: CardFacts) -> list[str]:
     if not splits:
         out += ["", "Not re-scored at export (`--no-eval`)."]
     return out
+
+
+def _budget(info: Any) -> str:
+    """The run's budget in words: evaluations, scored items (racing), or both."""
+    parts = [f"{info.budget} evaluations" if info.budget else "",
+             f"{info.budget_items} scored items" if getattr(info, "budget_items", None) else ""]
+    return " or ".join(p for p in parts if p) or "open"

@@ -39,6 +39,8 @@ class RunStatus:
     last_finished: datetime | None = None
     since_last_s: float | None = None  # seconds since the last result arrived
     startup_s: list[float] = field(default_factory=list)  # per session; counted in elapsed_s
+    items: int = 0                     # raced runs: items scored (every stored rung)
+    budget_items: int | None = None
 
 
 def _aware(t: datetime) -> datetime:
@@ -67,7 +69,9 @@ def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = 
     reasons = Counter((t.error or "unknown").splitlines()[0][:120] for t in failed).most_common(3)
     since = max(0.0, (now - last).total_seconds()) if last else None
     return RunStatus(info.name, info.searcher, info.budget, len(done), len(failed), len(running),
-                     best, elapsed, per_hour, reasons, last, since, list(info.startup_s))
+                     best, elapsed, per_hour, reasons, last, since, list(info.startup_s),
+                     sum(len(v) for t in trials for r in t.rungs for v in r["item_scores"].values()),
+                     info.budget_items)
 
 
 def _duration(seconds: float) -> str:
@@ -85,6 +89,8 @@ def status_table(st: RunStatus) -> Table:
     budget = f" of {st.budget}" if st.budget else ""
     table.add_row("searcher", st.searcher)
     table.add_row("evaluations", f"{st.done + st.failed}{budget} finished: {st.done} done, {st.failed} failed, {st.running} running")
+    if st.items or st.budget_items:
+        table.add_row("items scored", f"{st.items}" + (f" of {st.budget_items}" if st.budget_items else ""))
     table.add_row("elapsed", _duration(st.elapsed_s) + (" (start-up included)" if st.startup_s else ""))
     if st.startup_s:
         each = " + ".join(f"{s:.1f}" for s in st.startup_s)

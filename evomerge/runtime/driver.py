@@ -86,13 +86,14 @@ def _create(exp: Experiment, source: str, workers: int | None, runs_dir: Path,
         tmp.replace(run_dir / "experiment.yaml")
         write_run_file(run_dir, url, exp.name)
         store = RunStore.create(url, exp.name, resolved(exp), exp.searcher.name,
-                                exp.objective_directions(), exp.budget,
+                                exp.objective_directions(), exp.limits.evaluations,
                                 extra={"run_dir": str(run_dir), "space_kind": session.space.kind,
                                        "dim": session.space.dim, "experiment_file": _abs(source),
                                        "started": began.isoformat(timespec="seconds"), "startup_s": [startup],
                                        "genes": gene_meta(session.space.gene_labels(), session.space.lower,
                                                           session.space.upper),
-                                       "workers": n_workers, "threads": session.spec.threads})
+                                       "workers": n_workers, "threads": session.spec.threads,
+                                       "budget_items": exp.limits.items})
         if logs:
             logs.move_into(run_dir)
     except BaseException:  # Ctrl-C included: nothing half made stays behind
@@ -152,8 +153,8 @@ def _resume(experiment: Path | None, resume: str, workers: int | None,
                                   f"(only {', '.join(MAY_CHANGE_ON_RESUME)} may change)")
         exp = stored.model_copy(update={k: getattr(given, k) for k in MAY_CHANGE_ON_RESUME})
         exp._space_where = stored._space_where
-        if given.budget != store.meta.get("budget"):
-            store.update_meta(budget=given.budget)
+        if (given.limits.evaluations, given.limits.items) != (store.meta.get("budget"), store.meta.get("budget_items")):
+            store.update_meta(budget=given.limits.evaluations, budget_items=given.limits.items)
     else:
         _note_edited(store, stored)
     t0 = time.perf_counter()

@@ -6,6 +6,14 @@ searcher and saves its state. Every ask and tell gets a sequence number; ``resto
 the searcher of an interrupted run from its last saved state plus the events recorded after it
 (see evomerge/runtime/store.py). KeyboardInterrupt propagates: everything told is durable, the
 candidates in flight stay RUNNING and are evaluated again on resume.
+
+The budget counts evaluations, or (racing only) scored items: every item of every stored rung,
+earlier sessions' included. A rung's cost is known before it is sent (its width times the
+tasks), so the loop never sends one the budget cannot pay for, counting the rungs in flight:
+a new candidate is asked only while its first rung fits, and a race whose next rung does not
+fit ends there, told and stored like a race stopped by its confidence bound (``fidelity.full``
+false, ``fidelity.cut: "budget"``). So the run ends with every candidate finished and at most
+the budget's items scored; raising the budget on resume starts new candidates.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import numpy as np
 
 from evomerge.errors import EvomergeError
 from evomerge.evaluate.result import EvalResult
+from evomerge.experiment import Budget
 from evomerge.runtime.pool import EvalJob, EvaluationPool
 from evomerge.runtime.progress import RunProgress
 from evomerge.runtime.racing import RaceState, build_race
@@ -34,6 +43,7 @@ class LoopSummary:
     total: int              # finished in the whole run
     failed: int
     stopped: str            # "budget" | "searcher done" | "searcher idle"
+    items: int = 0          # raced runs: items scored in the whole run (every rung)
 
 
 def restore(store: RunStore, session: Session) -> tuple[int, list[Any]]:
@@ -71,10 +81,13 @@ def _check_same(cand: Any, genome: list[float], store: RunStore) -> None:
                          f"replay (was the searcher, its options or the seed changed?)")
 
 
-def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: int,
+def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: int | Budget,
              show_progress: bool = True) -> LoopSummary:
-    """Search until ``budget`` evaluations are stored (counting earlier sessions) or the searcher stops."""
+    """Search until the budget (evaluations, or a Budget; counting earlier sessions) is spent or
+    the searcher stops."""
     searcher, space, scoring = session.searcher, session.space, session.scoring
+    limits = budget if isinstance(budget, Budget) else Budget(evaluations=budget)
+    max_evals, max_items = limits.evaluations, limits.items
     seq, resubmit = restore(store, session)
     score_references(store, session, pool, echo=_stderr if show_progress else None)
     records = {r.number: r for r in store.trials()}
@@ -83,24 +96,54 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     in_flight: dict[int, Any] = {}
     evaluated, stopped = 0, "budget"
     directions = [o.direction for o in scoring.objectives]
-    progress = RunProgress(store.name, budget, total, directions, show_progress,
-                           pool.utilization)
     race = _race(session)
+    if max_items is not None and race is None:
+        raise EvomergeError("budget.items: counts the items racing scores; this run does not race")
+    spent = sum(_rung_items(r) for t in records.values() for r in t.rungs)   # items scored so far
+    for r in (r for t in records.values() for r in t.rungs if race is not None):
+        race.learn(tuple(r["items"]), r["item_scores"])                      # the split's size, if seen
+    reserved: dict[int, int] = {}                                           # rungs in flight: their cost
+    if max_items is not None:
+        progress = RunProgress(store.name, max_items, spent, directions, show_progress, pool.utilization,
+                               unit="items")
+    else:
+        progress = RunProgress(store.name, max_evals or 0, total, directions, show_progress, pool.utilization)
     races: dict[int, RaceState] = {}
     recipes: dict[int, dict[str, Any]] = {}
     incumbent = _incumbent(finished, directions[0]) if race else None
     timeout_s = session.experiment.resources.timeout_s
 
+    def cost(k: int) -> int:
+        """The most items rung ``k`` can score (every task's share)."""
+        a, b = race.rung(k)
+        return (b - a) * len(scoring.tasks)
+
+    def affordable(items: int) -> bool:
+        return max_items is None or spent + sum(reserved.values()) + items <= max_items
+
+    def can_start() -> bool:
+        if max_evals is not None and total + len(in_flight) >= max_evals:
+            return False
+        return race is None or affordable(cost(0))
+
     def dispatch(cid: int) -> None:
-        """The candidate's next job: the whole evaluation, or the next rung of its race."""
+        """The candidate's next job: the whole evaluation, or the next rung of its race (a race
+        the item budget cannot pay on for ends at its last rung)."""
         if race is None:
             pool.submit(EvalJob(cid, recipes[cid], timeout_s))
             return
         state = races[cid]
-        if race.goes_on(state, incumbent):
-            pool.submit(EvalJob(cid, recipes[cid], timeout_s, items=race.rung(len(state.rungs))))
-        else:
+        if not race.goes_on(state, incumbent):
             finish(_raced_result(cid, state), state)
+        elif not affordable(cost(len(state.rungs))):
+            if state.rungs:
+                finish(_raced_result(cid, state), state, cut=True)
+            else:   # only when the budget was lowered on resume below an asked candidate's first rung
+                finish(EvalResult(candidate_id=cid, worker="driver",
+                                  error="not scored: the item budget was spent before its first rung"))
+        else:
+            reserved[cid] = cost(len(state.rungs))
+            pool.submit(EvalJob(cid, recipes[cid], timeout_s, items=race.rung(len(state.rungs))))
 
     def submit(cand: Any) -> None:
         nonlocal seq
@@ -129,9 +172,11 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
             finish(EvalResult(candidate_id=cand.id, error=error, worker="driver"))
 
     def receive(result: EvalResult) -> None:
+        nonlocal spent
         cid = result.candidate_id
         if cid not in in_flight:
             return  # a late duplicate (e.g. re-queued after a worker died): already stored
+        reserved.pop(cid, None)
         if race is None or result.failed:
             finish(result)
             return
@@ -142,11 +187,15 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
                               f"than the {bounds[1] - bounds[0]} items asked (it ignores item ranges)"))
             return
         state.add(bounds, result.item_scores, result.timings, result.worker)
-        store.add_rung(cid, len(state.rungs) - 1, {"items": list(bounds), "item_scores": result.item_scores,
-                                                   "timings": result.timings, "worker": result.worker})
+        race.learn(bounds, result.item_scores)
+        rung = {"items": list(bounds), "item_scores": result.item_scores, "timings": result.timings,
+                "worker": result.worker}
+        store.add_rung(cid, len(state.rungs) - 1, rung)
+        spent += _rung_items(rung)
+        progress.advance(_rung_items(rung) if max_items is not None else 0)
         dispatch(cid)
 
-    def finish(result: EvalResult, state: RaceState | None = None) -> None:
+    def finish(result: EvalResult, state: RaceState | None = None, cut: bool = False) -> None:
         nonlocal seq, total, evaluated, incumbent, failed
         cid = result.candidate_id
         outcome = scoring.of_result(result)
@@ -154,6 +203,8 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         fidelity = None
         if race is not None and state is not None:
             fidelity = {"items": state.scored, "full": race.complete(state), "rungs": [list(r) for r in state.rungs]}
+            if cut:
+                fidelity["cut"] = "budget"
             if values is not None and race.complete(state):
                 signed = values[0] if directions[0] == "maximize" else -values[0]
                 incumbent = signed if incumbent is None else max(incumbent, signed)
@@ -166,7 +217,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         del in_flight[cid]
         total += 1
         evaluated += 1
-        progress.result(None if values is None else values[0])
+        progress.result(None if values is None else values[0], advance=0 if max_items is not None else 1)
 
     saver = StateSaver(store, searcher)
     with progress, saver.flushing(lambda: seq - 1):
@@ -175,18 +226,18 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         for cand in resubmit:
             submit(cand)
         while True:
-            while len(in_flight) < pool.capacity and total + len(in_flight) < budget:
+            while len(in_flight) < pool.capacity and can_start():
                 got = searcher.ask(1)
                 if not got:
                     break
                 submit(got[0])
             if not in_flight:
-                if total < budget:
+                if can_start():
                     stopped = "searcher done" if searcher.done else "searcher idle"
                 break
             for result in pool.wait(timeout=1.0):
                 receive(result)
-    return LoopSummary(evaluated, total, failed, stopped)
+    return LoopSummary(evaluated, total, failed, stopped, spent)
 
 
 class StateSaver:
@@ -222,6 +273,11 @@ def _race(session: Session) -> Any:
     if exp.racing is None:
         return None
     return build_race(exp.racing, exp.fitness.tasks, exp.fitness.objectives, exp.fitness.options.get("limit"))
+
+
+def _rung_items(rung: dict[str, Any]) -> int:
+    """Items a stored rung scored, over all tasks."""
+    return sum(len(v) for v in rung["item_scores"].values())
 
 
 def _raced_result(cid: int, state: RaceState) -> EvalResult:

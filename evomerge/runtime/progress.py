@@ -30,8 +30,9 @@ def status_every() -> float:
 
 class RunProgress:
     def __init__(self, name: str, budget: int, done: int, directions: list[str], enabled: bool = True,
-                 utilization: Callable[[], float | None] | None = None) -> None:
-        self.name, self.budget, self.done = name, budget, done
+                 utilization: Callable[[], float | None] | None = None, unit: str = "evaluations") -> None:
+        """``unit``: what ``budget`` and ``done`` count ("evaluations", or "items" for an item budget)."""
+        self.name, self.budget, self.done, self.unit = name, budget, done, unit
         self.directions, self.utilization = directions, utilization
         self.failed = 0
         self.best: float | None = None
@@ -58,14 +59,20 @@ class RunProgress:
         self.failed, self.best = failed, best
         self._refresh(advance=0)
 
-    def result(self, first_objective: float | None) -> None:
+    def advance(self, n: int) -> None:
+        """``n`` more units spent without a result (an item budget's rungs)."""
+        if n:
+            self.done += n
+            self._refresh(advance=n)
+
+    def result(self, first_objective: float | None, advance: int = 1) -> None:
         if first_objective is None:
             self.failed += 1
         elif self.best is None or (first_objective > self.best if self.directions[0] == "maximize"
                                    else first_objective < self.best):
             self.best = first_objective
-        self.done += 1
-        self._refresh(advance=1)
+        self.done += advance
+        self._refresh(advance=advance)
         now = time.monotonic()
         if self.lines and (now - self._last_line >= self.every or self.done >= self.budget):
             self._last_line = now
@@ -78,7 +85,7 @@ class RunProgress:
         rate = new / spent * 60 if spent > 0 else 0.0
         left = max(0, self.budget - self.done)
         eta = _duration(left / rate * 60) if rate > 0 else "-"
-        parts = [f"{datetime.now():%H:%M:%S} {self.name}: {self.done}/{self.budget} evaluations",
+        parts = [f"{datetime.now():%H:%M:%S} {self.name}: {self.done}/{self.budget} {self.unit}",
                  f"{self.failed} failed", "best " + ("-" if self.best is None else f"{self.best:.4g}"),
                  f"{rate:.1f}/min", f"ETA {eta}"]
         util = self.utilization() if self.utilization else None

@@ -57,7 +57,9 @@ class Race:
 
     Rung k scores items [b(k-1), b(k)) with b(0) = first, b(k+1) = ceil(eta b(k)), capped at
     ``limit``; the split's size is found, not assumed: a rung that comes back with fewer items
-    than it asked for ends the race (the candidate is then scored in full)."""
+    than it asked for ends the race (the candidate is then scored in full), and from then on
+    rungs are capped at that size too (``learn``), so no rung asks for items the split does
+    not have (an item budget pays for what a rung may score)."""
 
     def __init__(self, first: int, eta: float, z: float, weights: dict[str, float], maximize: bool,
                  limit: int | None = None) -> None:
@@ -65,13 +67,27 @@ class Race:
             raise ConfigError("racing: needs first >= 1, eta > 1 and z > 0")
         self.first, self.eta, self.z, self.limit = int(first), float(eta), float(z), limit
         self.weights, self.maximize = weights, maximize
+        self.size: int | None = None        # the split's size, once a short rung has shown it
+
+    @property
+    def cap(self) -> int | None:
+        caps = [int(c) for c in (self.limit, self.size) if c]
+        return min(caps) if caps else None
+
+    def learn(self, bounds: tuple[int, int], item_scores: dict[str, list[float]]) -> None:
+        """Note the split's size when a rung comes back short for every task."""
+        a, b = int(bounds[0]), int(bounds[1])
+        if item_scores and all(len(v) < b - a for v in item_scores.values()):
+            size = a + max(len(v) for v in item_scores.values())
+            self.size = size if self.size is None else min(self.size, size)
 
     def bound(self, k: int) -> int:
-        b = min(self.first, self.limit or self.first)
+        cap = self.cap
+        b = min(self.first, cap or self.first)
         for _ in range(k):
             b = max(b + 1, math.ceil(b * self.eta))
-            if self.limit:
-                b = min(b, int(self.limit))
+            if cap:
+                b = min(b, cap)
         return b
 
     def rung(self, k: int) -> tuple[int, int]:
@@ -81,7 +97,8 @@ class Race:
         """Every item of the split (or the limit) scored."""
         if state.exhausted:
             return True
-        return bool(self.limit) and bool(state.rungs) and state.rungs[-1][1] >= int(self.limit)
+        cap = self.cap
+        return bool(cap) and bool(state.rungs) and state.rungs[-1][1] >= cap
 
     def estimate(self, items: dict[str, list[float]]) -> tuple[float, float]:
         """(objective mean over the items scored, its standard error), in the objective's direction."""

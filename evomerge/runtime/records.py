@@ -36,7 +36,8 @@ class RunInfo:
     experiment: dict[str, Any]               # the validated experiment config as a dict
     searcher: str
     objectives: dict[str, str]               # objective name -> "maximize" | "minimize"
-    budget: int | None = None
+    budget: int | None = None                # evaluations (None: no evaluation limit)
+    budget_items: int | None = None          # racing: scored items
     started: datetime | None = None          # when `evomerge run` began, start-up included
     startup_s: list[float] = field(default_factory=list)   # start-up seconds, one per session
     baselines: dict[str, Any] = field(default_factory=dict)   # the run's references (runtime/references.py) by name

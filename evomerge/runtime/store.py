@@ -236,7 +236,8 @@ class RunStore:
         m = self._meta
         started = datetime.fromisoformat(m["started"]) if m.get("started") else None
         return RunInfo(name=self.name, experiment=m["experiment"], searcher=m["searcher"],
-                       objectives=dict(m["objectives"]), budget=m.get("budget"), started=started,
+                       objectives=dict(m["objectives"]), budget=m.get("budget"),
+                       budget_items=m.get("budget_items"), started=started,
                        startup_s=[float(x) for x in m.get("startup_s") or []],
                        baselines=self.references())
 
