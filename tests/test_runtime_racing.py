@@ -234,6 +234,38 @@ def test_resume_mid_race_keeps_the_items_already_scored(tmp_path):
     assert sum(min(b, N) - min(a, N) for _, (a, b) in pool._evaluator.jobs) == run.summary.items - resumed
 
 
+class Shuffled:
+    """Several workers: ``capacity`` jobs in flight, results back one at a time in a seeded random order."""
+
+    def __init__(self, spec, capacity: int) -> None:
+        self.evaluator, self.capacity = NoisySimulatedEvaluator(spec), capacity
+        self.jobs, self.rng, self.most = [], np.random.default_rng(0), 0
+
+    def submit(self, job):
+        self.jobs.append(job)
+        self.most = max(self.most, len(self.jobs))
+
+    def wait(self, timeout=None):
+        return [self.evaluator.evaluate(self.jobs.pop(int(self.rng.integers(len(self.jobs)))))] if self.jobs else []
+
+    def close(self):
+        pass
+
+    def utilization(self):
+        return None
+
+
+def test_an_item_budget_holds_with_rungs_in_flight_on_several_workers(tmp_path):
+    from evomerge.runtime.session import build_session
+
+    exp = with_budget(experiment("x", 1, {"first": 32, "eta": 2.0}), {"items": 2500}, "workers")
+    pool = Shuffled(build_session(exp).spec, 4)
+    store, _ = run(tmp_path, exp, pool)
+    trials = store.trials()
+    assert pool.most == 4 and all(t.state == "complete" for t in trials)
+    assert run.summary.stopped == "budget" and 2500 - 32 < rung_items(trials) == run.summary.items <= 2500
+
+
 @pytest.mark.parametrize("budget, racing, line", [
     ({"items": 0}, True, "exp.yaml: budget.items: Input should be greater than or equal to 1"),
     ({"items": "many"}, True, "exp.yaml: budget.items: Input should be a valid integer"),
