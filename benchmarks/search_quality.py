@@ -51,7 +51,8 @@ ARMS = {"cmaes": ("cmaes", {}), "random": ("random", {}), "m2n2": ("m2n2", {}), 
         "map": ("map", {}),
         # CMA-ES variants measured against the default at small budgets (--arms cmaes cmaes_...)
         "cmaes_design": ("cmaes", {"initial_design": 8}), "cmaes_sigma0.5": ("cmaes", {"sigma0": 0.5}),
-        "cmaes_pop6_sigma0.5": ("cmaes", {"population_size": 6, "sigma0": 0.5})}
+        "cmaes_pop6_sigma0.5": ("cmaes", {"population_size": 6, "sigma0": 0.5}),
+        "cmaes_pop6": ("cmaes", {"population_size": 6}), "cmaes_pop8": ("cmaes", {"population_size": 8})}
 MAIN_ARMS = ["cmaes", "random", "m2n2", "hillclimb", "map"]
 PER_BLOCK = ("ta_blocks", "ties_blocks")
 

@@ -136,5 +136,5 @@ def _score_table(facts: CardFacts) -> list[str]:
 def _budget(info: Any) -> str:
     """The run's budget in words: evaluations, scored items (racing), or both."""
     parts = [f"{info.budget} evaluations" if info.budget else "",
-             f"{info.budget_items} scored items" if getattr(info, "budget_items", None) else ""]
+             f"{info.budget_items} scored items" if info.budget_items else ""]
     return " or ".join(p for p in parts if p) or "open"
