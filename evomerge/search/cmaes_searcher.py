@@ -21,9 +21,9 @@ the design looks everywhere first. Off by default: on the zoo's task-arithmetic-
 where x0 (plain task arithmetic) is already decent, 8 Sobol points never beat x0 and the design
 only cost evaluations at budgets 12 and 25; it pays when x0 is far from the optimum
 (tests/test_search_cmaes.py). The defaults (population 4 + 3 ln dim, σ0 = 1/6 of the mean range)
-were measured against σ0 = 1/4, population 6 with σ0 = 1/4 and the design on that space at 12-50
-evaluations over 6 seeds: none did better on the full test split at any of those budgets
-(benchmarks/results/search_quality_cmaes_variants.json).
+were measured against σ0 = 1/4, populations 6 and 8, population 6 with σ0 = 1/4 and the design
+on that space at 12-50 evaluations over 6 seeds: none did better on the full test split at any
+of those budgets, and none lifted the worst seed (benchmarks/results/search_quality_cmaes_variants.json).
 """
 
 from __future__ import annotations
