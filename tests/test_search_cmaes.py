@@ -107,6 +107,15 @@ def test_initial_design_scores_x0_and_a_sobol_spread_first_then_starts_at_their_
     assert [c.meta["generation"] for c in gen] == [0] * 6 and gen[0].id == 8
 
 
+def test_initial_design_on_a_plateau_starts_at_x0():
+    """Every design point ties (a score of 0 everywhere off the route): CMA-ES starts where the
+    user put it, not at a random Sobol point."""
+    s = make_searcher("cmaes", SPACE, {"initial_design": 4, "population_size": 6}, seed=0)
+    for c in s.ask(4):
+        s.tell(c.id, Outcome(values=(0.0,)))
+    assert s.segment["mean"] == SPACE.x0.tolist()
+
+
 @pytest.mark.parametrize("stop_at", [3, 8, 13])
 def test_initial_design_resumes_exactly_mid_design_and_after(stop_at):
     from helpers_search import resumed_equals_uninterrupted, same_log

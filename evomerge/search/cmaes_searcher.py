@@ -169,8 +169,8 @@ class CMAESSearcher(Searcher):
         i = int(cand.meta["design"])
         d["told"][i], d["values"][i] = True, None if outcome.failed else outcome.values[0]
         if all(d["told"]):                 # CMA-ES starts at the design's best point
-            scored = [(v, k) for k, v in enumerate(d["values"]) if v is not None]
-            start = d["points"][max(scored)[1]] if scored else self.space.x0.tolist()
+            scored = [(v, -k) for k, v in enumerate(d["values"]) if v is not None]   # ties: the earliest, x0 first
+            start = d["points"][-max(scored)[1]] if scored else self.space.x0.tolist()
             self.segment = self._segment(np.asarray(start, float), self.segment["popsize"])
             self._build()
 
