@@ -109,6 +109,18 @@ def test_dataflow_head_can_come_from_another_source(models):
         load_space({"kind": "dataflow", "head_from": 2}, models)
 
 
+def test_dataflow_start_can_run_another_sources_layers(models):
+    space = load_space({"kind": "dataflow", "repetitions": 2, "start_from": 1}, models)
+    start = space.to_recipe(space.x0)
+    assert start.embeddings_from == 0 and [(h.source, h.layer) for h in start.layers] == [(1, i) for i in range(4)]
+    hybrid = load_space({"kind": "hybrid", "parameter": {"kind": "parameter", "method": "ties"},
+                         "dataflow": {"repetitions": 1, "start_from": 1}}, models)
+    r = hybrid.to_recipe(hybrid.x0)
+    assert r.embeddings_from == 0 and r.sources[0].recipe.method == "ties" and [h.source for h in r.layers] == [1] * 4
+    with pytest.raises(ConfigError, match="start_from: 2 but there are 2 sources"):
+        load_space({"kind": "dataflow", "start_from": 2}, models)
+
+
 def test_dataflow_empty_path_is_an_error(models):
     space = load_space({"kind": "dataflow", "repetitions": 1}, models)
     with pytest.raises(ConfigError, match="empty path"):

@@ -3,7 +3,9 @@ as source 0 next to the original models (evo-merge's PS+DFS).
 
 The merge is either fixed (``parameter: path/to/recipe.yaml``, e.g. a finished PS run's
 winner) or searched jointly (``parameter: {kind: parameter, ...}``: its genes come first).
-The start point routes through the merge's own layers, so it reproduces the merge.
+The start point routes through the merge's own layers, so it reproduces the merge, unless
+``dataflow.start_from`` names another source (e.g. 1, the first original model: the start of a
+data-flow search alone, with the merge's embeddings and head).
 """
 
 from __future__ import annotations
