@@ -109,16 +109,13 @@ def test_dataflow_head_can_come_from_another_source(models):
         load_space({"kind": "dataflow", "head_from": 2}, models)
 
 
-def test_dataflow_start_can_run_another_sources_layers(models):
-    space = load_space({"kind": "dataflow", "repetitions": 2, "start_from": 1}, models)
-    start = space.to_recipe(space.x0)
-    assert start.embeddings_from == 0 and [(h.source, h.layer) for h in start.layers] == [(1, i) for i in range(4)]
+def test_hybrid_can_take_embeddings_head_and_start_from_the_original_models(models):
     hybrid = load_space({"kind": "hybrid", "parameter": {"kind": "parameter", "method": "ties"},
-                         "dataflow": {"repetitions": 1, "start_from": 1}}, models)
+                         "dataflow": {"repetitions": 1, "embeddings_from": 1, "head_from": 2}}, models)
     r = hybrid.to_recipe(hybrid.x0)
-    assert r.embeddings_from == 0 and r.sources[0].recipe.method == "ties" and [h.source for h in r.layers] == [1] * 4
-    with pytest.raises(ConfigError, match="start_from: 2 but there are 2 sources"):
-        load_space({"kind": "dataflow", "start_from": 2}, models)
+    assert (r.embeddings_from, r.head_from) == (1, 2) and r.sources[0].recipe.method == "ties"
+    assert [(h.source, h.layer) for h in r.layers] == [(1, i) for i in range(4)]
+    assert np.array_equal(hybrid.from_recipe(r), hybrid.x0)
 
 
 def test_dataflow_empty_path_is_an_error(models):

@@ -5,9 +5,8 @@ With M sources of L_m layers and r repetitions the candidate sequence has T = r 
 slots (model 1's layers, model 2's, ..., repeated r times). The genome is one inclusion gene per
 slot (used when > 0) followed by the M x M scaling matrix W (row-major): a hop into a layer of
 model j right after a layer of model i (or after model i's embeddings) multiplies the hidden
-state by W[i][j]. The start point switches on exactly the layers of source ``start_from``
-(default: ``embeddings_from``) in the first repetition with W = 1, so the search starts from
-that model itself.
+state by W[i][j]. The start point switches on exactly model A's layers in the first repetition
+with W = 1, so the search starts from model A itself.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ class DataflowSpec(StrictModel):
     scale: Range = Field(default_factory=lambda: Range(low=0.25, high=2.0, init=1.0))
     embeddings_from: int = Field(default=0, ge=0)
     head_from: int | None = Field(default=None, ge=0)  # final norm + lm_head; None: embeddings_from
-    start_from: int | None = Field(default=None, ge=0)  # whose layers the start path runs; None: embeddings_from
     dtype: str | None = None
     seed: int = 0
 
@@ -54,10 +52,8 @@ class DataflowSpace(SearchSpace):
         if spec.embeddings_from >= len(sources):
             raise ConfigError(f"search_space.embeddings_from: {spec.embeddings_from} but there are "
                               f"{len(sources)} sources")
-        for field in ("head_from", "start_from"):
-            value = getattr(spec, field)
-            if value is not None and value >= len(sources):
-                raise ConfigError(f"search_space.{field}: {value} but there are {len(sources)} sources")
+        if spec.head_from is not None and spec.head_from >= len(sources):
+            raise ConfigError(f"search_space.head_from: {spec.head_from} but there are {len(sources)} sources")
         self.spec, self.sources, self.layers = spec, sources, list(layers)
         self.M = len(sources)
         self.slots = [(m, l) for _ in range(spec.repetitions) for m in range(self.M) for l in range(layers[m])]
@@ -66,7 +62,7 @@ class DataflowSpace(SearchSpace):
         self.on, self.off = ind.high / 2.0, ind.low / 2.0
         self._lo = np.array([ind.low] * self.T + [sc.low] * self.M ** 2)
         self._hi = np.array([ind.high] * self.T + [sc.high] * self.M ** 2)
-        a = spec.embeddings_from if spec.start_from is None else spec.start_from
+        a = spec.embeddings_from
         first = [self.on if (i < sum(layers) and m == a) else self.off for i, (m, _) in enumerate(self.slots)]
         self._x0 = np.array(first + [sc.start(1.0)] * self.M ** 2)
 
