@@ -18,7 +18,7 @@ words_top (the best 4-block merge measured on this zoo, 0.806).
 - ``hybrid_seq``: evo-merge's order: ``ps`` for half the budget, then a data-flow search over
   [that winner, math, source 1] for the other half (equal total budget with ``ps``).
 
-    nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 \
+    nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 3 4 \
         --out benchmarks/results/dataflow_stack.json
 
 (dataflow_dfs.json / dataflow_hybrid.json: the same benchmark with source 1 = `zoo:words_top`,
