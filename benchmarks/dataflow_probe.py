@@ -6,7 +6,9 @@ as number words: `math` solves the problems but answers in digits, `words` answe
 cannot solve problems. Both are full fine-tunes of the base (every block moved), and no path
 through their layers writes math's answer as a word. `words_top` learned the same skill with
 blocks 0-2 and the embeddings frozen (only block 3, final norm and head trained): its block 3
-reads what the base's blocks 0-2 write, so math's blocks 0-2 can feed it. Each probe below is one
+reads what the base's blocks 0-2 write, so math's blocks 0-2 can feed it. `words_stack` was
+trained on top of math's frozen blocks: math 0-3 -> words_stack 0-3 is an 8-block route, next to
+plain task arithmetic of the two (4 blocks). Each probe below is one
 path, scored on the first ``--limit`` validation items of math_words (and of math, words).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/dataflow_probe.py
@@ -23,13 +25,19 @@ from typing import Any
 from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
-M, W, T = "zoo:math", "zoo:words", "zoo:words_top"  # sources 0, 1, 2
-TA = {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
-      "sources": [{"model": M, "parameters": {"weight": 1.0}}, {"model": T, "parameters": {"weight": 1.0}}]}
+M, W, T, S = "zoo:math", "zoo:words", "zoo:words_top", "zoo:words_stack"  # sources 0, 1, 2, 3
+
+
+def ta(b: str, wa: float = 1.0, wb: float = 1.0) -> dict[str, Any]:
+    return {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
+            "sources": [{"model": M, "parameters": {"weight": wa}}, {"model": b, "parameters": {"weight": wb}}]}
+
+
+TA = ta(T)
 
 
 def path(emb: int, hops: list[tuple[int, int]], scale: float = 1.0, head: int | None = None) -> dict[str, Any]:
-    out = {"kind": "dataflow", "sources": [{"model": M}, {"model": W}, {"model": T}], "embeddings_from": emb,
+    out = {"kind": "dataflow", "sources": [{"model": M}, {"model": W}, {"model": T}, {"model": S}], "embeddings_from": emb,
            "layers": [{"source": s, "layer": l, "scale": scale if k and s != hops[k - 1][0] else 1.0}
                       for k, (s, l) in enumerate(hops)]}
     if head is not None:
@@ -74,6 +82,15 @@ PROBES = {
     "hybrid: merge 0-2 + math 3 + merge 3": hybrid(MERGE[:3] + [(1, 3), (0, 3)]),
     "hybrid: merge 0-2 + merge 2 again + merge 3": hybrid(MERGE[:3] + [(0, 2), (0, 3)]),
     "hybrid: merge 0 + merge 0 again + merge 1-3": hybrid([(0, 0)] + MERGE),
+    # words_stack: trained on top of math's frozen embeddings and blocks (docs/ZOO.md "Stacked member")
+    "words_stack": path(3, [(3, i) for i in range(4)]),
+    "math layers, words_stack head": path(0, [(0, i) for i in range(4)], head=3),
+    **{f"math 0-3 + words_stack {k}-3, math embeddings, words_stack head":
+       path(0, [(0, i) for i in range(4)] + [(3, i) for i in range(k, 4)], head=3) for k in (3, 2, 1, 0)},
+    "math 0-2 + words_stack 0-3, math embeddings, words_stack head":
+        path(0, [(0, i) for i in range(3)] + [(3, i) for i in range(4)], head=3),
+    **{f"task arithmetic of math + words_stack ({wa}, {wb})": ta(S, wa, wb)
+       for wa, wb in ((1.0, 1.0), (1.0, 0.5), (1.0, 1.5), (0.5, 1.0), (1.5, 0.5), (1.0, 0.25))},
 }
 
 
@@ -88,7 +105,7 @@ def main() -> None:
     from evomerge.runtime.pool import EvalJob, EvaluatorSpec
 
     torch.set_num_threads(1)
-    ev = Evaluator(EvaluatorSpec(("zoo:base", M, W, T), ("math_words", "math", "words"), split="validation", backend="hf",
+    ev = Evaluator(EvaluatorSpec(("zoo:base", M, W, T, S), ("math_words", "math", "words"), split="validation", backend="hf",
                                  options={"limit": args.limit}))
     rows = {}
     t0 = time.perf_counter()

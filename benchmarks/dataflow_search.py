@@ -1,25 +1,28 @@
 """Does data-flow search pay on the zoo? DFS alone vs its parents, hybrid vs parameter space alone.
 
-Target math_words (word problems answered as number words). Sources: `zoo:math` (answers in
-digits) and `zoo:words_top` (answers in number words; only its block 3, final norm and head were
-trained, so its block 3 reads what the base's blocks 0-2 write, and math's blocks 0-2 stay close to
-those). Every search runs through the real loop and store with CMA-ES (the search space and
-searcher options of the shipped experiments), scores candidates on the first ``--val-limit``
-validation items and re-scores its winner on the full test split (1995 items).
+Target math_words (word problems answered as number words). Sources: the shipped experiments'
+(experiments/evo_dfs.yaml, evo_hybrid.yaml): `zoo:math` (answers in digits) and `zoo:words_stack`
+(the words skill trained on top of math's frozen embeddings and 4 blocks, so the 8-block path
+math 0-3 -> words_stack 0-3 composes the two; docs/ZOO.md "Stacked member"). Every search runs
+through the real loop and store with CMA-ES (the search space and searcher options of the shipped
+experiments), scores candidates on the first ``--val-limit`` validation items and re-scores its
+winner on the full test split (1995 items). Reference rows, scored the same way: the parents,
+`zoo:words` and `zoo:words_top`, plain task arithmetic (1, 1) of the sources and of math +
+words_top (the best 4-block merge measured on this zoo, 0.806).
 
 - ``ps``: the hybrid's own merge space alone: task arithmetic with one weight per source per layer
   group (12 genes), start = TA (1, 1), with evo_hybrid's searcher options.
-- ``dfs``: experiments/evo_dfs.yaml (path through math's and words_top's
-  layers, crossing scales; embeddings from math, final norm + head from words_top), start = math's
-  own 4 layers.
-- ``hybrid``: experiments/evo_hybrid.yaml: the PS space and a path over [merge, math, words_top].
+- ``dfs``: experiments/evo_dfs.yaml (path through the sources' layers, crossing scales; embeddings
+  from math, final norm + head from source 1), start = math's own 4 layers.
+- ``hybrid``: experiments/evo_hybrid.yaml: the PS space and a path over [merge, math, source 1].
 - ``hybrid_seq``: evo-merge's order: ``ps`` for half the budget, then a data-flow search over
-  [that winner, math, words_top] for the other half (equal total budget with ``ps``).
+  [that winner, math, source 1] for the other half (equal total budget with ``ps``).
 
-    nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 3 4 --methods dfs \
-        --out benchmarks/results/dataflow_dfs.json
     nice -n 10 OMP_NUM_THREADS=1 python benchmarks/dataflow_search.py --seeds 0 1 2 3 4 \
-        --methods ps hybrid hybrid_seq --out benchmarks/results/dataflow_hybrid.json
+        --out benchmarks/results/dataflow_stack.json
+
+(dataflow_dfs.json / dataflow_hybrid.json: the same benchmark with source 1 = `zoo:words_top`,
+the sources these experiments had before `words_stack`.)
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from _machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = "math_words"
-BASE, A, B = "zoo:base", "zoo:math", "zoo:words_top"
+BASE = "zoo:base"
+REFERENCES = ("zoo:words", "zoo:words_top")  # scored as reference rows next to the parents
+GRID = (0.5, 0.75, 1.0, 1.25, 1.5)  # the plain task-arithmetic grid (benchmarks/search_quality.py's)
 
 
 def _experiment(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -48,6 +53,7 @@ def _experiment(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return space, exp["searcher"].get("options", {})
 
 
+A, B = yaml.safe_load((ROOT / "experiments" / "evo_dfs.yaml").read_text())["models"]["sources"]
 METHODS = {"dfs": _experiment("evo_dfs.yaml"), "hybrid": _experiment("evo_hybrid.yaml")}
 PS_SPACE = METHODS["hybrid"][0]["parameter"]  # PS alone = the hybrid's own merge space
 METHODS["ps"] = (PS_SPACE, METHODS["hybrid"][1])
@@ -57,9 +63,9 @@ def parent(ref: str) -> dict[str, Any]:
     return {"kind": "parameter", "method": "linear", "sources": [{"model": ref, "parameters": {"weight": 1.0}}]}
 
 
-def task_arithmetic(wa: float, wb: float) -> dict[str, Any]:
+def task_arithmetic(wa: float, wb: float, b: str = B) -> dict[str, Any]:
     return {"kind": "parameter", "method": "task_arithmetic", "base": BASE,
-            "sources": [{"model": A, "parameters": {"weight": wa}}, {"model": B, "parameters": {"weight": wb}}]}
+            "sources": [{"model": A, "parameters": {"weight": wa}}, {"model": b, "parameters": {"weight": wb}}]}
 
 
 class Scorer:
@@ -69,7 +75,7 @@ class Scorer:
         from evomerge.evaluate.evaluator import Evaluator
         from evomerge.runtime.pool import EvaluatorSpec
 
-        self.ev = Evaluator(EvaluatorSpec((BASE, A, B, "zoo:words"), (TARGET,), split=split, backend="hf",
+        self.ev = Evaluator(EvaluatorSpec(tuple(dict.fromkeys((BASE, A, B) + REFERENCES)), (TARGET,), split=split, backend="hf",
                                           options={"limit": limit, "batch_size": 256}))
         self.n = 0
 
@@ -163,30 +169,49 @@ def main() -> None:
         "zoo": os.environ.get("EVOMERGE_ZOO") or str(Path.home() / ".cache" / "evomerge" / "zoo"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "methods": {k: {"space": v[0], "searcher_options": v[1]} for k, v in METHODS.items()},
-        "parents": {ref: test(parent(ref)) for ref in (A, B, "zoo:words")},
-        "plain": {"task_arithmetic_1_1": test(task_arithmetic(1.0, 1.0))},
-        "searched": {},
+        "sources": [A, B],
+        "parents": {ref: test(parent(ref)) for ref in dict.fromkeys((A, B) + REFERENCES)},
+        "plain": {"task_arithmetic_1_1": test(task_arithmetic(1.0, 1.0)),
+                  "task_arithmetic_1_1_math_words_top": test(task_arithmetic(1.0, 1.0, "zoo:words_top"))},
+        "searched": {}, "machine": host,
     }
-    print("parents", out["parents"], "plain", out["plain"], flush=True)
+    grid = {f"{wa},{wb}": test(task_arithmetic(wa, wb)) for wa in GRID for wb in GRID}
+    top = max(grid, key=grid.get)
+    out["plain"]["ta_grid_test"] = grid
+    out["plain"]["best_of_ta_grid"] = {"weights": top, "test": grid[top], "picked_on": "test (optimistic)"}
+    print("parents", out["parents"], "plain", {k: v for k, v in out["plain"].items() if k != "ta_grid_test"},
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for method in args.methods:
-            rows = [run_method(method, seed, args, test, Path(tmp)) for seed in args.seeds]
-            out["searched"][method] = {"runs": rows, "test": summary([r["test"] for r in rows])}
-    best_parent = max(out["parents"][r] for r in (A, B))
+        for seed in args.seeds:  # seed-major, written after every run: an interrupted run keeps whole seeds
+            for method in args.methods:
+                row = run_method(method, seed, args, test, Path(tmp))
+                out["searched"].setdefault(method, {"runs": []})["runs"].append(row)
+                write(out, args.out, t0)
+
+
+def write(out: dict[str, Any], path: Path, t0: float) -> None:
+    """The results so far, with per-method summaries and the verdicts against the targets."""
+    best_parent = max(out["parents"][r] for r in out["sources"])
+    best_plain = max(out["plain"]["best_of_ta_grid"]["test"], out["plain"]["task_arithmetic_1_1"],
+                     out["plain"]["task_arithmetic_1_1_math_words_top"])
     searched = out["searched"]
-    verdict: dict[str, Any] = {}
+    for rows in searched.values():
+        rows["test"] = summary([r["test"] for r in rows["runs"]])
+    verdict: dict[str, Any] = {"best_parent": best_parent, "best_plain_merge": best_plain}
     if "dfs" in searched:
         verdict["dfs_beats_both_parents_every_seed"] = all(r["test"] > best_parent for r in searched["dfs"]["runs"])
-    for h in ("hybrid", "hybrid_seq"):
+    for h in ("dfs", "hybrid", "hybrid_seq"):
         if h in searched and "ps" in searched:
             pairs = list(zip(searched[h]["runs"], searched["ps"]["runs"]))
             verdict[f"{h}_minus_ps_per_seed"] = [round(a["test"] - b["test"], 4) for a, b in pairs]
+        if h in searched:
+            verdict[f"{h}_minus_best_plain_per_seed"] = [round(r["test"] - best_plain, 4) for r in searched[h]["runs"]]
     out["verdict"] = verdict
-    out["machine"] = host | {"load_avg_end": os.getloadavg()}
+    out["machine"] = out["machine"] | {"load_avg_end": os.getloadavg()}
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out} ({out['wall_s']} s)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path} ({out['wall_s']} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,15 @@ def test_dataflow_head_can_come_from_another_source(models):
         load_space({"kind": "dataflow", "head_from": 2}, models)
 
 
+def test_hybrid_can_take_embeddings_head_and_start_from_the_original_models(models):
+    hybrid = load_space({"kind": "hybrid", "parameter": {"kind": "parameter", "method": "ties"},
+                         "dataflow": {"repetitions": 1, "embeddings_from": 1, "head_from": 2}}, models)
+    r = hybrid.to_recipe(hybrid.x0)
+    assert (r.embeddings_from, r.head_from) == (1, 2) and r.sources[0].recipe.method == "ties"
+    assert [(h.source, h.layer) for h in r.layers] == [(1, i) for i in range(4)]
+    assert np.array_equal(hybrid.from_recipe(r), hybrid.x0)
+
+
 def test_dataflow_empty_path_is_an_error(models):
     space = load_space({"kind": "dataflow", "repetitions": 1}, models)
     with pytest.raises(ConfigError, match="empty path"):

@@ -77,6 +77,30 @@ def test_train_top_trains_only_the_last_blocks_and_the_head():
     assert all(p.requires_grad for p in model.parameters())  # nothing left frozen for a later stage
 
 
+def test_stacked_member_trains_its_blocks_and_head_on_the_frozen_model_below():
+    """words_stack's recipe: its blocks, norm and head learn on top of math's embeddings and blocks
+    (run as one 8-block model); math stays untouched, the member's own embeddings stay its parent's,
+    the result is deterministic and depends on the model below."""
+    from evomerge.zoo.train import new_model, train_stacked
+
+    torch.set_num_threads(1)
+    sched = Schedule(steps=2, lr=1e-3, warmup=1, batch=2)
+    below = new_model(1)
+    below_before = {k: v.clone() for k, v in below.state_dict().items()}
+    runs = []
+    for under in (below, below, new_model(2)):
+        member = new_model(0)
+        before = {k: v.clone() for k, v in member.state_dict().items()}
+        train_stacked(member, under, "words", sched, 0)
+        after = member.state_dict()
+        assert {k for k in after if not torch.equal(after[k], before[k])} == set(after) - {"model.embed_tokens.weight"}
+        assert member.config.num_hidden_layers == 4 and all(p.requires_grad for p in member.parameters())
+        runs.append(after)
+    assert all(torch.equal(v, below_before[k]) for k, v in below.state_dict().items())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not torch.equal(runs[0]["model.layers.0.mlp.down_proj.weight"], runs[2]["model.layers.0.mlp.down_proj.weight"])
+
+
 def test_build_is_atomic_cached_and_reproducible(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo_build, "STAGES", TINY)
     out = tmp_path / "zoo"

@@ -29,7 +29,7 @@ def score(zoo_dir):
 
 
 def test_zoo_models_are_vllm_friendly_llamas(zoo_dir):
-    for name in ("base", "math", "words", "words_top", "reverse", "count"):
+    for name in ("base", "math", "words", "words_top", "reverse", "count", "words_stack"):
         config = json.loads((zoo_dir / name / "config.json").read_text())
         assert config["architectures"] == ["LlamaForCausalLM"]
         assert config["hidden_size"] // config["num_attention_heads"] == 32
@@ -64,6 +64,26 @@ def test_routing_math_blocks_into_words_top_solves_the_target(zoo_dir, score):
     backend = HFBackend(build_model(recipe), AutoTokenizer.from_pretrained(str(zoo_dir / "math")))
     routed = load_task("math_words").evaluate(backend, "validation", N).score
     assert routed > 0.5 > max(score("math", "math_words"), score("words_top", "math_words"))
+
+
+def test_routing_math_into_words_stack_composes_what_no_four_block_merge_does(zoo_dir, score):
+    """words_stack learned the words skill reading math's last block: the 8-block path
+    math 0-3 -> words_stack 0-3 answers the target; words_stack alone and plain task arithmetic of
+    the two (4 blocks, each a sum of both models' blocks) do not."""
+    from evomerge.evaluate.evaluator import Evaluator
+    from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+    sources = [{"model": "zoo:math"}, {"model": "zoo:words_stack"}]
+    routed = {"kind": "dataflow", "sources": sources, "embeddings_from": 0, "head_from": 1,
+              "layers": [{"source": m, "layer": i} for m in (0, 1) for i in range(4)]}
+    ta = {"kind": "parameter", "method": "task_arithmetic", "base": "zoo:base",
+          "sources": [{"model": "zoo:math", "parameters": {"weight": 1.0}},
+                      {"model": "zoo:words_stack", "parameters": {"weight": 1.0}}]}
+    ev = Evaluator(EvaluatorSpec(("zoo:base", "zoo:math", "zoo:words_stack"), ("math_words",), split="validation",
+                                 options={"limit": N}))
+    routed_score, ta_score = (ev.evaluate(EvalJob(i, r)).scores["math_words"] for i, r in enumerate((routed, ta)))
+    assert score("words_stack", "math_words") < 0.1 and score("words_stack", "words") < 0.5
+    assert routed_score > 0.8 > ta_score + 0.3
 
 
 def test_perplexity_is_lower_for_the_base_than_for_the_math_expert(score):

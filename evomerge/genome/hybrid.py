@@ -3,7 +3,11 @@ as source 0 next to the original models (evo-merge's PS+DFS).
 
 The merge is either fixed (``parameter: path/to/recipe.yaml``, e.g. a finished PS run's
 winner) or searched jointly (``parameter: {kind: parameter, ...}``: its genes come first).
-The start point routes through the merge's own layers, so it reproduces the merge.
+The path's sources are [merge, original models...]; by default it takes the merge's embeddings
+and head and starts through the merge's own layers, so it reproduces the merge.
+``dataflow.embeddings_from`` (whose layers the path starts on) and ``head_from`` may name an
+original model instead (1 = the first), e.g. to start where data-flow search alone starts and
+use the merge's layers only where they help.
 """
 
 from __future__ import annotations
@@ -45,8 +49,6 @@ class HybridSpace(SearchSpace):
         return {**spec, "parameter": str((folder / Path(spec["parameter"]).expanduser()).resolve())}
 
     def __init__(self, spec: HybridSpec, models: Models, folder: Path | None = None) -> None:
-        if spec.dataflow.embeddings_from != 0:
-            raise ConfigError("search_space.dataflow.embeddings_from: must be 0 (the merge) in a hybrid space")
         self.ps: ParameterSpace | None = None
         self.fixed: dict[str, Any] | None = None
         if isinstance(spec.parameter, str):

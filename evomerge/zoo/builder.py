@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evomerge.errors import CheckpointError
-from evomerge.zoo.stages import MODELS, STAGES
+from evomerge.zoo.stages import MODELS, STACKED_ON, STAGES
 
 ZOO_VERSION = 1
 DEFAULT_SEED = 0
@@ -56,7 +56,8 @@ def _expected(seed: int, threads: int) -> dict:
 
     return {"zoo_version": ZOO_VERSION, "code": code_hash(), "seed": seed, "threads": threads,
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "stages": {k: {"parent": p, "mix": m, "schedule": asdict(s)} for k, (p, m, s) in STAGES.items()}}
+            "stages": {k: {"parent": p, "mix": m, "schedule": asdict(s)} for k, (p, m, s) in STAGES.items()},
+            "stacked_on": STACKED_ON}
 
 
 def is_up_to_date(out: Path, seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> bool:
@@ -82,13 +83,16 @@ def _save(model, out: Path) -> None:
 def _build_into(tmp: Path, seed: int, log: Callable[[str], None]) -> dict:
     import copy
 
-    from evomerge.zoo.train import new_model, train
+    from evomerge.zoo.train import new_model, train, train_stacked
 
     models, timings = {}, {}
     for name, (parent, mix, schedule) in STAGES.items():
         t0, c0 = time.perf_counter(), time.process_time()
         model = new_model(seed) if parent is None else copy.deepcopy(models[parent])
-        train(model, mix, schedule, seed, log)
+        if name in STACKED_ON:
+            train_stacked(model, models[STACKED_ON[name]], mix, schedule, seed, log)
+        else:
+            train(model, mix, schedule, seed, log)
         _save(model, tmp / name)
         models[name] = model
         timings[name] = {"wall": round(time.perf_counter() - t0, 1), "cpu": round(time.process_time() - c0, 1)}

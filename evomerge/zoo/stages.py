@@ -27,5 +27,11 @@ STAGES: dict[str, tuple[str | None, str, Schedule]] = {
     "words_top": ("base", "words", Schedule(steps=300, lr=1e-3, warmup=30, train_top=1)),
     "reverse": ("base", "reverse", Schedule(steps=800, lr=2e-3, warmup=30)),
     "count": ("base", "count", Schedule(steps=600, lr=2e-3, warmup=30)),
+    # the words skill trained on top of math: its 4 blocks, norm and head learn to read math's last
+    # block (math's embeddings and blocks frozen below them), so the 8-block data-flow path
+    # math 0-3 -> words_stack 0-3 composes the two; no 4-block merge can (docs/ZOO.md, "Stacked member")
+    "words_stack": ("base", "words", Schedule(steps=300, lr=1e-3, warmup=30)),
 }
 MODELS = tuple(STAGES)
+# stage -> the model whose embeddings and blocks run (frozen) below it while it trains
+STACKED_ON: dict[str, str] = {"words_stack": "math"}

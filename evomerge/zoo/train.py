@@ -96,6 +96,43 @@ def train(model, mix_name: str, schedule: Schedule, seed: int, log=None) -> list
     return losses
 
 
+def train_stacked(model, below, mix_name: str, schedule: Schedule, seed: int, log=None) -> list[float]:
+    """Train ``model``'s blocks, final norm and head on top of ``below``'s embeddings and blocks.
+
+    The two are run as one 2L-layer model (``below`` frozen: its embeddings and blocks 0..L-1,
+    then ``model``'s blocks as L..2L-1, norm and head), so ``model``'s blocks learn to read what
+    ``below``'s last block writes. ``model`` stays a normal L-layer checkpoint with its own
+    (untouched) embeddings; the stacked computation exists only as a data-flow path
+    ``below`` 0..L-1 -> ``model`` 0..L-1 (docs/ZOO.md, "Stacked member").
+    """
+    from dataclasses import replace
+
+    from transformers import LlamaForCausalLM
+
+    n = model.config.num_hidden_layers
+    config = model_config()
+    config.num_hidden_layers = 2 * n
+    stack = LlamaForCausalLM(config)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("model.embed_tokens.")}
+    for k in list(own):
+        if k.startswith("model.layers."):
+            i, rest = k[len("model.layers."):].split(".", 1)
+            own[f"model.layers.{int(i) + n}.{rest}"] = own.pop(k)
+    low = {k: v for k, v in below.state_dict().items() if k.startswith(("model.embed_tokens.", "model.layers."))}
+    stack.load_state_dict(low | own, strict=True)
+    losses = train(stack, mix_name, replace(schedule, train_top=n), seed, log)
+    trained = stack.state_dict()
+    back = {k: trained[k] for k in ("model.norm.weight", "lm_head.weight")}
+    for k, v in trained.items():
+        if k.startswith("model.layers."):
+            i, rest = k[len("model.layers."):].split(".", 1)
+            if int(i) >= n:
+                back[f"model.layers.{int(i) - n}.{rest}"] = v
+    result = model.load_state_dict(back, strict=False)
+    assert not result.unexpected_keys and set(result.missing_keys) == {"model.embed_tokens.weight"}, result
+    return losses
+
+
 def _frozen(model, train_top: int | None) -> list[torch.nn.Parameter]:
     """The parameters that stay as the parent's: all but the last ``train_top`` blocks, the final
     norm and the head (none when train_top is None)."""
