@@ -7,7 +7,8 @@ scores candidates on the first ``--val-items`` validation items; it is read at b
 cached by recipe). Arms: CMA-ES, random search, M2N2, hill-climbing (one random gene stepped at a
 time from the start point, kept when better: the zoo's own hand search) and MAP (quadratic
 surrogate; its first (N+1)(N+2)/2 points are a design). Spaces: task arithmetic per block,
-TIES per block, DARE-TIES per model (seeded drops), data-flow and hybrid (search_spaces/*.yaml).
+TIES per block, DARE-TIES per model (seeded drops), and data-flow, hybrid and task arithmetic
+per block over math + words_stack (the pair built for routing) (search_spaces/*.yaml).
 Baselines on the same full test split: the parents, untuned TA / TIES / DARE-TIES, and a 5 x 5
 grid of plain task-arithmetic merges (its best picked on validation, and on test: optimistic).
 ``--noise`` measures what the validation size costs and buys: per validation size, the
@@ -45,8 +46,15 @@ BASE, A, B = "zoo:base", "zoo:math", "zoo:words"
 REFS = (BASE, A, B)
 BUDGETS = (12, 25, 50, 100, 200)
 GRID = (0.5, 0.75, 1.0, 1.25, 1.5)
+STACK = "zoo:words_stack"
 SPACES = {"ta_blocks": "ta_blocks.yaml", "ta_gradient": "ta_gradient.yaml", "ties_blocks": "ps_ties_blocks.yaml",
-          "dare_ties": "ps_dare_ties.yaml", "dataflow": "dfs.yaml", "hybrid": "hybrid.yaml"}
+          "dare_ties": "ps_dare_ties.yaml", "dataflow": "dfs.yaml", "hybrid": "hybrid.yaml",
+          "ta_blocks_stack": "ta_blocks.yaml"}
+# Routing is measured on the pair the zoo built for it (math, then words_stack on top: docs/ZOO.md);
+# its own baselines are in results/dataflow_stack.json. The other spaces merge math + words.
+SOURCES = {"dataflow": (A, STACK), "hybrid": (A, STACK), "ta_blocks_stack": (A, STACK)}
+# CMA-ES options as the shipped experiments set them for these spaces (experiments/evo_dfs.yaml, evo_hybrid.yaml)
+CMAES_OPTIONS = {"dataflow": {"sigma0": 0.5}, "hybrid": {"sigma0": 0.5}}
 ARMS = {"cmaes": ("cmaes", {}), "random": ("random", {}), "m2n2": ("m2n2", {}), "hillclimb": (None, {}),
         "map": ("map", {}),
         # CMA-ES variants measured against the default at small budgets (--arms cmaes cmaes_...)
@@ -114,7 +122,7 @@ class Scorer:
         from evomerge.evaluate.evaluator import Evaluator
         from evomerge.runtime.pool import EvaluatorSpec
 
-        sources = (BASE, A, B, "zoo:reverse", "zoo:count")
+        sources = (BASE, A, B, STACK, "zoo:reverse", "zoo:count")
         self.ev = Evaluator(EvaluatorSpec(sources, tasks, split=split, backend="hf",
                                           options={"batch_size": 512, "limit": limit}))
         self.cache_path, self.cache = cache, {}
@@ -151,13 +159,15 @@ def load_space(name: str):
 
     spec = yaml.safe_load((ROOT / "search_spaces" / SPACES[name]).read_text())
     base = BASE if name != "dataflow" else None
-    return load(spec, Models(sources=(A, B), base=base)), spec
+    return load(spec, Models(sources=SOURCES.get(name, (A, B)), base=base)), spec
 
 
-def make(arm: str, info: SpaceInfo, seed: int) -> Searcher:
+def make(arm: str, info: SpaceInfo, seed: int, space_name: str = "ta_blocks") -> Searcher:
     from evomerge.search import make_searcher
 
     searcher, options = ARMS[arm]
+    if searcher == "cmaes":
+        options = CMAES_OPTIONS.get(space_name, {}) | options
     return HillClimb(info, options, seed) if searcher is None else make_searcher(searcher, info, options, seed)
 
 
@@ -168,7 +178,7 @@ def run_one(space_name: str, arm: str, seed: int, budget: int, val: Scorer, val_
     from evomerge.runtime.pool import EvalJob
 
     space, _ = load_space(space_name)
-    searcher = make(arm, SpaceInfo(lower=space.lower, upper=space.upper, x0=space.x0), seed)
+    searcher = make(arm, SpaceInfo(lower=space.lower, upper=space.upper, x0=space.x0), seed, space_name)
     t0, c0 = time.perf_counter(), time.process_time()
     hist: list[tuple[float, dict, list[float]]] = []
     while len(hist) < budget and not searcher.done:
