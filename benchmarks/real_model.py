@@ -376,6 +376,10 @@ def stage_report(args) -> None:
                                  "items": plain["val_limit"], "scores": plain["grid"], "best": plain["best_cell"],
                                  "se_of_best": round(se(plain["grid"][plain["best_cell"]], plain["val_limit"]), 4)}
     best_val_items = (plain.get("grid_items") or {}).get(plain["best_cell"])
+    out["ta_grid_test"] = {f"{wa},{wb}": r for wa, wb in GRID       # cells scored on test (the best; earlier bests)
+                           if (r := get(merge("task_arithmetic", wa, wb), TARGET))}
+    for r in out["ta_grid_test"].values():
+        r.pop("items")
     for name, recipe in plain["plain_recipes"].items():
         test[name] = {TARGET: get(recipe, TARGET), SKILL_A: get(recipe, SKILL_A), SKILL_B: get(recipe, SKILL_B)}
     out["plain_recipes"] = plain["plain_recipes"]
@@ -419,7 +423,7 @@ def stage_report(args) -> None:
         out["earlier_searches"] = old.get("earlier_searches") or [
             {"note": "the previous session's searches: raced on 168 validation items, 8-12 evaluations on an "
                      "overloaded machine", "seed": x["seed"], "evaluations": x["evaluations"],
-             "best_validation": x["best_validation"], "recipe": x["recipe"], "test": x["test"][TARGET]["score"],
+             "best_validation": x["best_validation"], "recipe": x["recipe"], "test": x["test"]["score"], "test_se": x["test"]["se"],
              "vs_best_plain": x["vs_best_plain"]} for x in old.get("searched", [])
             if "test" in x and x["best_validation_items"] == 168]
         out["earlier_run"] = old.get("earlier_run") or {
