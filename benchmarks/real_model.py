@@ -6,21 +6,25 @@ experts `math` and `words` fine-tuned on CPU; cached) scored on the full held-ou
 recipe, task, split and item count; benchmarks/results/tmp/real_model/scores.jsonl), so a stage
 that is rerun scores only what it has not scored yet:
 
-- ``plain``: a task-arithmetic grid (lambda_A, lambda_B) on the first --val-limit validation
-  items; on test the base, the experts on the target (smollm2_math_words) and on their own skills,
-  the grid's best cell, TIES and DARE-TIES (mergekit-like defaults; DARE with 2 seeds);
+- ``plain``: a 12-cell task-arithmetic grid (lambda_A, lambda_B) raced on validation (every cell on
+  the first --val-first items, the --val-top best on --val-limit); on test the base, the experts on
+  the target (smollm2_math_words) and on their own skills, the grid's best cell, TIES and DARE-TIES
+  (mergekit-like defaults; DARE with 2 seeds);
 - ``search --seed S``: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over a depth gradient of
   task-arithmetic weights, 6 genes, racing on validation only) as a child process whose process
   tree's PSS is sampled (benchmarks/scale_rehearsal.py's method: bytes per parameter above the
   tiny shape's idle peak for the same command); per-candidate timings from the store; its best
   fully scored recipe then on test;
+- ``skills --seeds ...``: the searched merges, TIES and DARE-TIES on the experts' own skills;
+- ``seed-cache``: the committed results JSON's test scores into the (git-ignored) score cache, when
+  the cached zoo's experts have the SHA-256 that run scored;
 - ``lm-eval-check``: the lm-eval form of the three tasks (fitness/lm_eval/smollm2_*.yaml) and the
   native tasks on the same resident weights, item for item;
 - ``report``: benchmarks/results/real_model.json — every score with its binomial standard error
   and item count, margins paired over the same test items.
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py plain
-    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py search --seed 0
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py search --seed 0 --budget 24 --stop-at 16:20
     python benchmarks/real_model.py report
 """
 
