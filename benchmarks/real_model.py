@@ -6,21 +6,25 @@ experts `math` and `words` fine-tuned on CPU; cached) scored on the full held-ou
 recipe, task, split and item count; benchmarks/results/tmp/real_model/scores.jsonl), so a stage
 that is rerun scores only what it has not scored yet:
 
-- ``plain``: a task-arithmetic grid (lambda_A, lambda_B) on the first --val-limit validation
-  items; on test the base, the experts on the target (smollm2_math_words) and on their own skills,
-  the grid's best cell, TIES and DARE-TIES (mergekit-like defaults; DARE with 2 seeds);
+- ``plain``: a 12-cell task-arithmetic grid (lambda_A, lambda_B) raced on validation (every cell on
+  the first --val-first items, the --val-top best on --val-limit); on test the base, the experts on
+  the target (smollm2_math_words) and on their own skills, the grid's best cell, TIES and DARE-TIES
+  (mergekit-like defaults; DARE with 2 seeds);
 - ``search --seed S``: `evomerge run experiments/smollm2_ps.yaml` (CMA-ES over a depth gradient of
   task-arithmetic weights, 6 genes, racing on validation only) as a child process whose process
   tree's PSS is sampled (benchmarks/scale_rehearsal.py's method: bytes per parameter above the
   tiny shape's idle peak for the same command); per-candidate timings from the store; its best
   fully scored recipe then on test;
+- ``skills --seeds ...``: the searched merges, TIES and DARE-TIES on the experts' own skills;
+- ``seed-cache``: the committed results JSON's test scores into the (git-ignored) score cache, when
+  the cached zoo's experts have the SHA-256 that run scored;
 - ``lm-eval-check``: the lm-eval form of the three tasks (fitness/lm_eval/smollm2_*.yaml) and the
   native tasks on the same resident weights, item for item;
 - ``report``: benchmarks/results/real_model.json — every score with its binomial standard error
   and item count, margins paired over the same test items.
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py plain
-    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py search --seed 0
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/real_model.py search --seed 0 --budget 24 --stop-at 16:20
     python benchmarks/real_model.py report
 """
 
@@ -45,8 +49,9 @@ OUT = ROOT / "benchmarks" / "results" / "real_model.json"
 BASE, A, B = "zoo:smollm2", "zoo:smollm2-math", "zoo:smollm2-words"
 TARGET, SKILL_A, SKILL_B = "smollm2_math_words", "smollm2_math", "smollm2_words"
 # (lambda_math, lambda_words): the words expert's format needs a large weight to show (probed on 42 items:
-# (0.5, 2) and (0.5, 3) best; lambda_math 1 or lambda_words 1 scored ~0); few cells, the machine is shared
-GRID = ((0.25, 1.5), (0.25, 2.0), (0.5, 2.0))
+# (0.5, 2) and (0.5, 3) best; lambda_math 1 or lambda_words 1 scored ~0). Raced on validation: every
+# cell on the first --val-first items, the --val-top best of them on --val-limit items.
+GRID = tuple((wa, wb) for wa in (0.25, 0.5, 0.75) for wb in (1.5, 2.0, 2.5, 3.0))
 # float32 weights for scoring: this CPU (AVX2, no bf16 instructions) runs bf16 matmuls ~8x slower
 OPTIONS = {"batch_size": 64, "model_dtype": "float32"}
 LM_EVAL = {"include_path": str(ROOT / "fitness" / "lm_eval"), "metric": "exact_match",
@@ -146,12 +151,18 @@ def plain_recipes(best_cell: str) -> dict[str, dict]:
 
 
 def stage_plain(args) -> None:
-    """The grid on validation, then parents and plain merges on the full test split."""
+    """The grid raced on validation, then parents and plain merges on the full test split."""
     s = Scorer()
-    grid = {f"{wa},{wb}": s.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_limit)[TARGET]
-            for wa, wb in GRID}
+    first = {f"{wa},{wb}": s.score(merge("task_arithmetic", wa, wb), (TARGET,), "validation", args.val_first)[TARGET]
+             for wa, wb in GRID}
+    top = sorted(first, key=lambda k: -first[k]["score"])[:args.val_top]
+    grid = {k: s.score(merge("task_arithmetic", *map(float, k.split(","))), (TARGET,), "validation",
+                       args.val_limit)[TARGET] for k in top}
     best_cell = max(grid, key=lambda k: grid[k]["score"])
-    part = {"val_limit": args.val_limit, "grid": {k: v["score"] for k, v in grid.items()}, "best_cell": best_cell,
+    part = {"val_first": args.val_first, "val_limit": args.val_limit,
+            "grid_first": {k: v["score"] for k, v in first.items()},
+            "grid": {k: v["score"] for k, v in grid.items()},
+            "grid_items": {k: v["items"] for k, v in grid.items()}, "best_cell": best_cell,
             "plain_recipes": plain_recipes(best_cell)}
     write_part("plain", part)
     recipes = part["plain_recipes"]
@@ -163,9 +174,47 @@ def stage_plain(args) -> None:
     s.score(recipes["dare_ties_default_seed1"], (TARGET,), "test")
     s.score(single(BASE), (TARGET,), "test")
     s.score(recipes["task_arithmetic_best_of_grid"], (SKILL_A, SKILL_B), "test")  # what the merge keeps
-    s.score(single(BASE), (SKILL_A, SKILL_B), "test")
     part["timings"] = s.timings
     write_part("plain", part)
+
+
+def stage_skills(args) -> None:
+    """The searched merges, TIES and DARE-TIES on the experts' own skills (full test split)."""
+    s = Scorer()
+    recipes = read_part("plain")["plain_recipes"]
+    todo = [read_part(f"smollm2-ps-seed{seed}")["recipe"] for seed in args.seeds if read_part(f"smollm2-ps-seed{seed}")]
+    todo += [recipes["ties_default"], recipes["dare_ties_default_seed0"]]
+    for recipe in todo:
+        s.score(recipe, (SKILL_A, SKILL_B), "test")
+
+
+def stage_seed_cache(args) -> None:
+    """Test scores of an earlier run, from the committed results JSON into the score cache (the
+    cache is a git-ignored folder), so a fresh checkout does not rescore them. Only when the
+    zoo's experts are byte-identical (manifest SHA-256) to the ones that run scored."""
+    from evomerge.zoo import real
+
+    old = json.loads(OUT.read_text())
+    manifest = real.read_manifest(real.real_zoo_dir())
+    for name, entry in old["build"].items():
+        if manifest.get(name, {}).get("sha256") != entry["sha256"]:
+            raise SystemExit(f"{OUT}: {name} was built with another SHA-256 than the cached zoo's; not seeding")
+    recipes = {"base": single(BASE), "expert_math": single(A), "expert_words": single(B), **old["plain_recipes"],
+               **{f"searched_seed{x['seed']}": x["recipe"] for x in old.get("searched", [])}}
+    cache, n = read_cache(), 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(SCORES, "a") as f:
+        for model, tasks in old["test"].items():
+            for task, r in tasks.items():
+                key = cache_key(recipes[model], task, "test", None)
+                if key in cache or not r.get("items"):
+                    continue
+                rec = {"key": key, "recipe": recipes[model], "task": task, "split": "test", "limit": None,
+                       "score": sum(map(int, r["items"])) / len(r["items"]), "n": len(r["items"]),
+                       "items": r["items"], "from": f"{OUT.name} ({model})"}
+                f.write(json.dumps(rec) + "\n")
+                n += 1
+    print(f"{n} test scores taken from {OUT}")
 
 
 def run_sampled(cmd: list[str], log: Path, stop_at: float | None) -> dict:
@@ -206,8 +255,13 @@ def stage_search(args) -> None:
 
     exp = yaml.safe_load((ROOT / "experiments" / "smollm2_ps.yaml").read_text())
     name = f"smollm2-ps-seed{args.seed}"
+    start = ROOT / "experiments" / "recipes" / "smollm2_ta.yaml"
+    plain = read_part("plain")
+    if plain:   # start at the best plain merge this benchmark picked on validation
+        start = WORK / "best_plain.yaml"
+        start.write_text(yaml.safe_dump(plain["plain_recipes"]["task_arithmetic_best_of_grid"]))
     exp.update(name=name, seed=args.seed, search_space=str(ROOT / "search_spaces" / "ps_smollm2.yaml"),
-               initial_recipe=str(ROOT / "experiments" / "recipes" / "smollm2_ta.yaml"))
+               initial_recipe=str(start))
     exp["resources"] = {"threads": int(os.environ.get("OMP_NUM_THREADS", "1"))}   # a shared machine: its share
     if args.budget:
         exp["budget"] = args.budget
@@ -240,6 +294,7 @@ def stage_search(args) -> None:
     part = {"seed": args.seed, "experiment": yaml.safe_load((runs / name / "experiment.yaml").read_text()),
             "evaluations": len(trials), "sessions": sessions,
             "best_validation": best.objectives["score"], "best_validation_items": len(best.item_scores.get(TARGET, [])),
+            "best_validation_item_scores": "".join(str(int(x)) for x in best.item_scores.get(TARGET, [])),
             "recipe": best.recipe,
             "trials": [{"value": round(t.objectives["score"], 4), "items": len(t.item_scores.get(TARGET, [])),
                         "genome": [round(g, 3) for g in t.genome]} for t in trials],
@@ -321,7 +376,14 @@ def stage_report(args) -> None:
         "base": {TARGET: get(single(BASE), TARGET), SKILL_A: get(single(BASE), SKILL_A), SKILL_B: get(single(BASE), SKILL_B)},
         "expert_math": {TARGET: get(single(A), TARGET), SKILL_A: get(single(A), SKILL_A)},
         "expert_words": {TARGET: get(single(B), TARGET), SKILL_B: get(single(B), SKILL_B)}}
-    out["ta_grid_validation"] = {"items": plain["val_limit"], "scores": plain["grid"], "best": plain["best_cell"]}
+    out["ta_grid_validation"] = {"first_items": plain.get("val_first"), "first_scores": plain.get("grid_first"),
+                                 "items": plain["val_limit"], "scores": plain["grid"], "best": plain["best_cell"],
+                                 "se_of_best": round(se(plain["grid"][plain["best_cell"]], plain["val_limit"]), 4)}
+    best_val_items = (plain.get("grid_items") or {}).get(plain["best_cell"])
+    out["ta_grid_test"] = {f"{wa},{wb}": r for wa, wb in GRID       # cells scored on test (the best; earlier bests)
+                           if (r := get(merge("task_arithmetic", wa, wb), TARGET))}
+    for r in out["ta_grid_test"].values():
+        r.pop("items")
     for name, recipe in plain["plain_recipes"].items():
         test[name] = {TARGET: get(recipe, TARGET), SKILL_A: get(recipe, SKILL_A), SKILL_B: get(recipe, SKILL_B)}
     out["plain_recipes"] = plain["plain_recipes"]
@@ -344,6 +406,9 @@ def stage_report(args) -> None:
     for key, part in searches:
         s = {k: part[k] for k in ("seed", "evaluations", "best_validation", "best_validation_items", "recipe",
                                   "trials")}
+        val = part.get("best_validation_item_scores")
+        if val and best_val_items and len(val) == len(best_val_items):
+            s["validation_vs_best_plain"] = paired(val, best_val_items)
         if key in target:
             s["test"] = target[key]
             s["vs_best_parent"] = paired(target[key]["items"], target[best_parent]["items"])
@@ -359,6 +424,12 @@ def stage_report(args) -> None:
     out["cpu_matmul_s"] = matmul_seconds()
     if OUT.exists():
         old = json.loads(OUT.read_text())
+        out["earlier_searches"] = old.get("earlier_searches") or [
+            {"note": "the previous session's searches: raced on 168 validation items, 8-12 evaluations on an "
+                     "overloaded machine", "seed": x["seed"], "evaluations": x["evaluations"],
+             "best_validation": x["best_validation"], "recipe": x["recipe"], "test": x["test"]["score"], "test_se": x["test"]["se"],
+             "vs_best_plain": x["vs_best_plain"]} for x in old.get("searched", [])
+            if "test" in x and x["best_validation_items"] == 168]
         out["earlier_run"] = old.get("earlier_run") or {
             "note": "the previous session's run: bf16 scoring weights, first 420 test items, 42 validation items",
             **{k: {m: {t: {"score": r["score"], "se": r["se"], "n": r["n"]} for t, r in v.items()} for m, v in old[k].items()}
@@ -437,7 +508,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("plain")
-    p.add_argument("--val-limit", type=int, default=168, help="validation items for the grid (a multiple of 21)")
+    p.add_argument("--val-first", type=int, default=126, help="validation items for every grid cell (x 21)")
+    p.add_argument("--val-limit", type=int, default=504, help="validation items for the best cells (x 21)")
+    p.add_argument("--val-top", type=int, default=4, help="grid cells scored on --val-limit items")
+    p = sub.add_parser("skills")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    sub.add_parser("seed-cache")
     p = sub.add_parser("search")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", type=int, default=None, help="evaluations (default: the experiment's)")
@@ -452,7 +528,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    {"plain": stage_plain, "search": stage_search, "lm-eval-check": stage_lm_eval_check,
+    {"plain": stage_plain, "search": stage_search, "skills": stage_skills, "seed-cache": stage_seed_cache, "lm-eval-check": stage_lm_eval_check,
      "report": stage_report}[args.stage](args)
 
 
