@@ -20,6 +20,8 @@ that is rerun scores only what it has not scored yet:
   the cached zoo's experts have the SHA-256 that run scored;
 - ``lm-eval-check``: the lm-eval form of the three tasks (fitness/lm_eval/smollm2_*.yaml) and the
   native tasks on the same resident weights, item for item;
+- ``memory``: where a worker's memory goes on this model (peak RSS with the sources loaded, after
+  merging, after scoring at batch 8 and 64; fresh processes);
 - ``report``: benchmarks/results/real_model.json — every score with its binomial standard error
   and item count, margins paired over the same test items.
 
@@ -35,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +50,7 @@ WORK = ROOT / "benchmarks" / "results" / "tmp" / "real_model"
 SCORES = WORK / "scores.jsonl"
 OUT = ROOT / "benchmarks" / "results" / "real_model.json"
 BASE, A, B = "zoo:smollm2", "zoo:smollm2-math", "zoo:smollm2-words"
+PARAMS = 134_515_008
 TARGET, SKILL_A, SKILL_B = "smollm2_math_words", "smollm2_math", "smollm2_words"
 # (lambda_math, lambda_words): the words expert's format needs a large weight to show (probed on 42 items:
 # (0.5, 2) and (0.5, 3) best; lambda_math 1 or lambda_words 1 scored ~0). Raced on validation: every
@@ -221,7 +225,6 @@ def run_sampled(cmd: list[str], log: Path, stop_at: float | None) -> dict:
     """Run a command, sampling its process tree's PSS (scale_rehearsal's TreeMemory); at ``stop_at``
     (epoch seconds) it is terminated: every finished evaluation is already in the run's store."""
     import resource
-    import subprocess
 
     from scale_rehearsal import TreeMemory
 
@@ -415,6 +418,8 @@ def stage_report(args) -> None:
             s["vs_best_plain"] = paired(target[key]["items"], target[best_plain]["items"])
         out["searched"].append(s)
     out["worker"] = worker_cost([p for _, p in searches])
+    if read_part("memory"):
+        out["worker"]["memory_probes"] = read_part("memory")
     check = read_part("lm_eval_check")
     if check:
         out["lm_eval_check"] = check
@@ -482,7 +487,7 @@ def worker_cost(parts: list[dict]) -> dict:
         return {}
     scale = json.loads((ROOT / "benchmarks" / "results" / "scale.json").read_text())
     idle = scale["shapes"]["tiny"]["hf_task_arithmetic"]["peak_pss"]
-    params = 134_515_008
+    params = PARAMS
     out = {"parameters": params, "idle_baseline_peak_pss": idle,
            "idle_baseline": "scale.json's tiny shape, the same `evomerge run` command (hf, task arithmetic)",
            "runs": []}
@@ -504,6 +509,39 @@ def worker_cost(parts: list[dict]) -> dict:
     return out
 
 
+def stage_memory(args) -> None:
+    """Where a worker's memory goes on this model: peak RSS of one resident evaluator (the three
+    sources loaded), then after merging (one item scored at batch 1), then after scoring 64
+    items at batch 8 and 64 — each in a fresh process, so each peak is its own."""
+    rows = []
+    for batch, items in ((1, 1), (8, 64), (64, 64)):
+        out = subprocess.run([sys.executable, __file__, "memory-probe", "--batch", str(batch), "--items", str(items)],
+                             check=True, capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    write_part("memory", {"probes": rows, "parameters": PARAMS, "machine": machine("torch", "transformers")})
+
+
+def stage_memory_probe(args) -> None:
+    """One probe (run by ``memory``): peak RSS after loading the sources, and after one evaluation."""
+    import resource
+
+    from evomerge.evaluate.evaluator import Evaluator
+    from evomerge.runtime.pool import EvalJob, EvaluatorSpec
+
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # noqa: E731  (Linux: KiB)
+    ev = Evaluator(EvaluatorSpec((BASE, A, B), (TARGET,), "validation", "hf",
+                                 {**OPTIONS, "batch_size": args.batch, "limit": args.items}))
+    loaded = peak()
+    r = ev.evaluate(EvalJob(0, merge("task_arithmetic", 0.5, 2.5), items=(0, args.items)))
+    if r.error:
+        raise SystemExit(f"memory probe: {r.error}")
+    print(json.dumps({"batch": args.batch, "items": args.items, "peak_rss_sources_loaded": loaded,
+                      "peak_rss_after_evaluation": peak(),
+                      "evaluation_bytes_per_parameter": round((peak() - loaded) / PARAMS, 2)}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -522,6 +560,10 @@ def main() -> None:
     p.add_argument("--no-test", action="store_true", help="do not score the best trial on test")
     p = sub.add_parser("lm-eval-check")
     p.add_argument("--limit", type=int, default=42)
+    sub.add_parser("memory")
+    p = sub.add_parser("memory-probe")
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--items", type=int, required=True)
     p = sub.add_parser("report")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
@@ -529,7 +571,7 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     {"plain": stage_plain, "search": stage_search, "skills": stage_skills, "seed-cache": stage_seed_cache, "lm-eval-check": stage_lm_eval_check,
-     "report": stage_report}[args.stage](args)
+     "memory": stage_memory, "memory-probe": stage_memory_probe, "report": stage_report}[args.stage](args)
 
 
 if __name__ == "__main__":
