@@ -183,11 +183,11 @@ def stage_plain(args) -> None:
 
 
 def stage_skills(args) -> None:
-    """The searched merges, TIES and DARE-TIES on the experts' own skills (full test split)."""
+    """The searched merges, the best plain merge, TIES and DARE-TIES on the experts' own skills (full test split)."""
     s = Scorer()
     recipes = read_part("plain")["plain_recipes"]
     todo = [read_part(f"smollm2-ps-seed{seed}")["recipe"] for seed in args.seeds if read_part(f"smollm2-ps-seed{seed}")]
-    todo += [recipes["ties_default"], recipes["dare_ties_default_seed0"]]
+    todo += [recipes["task_arithmetic_best_of_grid"], recipes["ties_default"], recipes["dare_ties_default_seed0"]]
     for recipe in todo:
         s.score(recipe, (SKILL_A, SKILL_B), "test")
 
