@@ -113,8 +113,7 @@ def curve(run: Path, test: Any, cache: dict[str, float]) -> dict[str, Any]:
     trials = sorted((t for t in RunStore.open(run).trials() if t.state != "running"), key=lambda t: t.finished)
     points, scored, best = [], 0, None
     for i, t in enumerate(trials):
-        scored += sum(len(v) for r in t.rungs for v in r["item_scores"].values()) if t.rungs else \
-            sum(len(v) for v in t.item_scores.values())
+        scored += t.rung_items if t.rungs else sum(len(v) for v in t.item_scores.values())
         full = not t.fidelity or t.fidelity.get("full", True)
         if t.state == "complete" and full and (best is None or t.objectives["score"] > best["validation"]):
             key = f"{run}#{t.number}"

@@ -70,7 +70,7 @@ def run_status(info: RunInfo, trials: list[TrialRecord], now: datetime | None = 
     since = max(0.0, (now - last).total_seconds()) if last else None
     return RunStatus(info.name, info.searcher, info.budget, len(done), len(failed), len(running),
                      best, elapsed, per_hour, reasons, last, since, list(info.startup_s),
-                     sum(len(v) for t in trials for r in t.rungs for v in r["item_scores"].values()),
+                     sum(t.rung_items for t in trials),
                      info.budget_items)
 
 

@@ -31,7 +31,7 @@ from evomerge.experiment import Budget
 from evomerge.runtime.pool import EvalJob, EvaluationPool
 from evomerge.runtime.progress import RunProgress
 from evomerge.runtime.racing import RaceState, build_race
-from evomerge.runtime.records import best_trial
+from evomerge.runtime.records import best_trial, rung_items
 from evomerge.runtime.references import score_references
 from evomerge.runtime.session import Session
 from evomerge.runtime.store import RunStore, StoreError
@@ -99,7 +99,7 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
     race = _race(session)
     if max_items is not None and race is None:
         raise EvomergeError("budget.items: counts the items racing scores; this run does not race")
-    spent = sum(_rung_items(r) for t in records.values() for r in t.rungs)   # items scored so far
+    spent = sum(t.rung_items for t in records.values())                      # items scored so far
     for r in (r for t in records.values() for r in t.rungs if race is not None):
         race.learn(tuple(r["items"]), r["item_scores"])                      # the split's size, if seen
     reserved: dict[int, int] = {}                                           # rungs in flight: their cost
@@ -191,8 +191,9 @@ def run_loop(store: RunStore, session: Session, pool: EvaluationPool, budget: in
         rung = {"items": list(bounds), "item_scores": result.item_scores, "timings": result.timings,
                 "worker": result.worker}
         store.add_rung(cid, len(state.rungs) - 1, rung)
-        spent += _rung_items(rung)
-        progress.advance(_rung_items(rung) if max_items is not None else 0)
+        n = rung_items(rung)
+        spent += n
+        progress.advance(n if max_items is not None else 0)
         dispatch(cid)
 
     def finish(result: EvalResult, state: RaceState | None = None, cut: bool = False) -> None:
@@ -273,11 +274,6 @@ def _race(session: Session) -> Any:
     if exp.racing is None:
         return None
     return build_race(exp.racing, exp.fitness.tasks, exp.fitness.objectives, exp.fitness.options.get("limit"))
-
-
-def _rung_items(rung: dict[str, Any]) -> int:
-    """Items a stored rung scored, over all tasks."""
-    return sum(len(v) for v in rung["item_scores"].values())
 
 
 def _raced_result(cid: int, state: RaceState) -> EvalResult:

@@ -25,6 +25,12 @@ from typing import Any
 from evomerge.errors import ConfigError
 
 
+def came_back_short(bounds: tuple[int, int], item_scores: dict[str, list[float]]) -> bool:
+    """Whether a rung scored fewer items than it asked for on every task: the split ended inside it."""
+    a, b = int(bounds[0]), int(bounds[1])
+    return all(len(v) < b - a for v in item_scores.values())
+
+
 @dataclass
 class RaceState:
     """One candidate's race so far: the rungs scored and their item scores per task."""
@@ -44,7 +50,7 @@ class RaceState:
         for k, v in timings.items():
             self.timings[k] = self.timings.get(k, 0.0) + float(v)
         self.worker = worker or self.worker
-        self.exhausted = self.exhausted or all(len(v) < b - a for v in item_scores.values())
+        self.exhausted = self.exhausted or came_back_short((a, b), item_scores)
 
     @property
     def scored(self) -> int:
@@ -76,9 +82,8 @@ class Race:
 
     def learn(self, bounds: tuple[int, int], item_scores: dict[str, list[float]]) -> None:
         """Note the split's size when a rung comes back short for every task."""
-        a, b = int(bounds[0]), int(bounds[1])
-        if item_scores and all(len(v) < b - a for v in item_scores.values()):
-            size = a + max(len(v) for v in item_scores.values())
+        if item_scores and came_back_short(bounds, item_scores):
+            size = int(bounds[0]) + max(len(v) for v in item_scores.values())
             self.size = size if self.size is None else min(self.size, size)
 
     def bound(self, k: int) -> int:

@@ -27,6 +27,16 @@ class TrialRecord:
     fidelity: dict[str, Any] = field(default_factory=dict)   # raced: {"items", "of", "rungs"}
     rungs: list[dict[str, Any]] = field(default_factory=list)  # raced: each rung as stored
 
+    @property
+    def rung_items(self) -> int:
+        """Items its stored rungs scored, over all tasks (0 when it was not raced)."""
+        return sum(rung_items(r) for r in self.rungs)
+
+
+def rung_items(rung: dict[str, Any]) -> int:
+    """Items one stored rung scored, over all tasks: what an item budget counts."""
+    return sum(len(v) for v in rung["item_scores"].values())
+
 
 @dataclass
 class RunInfo:
