@@ -11,6 +11,7 @@ import math
 import random
 import torch
 
+from evomerge.layers import layer_index, split_layer_name
 from evomerge.zoo.mixes import MIXES, sample_docs
 from evomerge.zoo.stages import Schedule
 from evomerge.zoo.vocab import BOS, EOS, PAD, vocabulary
@@ -113,24 +114,22 @@ def train_stacked(model, below, mix_name: str, schedule: Schedule, seed: int, lo
     config = model_config()
     config.num_hidden_layers = 2 * n
     stack = LlamaForCausalLM(config)
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("model.embed_tokens.")}
-    for k in list(own):
-        if k.startswith("model.layers."):
-            i, rest = k[len("model.layers."):].split(".", 1)
-            own[f"model.layers.{int(i) + n}.{rest}"] = own.pop(k)
+    own = {_shift_layer(k, n): v for k, v in model.state_dict().items() if not k.startswith("model.embed_tokens.")}
     low = {k: v for k, v in below.state_dict().items() if k.startswith(("model.embed_tokens.", "model.layers."))}
     stack.load_state_dict(low | own, strict=True)
     losses = train(stack, mix_name, replace(schedule, train_top=n), seed, log)
     trained = stack.state_dict()
     back = {k: trained[k] for k in ("model.norm.weight", "lm_head.weight")}
-    for k, v in trained.items():
-        if k.startswith("model.layers."):
-            i, rest = k[len("model.layers."):].split(".", 1)
-            if int(i) >= n:
-                back[f"model.layers.{int(i) - n}.{rest}"] = v
+    back |= {_shift_layer(k, -n): v for k, v in trained.items() if (layer_index(k) or 0) >= n}
     result = model.load_state_dict(back, strict=False)
     assert not result.unexpected_keys and set(result.missing_keys) == {"model.embed_tokens.weight"}, result
     return losses
+
+
+def _shift_layer(name: str, by: int) -> str:
+    """A tensor name moved ``by`` layers (names outside the numbered layers stay)."""
+    parts = split_layer_name(name)
+    return name if parts is None else f"{parts[0]}{parts[1] + by}.{parts[2]}"
 
 
 def _frozen(model, train_top: int | None) -> list[torch.nn.Parameter]:
